@@ -17,3 +17,8 @@
 
 pub mod error;
 pub use error::{Error, Result};
+pub mod autograd;
+pub mod rng;
+pub mod tensor;
+pub use autograd::{ParamId, Params, Tape, Var};
+pub use tensor::{DType, Tensor};

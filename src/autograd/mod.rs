@@ -1,0 +1,27 @@
+//! A minimal reverse-mode autograd.
+//!
+//! - [`Tape`] records ops on [`Var`]s; [`Tape::backward`] walks them in reverse.
+//! - [`Params`] holds named parameters and their accumulated gradients across tapes.
+//! - One file per op family, each holding that family's forward AND backward.
+//! - [`GradCheck`] checks any op against central finite differences.
+//!
+//! Typical step:
+//! ```ignore
+//! let mut tape = Tape::new();
+//! let loss = model.loss(&mut tape, &params, &batch)?;
+//! let grads = tape.backward(loss)?;
+//! drop(tape);                  // release the tape's references to the weights
+//! params.accumulate(&grads)?;  // grads of several micro-batches add up
+//! optimizer.step(&mut params)?;
+//! params.zero_grad();
+//! ```
+
+mod elementwise;
+mod gradcheck;
+mod params;
+mod tape;
+
+pub use elementwise::{erf, gelu, sigmoid, silu};
+pub use gradcheck::GradCheck;
+pub use params::{ParamId, Params};
+pub use tape::{BackwardFn, Grads, Tape, Var};
