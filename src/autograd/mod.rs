@@ -16,9 +16,19 @@
 //! params.zero_grad();
 //! ```
 
+mod attention;
+mod dropout;
 mod elementwise;
+mod embedding;
 mod gradcheck;
+mod linalg;
+mod loss;
+mod norm;
 mod params;
+mod reduce;
+mod rope;
+mod shape;
+mod softmax;
 mod tape;
 
 pub use elementwise::{erf, gelu, sigmoid, silu};
