@@ -22,3 +22,4 @@ pub mod rng;
 pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
 pub use tensor::{DType, Tensor};
+pub mod ilrec;
