@@ -105,6 +105,23 @@ impl Dataset {
         self.sequences.iter().map(Vec::len).sum()
     }
 
+    /// Titles made distinct for title mode (where an item is its title's tokens, and the item
+    /// trie refuses two items with one sequence): a title shared by several items gets
+    /// " [raw_id]" appended on each of them. Unique titles are unchanged.
+    pub fn unique_titles(&self) -> Vec<String> {
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for item in &self.items {
+            *uses.entry(item.title.as_str()).or_insert(0) += 1;
+        }
+        self.items
+            .iter()
+            .map(|item| match uses[item.title.as_str()] {
+                1 => item.title.clone(),
+                _ => format!("{} [{}]", item.title, item.raw_id),
+            })
+            .collect()
+    }
+
     /// Pre-processes raw rows: dedup (keep each user's earliest interaction with an item),
     /// iterative k-core (`kcore = 0`: off), chronological order, dense ids.
     pub fn from_raw(name: &str, format: Format, raw: RawData, kcore: usize) -> Result<Dataset> {

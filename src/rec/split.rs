@@ -40,7 +40,8 @@ pub struct Split {
 /// The default history length (LC-Rec).
 pub const DEFAULT_MAX_HISTORY: usize = 20;
 
-/// Leave-one-out split of every user's sequence; `max_history >= 1`.
+/// Leave-one-out split of every user's sequence; `max_history >= 1`. An empty split (no user
+/// with 3 interactions) is an error naming the interaction file.
 pub fn leave_one_out(dataset: &Dataset, max_history: usize) -> Result<Split> {
     if max_history == 0 {
         return Err(Error::config(
@@ -66,6 +67,17 @@ pub fn leave_one_out(dataset: &Dataset, max_history: usize) -> Result<Split> {
         }
         split.valid.push(sample(user, seq, n - 2, max_history));
         split.test.push(sample(user, seq, n - 1, max_history));
+    }
+    if split.test.is_empty() {
+        return Err(Error::format(
+            &dataset.interactions_path,
+            format!(
+                "no user has the 3 interactions a leave-one-out split needs ({} users, {} \
+                 interactions after filtering)",
+                dataset.num_users(),
+                dataset.num_interactions()
+            ),
+        ));
     }
     Ok(split)
 }

@@ -29,7 +29,7 @@ struct Node {
     items_len: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ItemTrie {
     eos: u32,
     nodes: Vec<Node>,
@@ -152,6 +152,18 @@ impl ItemTrie {
     /// Item `item`'s token sequence, EOS included (the response ids of a training example).
     pub fn item_seq(&self, item: u32) -> &[u32] {
         &self.seq_tokens[self.seq_offsets[item as usize]..self.seq_offsets[item as usize + 1]]
+    }
+}
+
+/// A summary: the arrays are far too long to print.
+impl std::fmt::Debug for ItemTrie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemTrie")
+            .field("items", &self.num_items())
+            .field("nodes", &self.num_nodes())
+            .field("tokens", &self.seq_tokens.len())
+            .field("eos", &self.eos)
+            .finish()
     }
 }
 
