@@ -17,6 +17,7 @@
 
 use crate::{Error, Result};
 use std::collections::VecDeque;
+use std::ops::Range;
 
 /// Index of a node; the root is [`ItemTrie::root`].
 pub type NodeId = u32;
@@ -27,6 +28,15 @@ struct Node {
     children_len: u32,
     items_start: u32,
     items_len: u32,
+}
+
+impl Node {
+    fn item_range(&self) -> Range<usize> {
+        self.items_start as usize..(self.items_start + self.items_len) as usize
+    }
+    fn child_range(&self) -> Range<usize> {
+        self.children_start as usize..(self.children_start + self.children_len) as usize
+    }
 }
 
 #[derive(Clone)]
@@ -84,8 +94,7 @@ impl ItemTrie {
 
     /// `(token, child)` pairs of `node`, sorted by token.
     pub fn children(&self, node: NodeId) -> &[(u32, NodeId)] {
-        let n = &self.nodes[node as usize];
-        &self.children[n.children_start as usize..(n.children_start + n.children_len) as usize]
+        &self.children[self.nodes[node as usize].child_range()]
     }
 
     /// The child of `node` along `token`, if any.
@@ -98,14 +107,12 @@ impl ItemTrie {
 
     /// The items below `node`, in DFS order (lexicographic order of their sequences).
     pub fn items(&self, node: NodeId) -> &[u32] {
-        let n = &self.nodes[node as usize];
-        &self.items_dfs[n.items_start as usize..(n.items_start + n.items_len) as usize]
+        &self.items_dfs[self.nodes[node as usize].item_range()]
     }
 
     /// Where `items(node)` lies in [`Self::items_dfs`] (handy for prefix sums over DFS order).
-    pub fn item_range(&self, node: NodeId) -> std::ops::Range<usize> {
-        let n = &self.nodes[node as usize];
-        n.items_start as usize..(n.items_start + n.items_len) as usize
+    pub fn item_range(&self, node: NodeId) -> Range<usize> {
+        self.nodes[node as usize].item_range()
     }
 
     /// All item ids in DFS order.
@@ -211,8 +218,7 @@ fn build_nodes<'a>(
     // (node, depth) to expand; the node's item range is in `nodes`.
     let mut queue = VecDeque::from([(0 as NodeId, 0usize)]);
     while let Some((node, depth)) = queue.pop_front() {
-        let range = nodes[node as usize].items_start as usize
-            ..(nodes[node as usize].items_start + nodes[node as usize].items_len) as usize;
+        let range = nodes[node as usize].item_range();
         // A range of one item whose sequence is used up is a leaf (its EOS was the last token).
         if range.len() == 1 && seq(items_dfs[range.start]).len() == depth {
             continue;
