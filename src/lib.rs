@@ -23,3 +23,4 @@ pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
 pub use tensor::{DType, Tensor};
 pub mod ilrec;
+pub mod rec;
