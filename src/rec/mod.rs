@@ -10,6 +10,7 @@
 //! `dataset.rs` (types, detection, assembly), `preprocess.rs` (dedup, k-core), `split.rs`,
 //! `prompt.rs`, `trie.rs`, `metrics.rs`, `popularity.rs`.
 
+pub mod beam;
 pub mod csv;
 pub mod dataset;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod recbole;
 pub mod split;
 pub mod trie;
 
+pub use beam::{beam_search, PrefixScorer, ScoredItem};
 pub use dataset::{load_dataset, Dataset, Format, Interaction, Item, LoadOptions, RawData};
 pub use metrics::{rank_of, MetricsMean, RankingMetrics, KS};
 pub use popularity::Popularity;
