@@ -17,3 +17,6 @@
 
 pub mod error;
 pub use error::{Error, Result};
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
