@@ -116,6 +116,13 @@ mod gpu {
     }
 }
 
+/// Prints a skip reason where CI logs show it: libtest captures `println!`/`eprintln!` of passing
+/// tests, but not writes to the stderr handle itself.
+fn skip_note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Runs `$body` (a block that may use `?` on `ilrec::Result` and the device `$dev`) when this
 /// test binary was built with feature `cuda` and a GPU is present; otherwise prints
 /// `skipped CUDA parity for <op>: <reason>`. Without the feature the body is compiled out.
@@ -130,13 +137,13 @@ macro_rules! on_cuda {
                 };
                 run().unwrap_or_else(|e| panic!("{}: CUDA failed: {e}", $op));
             }
-            Err(why) => println!("skipped CUDA parity for {}: {why}", $op),
+            Err(why) => skip_note(&format!("skipped CUDA parity for {}: {why}", $op)),
         }
         #[cfg(not(feature = "cuda"))]
-        println!(
+        skip_note(&format!(
             "skipped CUDA parity for {}: built without feature `cuda`",
             $op
-        );
+        ));
     }};
 }
 
