@@ -55,8 +55,8 @@ pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
 /// `hf[h, half, i, :] = gguf[h, i, half, :]`. `rows_gguf` is [n_heads * head_dim, cols]
 /// row-major; `n_heads` is the query head count for q and the KV head count for k.
 pub fn unpermute_qk_rows(rows_gguf: &[f32], n_heads: usize, cols: usize) -> Result<Vec<f32>> {
-    let rows = if cols == 0 { 0 } else { rows_gguf.len() / cols };
-    if n_heads == 0 || rows * cols != rows_gguf.len() || rows % (2 * n_heads) != 0 {
+    let rows = rows_gguf.len().checked_div(cols).unwrap_or(0);
+    if n_heads == 0 || rows * cols != rows_gguf.len() || !rows.is_multiple_of(2 * n_heads) {
         return Err(Error::shape(
             "unpermute_qk_rows",
             format!(
@@ -218,7 +218,7 @@ pub fn hf_tensors(gguf: &GgufFile) -> Result<Vec<HfTensor>> {
     let hp = llama_hparams(gguf)?;
     let mut out = Vec::with_capacity(gguf.tensors().len());
     for info in gguf.tensors() {
-        // rope_freqs holds llama3-style frequency factors; plain Llama files do not carry it.
+        // Unknown names (e.g. llama3's rope_freqs.weight) would need model changes: refuse them.
         let hf_name = hf_tensor_name(&info.name).ok_or_else(|| {
             Error::format(
                 gguf.path(),

@@ -134,7 +134,9 @@ impl GgmlType {
 /// this function is public).
 pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f32>> {
     let (block_elems, block_bytes) = ty.block_layout();
-    if n_elements % block_elems != 0 || bytes.len() != n_elements / block_elems * block_bytes {
+    if !n_elements.is_multiple_of(block_elems)
+        || bytes.len() != n_elements / block_elems * block_bytes
+    {
         return Err(Error::shape(
             "dequantize",
             format!(
