@@ -137,6 +137,8 @@ fn write_safetensors(path: &Path, tensors: &[HfTensor], dtype: OutDtype) -> Resu
             .map(|(_, _, v)| v.iter().map(|&x| half::bf16::from_f32(x)).collect())
             .collect(),
     };
+    // bytemuck casts keep host byte order; safetensors is little-endian, like every target we
+    // build for (x86-64, aarch64).
     let mut views = Vec::with_capacity(tensors.len());
     for (i, (name, shape, values)) in tensors.iter().enumerate() {
         let view = match dtype {
