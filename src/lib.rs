@@ -27,3 +27,4 @@ pub mod rec;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod model;
