@@ -10,7 +10,7 @@
 //!   saved log-sum-exp straight into the gradient buffer: the gradient is the only full-size
 //!   allocation, and no log-softmax node is ever materialised.
 
-use super::softmax::log_sum_exp;
+use super::softmax::{exp, log_sum_exp};
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -95,7 +95,7 @@ impl Tape {
                         continue;
                     }
                     for (d, &v) in drow.iter_mut().zip(row) {
-                        *d = scale * (v - l).exp();
+                        *d = scale * exp(v - l);
                     }
                     drow[t as usize] -= scale;
                 }
