@@ -43,6 +43,12 @@ fn count_targets(targets: &[i64], rows: usize, vocab: usize) -> Result<usize> {
         }
         count += 1;
     }
+    if rows == 0 {
+        return Err(Error::shape(
+            "cross_entropy",
+            "logits have no rows: the mean loss over zero rows is undefined",
+        ));
+    }
     if count == 0 {
         return Err(Error::config(
             format!("cross_entropy: all {rows} targets are {IGNORE_INDEX} (ignored), so the mean loss over them is undefined"),
