@@ -18,6 +18,7 @@
 pub mod error;
 pub use error::{Error, Result};
 pub mod autograd;
+pub mod cpu;
 pub mod rng;
 pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
