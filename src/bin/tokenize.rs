@@ -7,8 +7,8 @@
 //!   order, ids after the file's largest), as in the fixture cases. A bad line gets
 //!   {"error": "..."} on stdout (so output lines stay aligned with input lines), a message naming
 //!   its line number on stderr, and the run exits with status 1 at the end.
-//! cargo run --release --bin tokenize -- --tokenizer PATH --bench TEXT_FILE [--runs N]
-//!     encodes the whole file N times (fresh tokenizer each run, so the word cache starts cold)
+//! cargo run --release --bin tokenize -- --tokenizer PATH --bench TEXT_FILE [--runs N] [--per-line]
+//!     encodes the whole file (or each line apart) N times (fresh tokenizer each run, so the word cache starts cold)
 //!     and prints the median throughput in MB/s.
 
 use std::io::{BufRead, BufWriter, Write};
@@ -24,11 +24,12 @@ struct Args {
     decode: bool,
     skip_special: bool,
     bench: Option<String>,
+    per_line: bool,
     runs: usize,
 }
 
 const USAGE: &str = "usage: tokenize --tokenizer PATH/tokenizer.json [--decode [--skip-special]] \
-                     | --tokenizer PATH --bench TEXT_FILE [--runs N]";
+                     | --tokenizer PATH --bench TEXT_FILE [--runs N] [--per-line]";
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
@@ -36,6 +37,7 @@ fn parse_args() -> Result<Args> {
         decode: false,
         skip_special: false,
         bench: None,
+        per_line: false,
         runs: 5,
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Args> {
             "--decode" => args.decode = true,
             "--skip-special" => args.skip_special = true,
             "--bench" => args.bench = Some(value("--bench")?),
+            "--per-line" => args.per_line = true,
             "--runs" => {
                 let runs = value("--runs")?;
                 args.runs = runs.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -86,7 +89,7 @@ fn run(args: Args) -> Result<bool> {
         .map_err(|e| Error::format(&args.tokenizer, format!("not valid JSON: {e}")))?;
     let base = Tokenizer::from_json(&json, &args.tokenizer)?;
     if let Some(path) = &args.bench {
-        bench(&json, &args.tokenizer, path, args.runs)?;
+        bench(&json, &args.tokenizer, path, args.runs, args.per_line)?;
         return Ok(true);
     }
     let stdin = std::io::stdin();
@@ -178,15 +181,20 @@ impl LineProcessor<'_> {
     }
 }
 
-/// Encode throughput on a text file: median over `runs`, each on a fresh tokenizer.
-fn bench(json: &Value, origin: &str, path: &str, runs: usize) -> Result<()> {
+/// Encode throughput on a text file: median over `runs`, each on a fresh tokenizer. The whole
+/// file is one encode call, or (`per_line`) one call per line.
+fn bench(json: &Value, origin: &str, path: &str, runs: usize, per_line: bool) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut seconds = Vec::with_capacity(runs);
     let mut tokens = 0;
     for _ in 0..runs {
         let tokenizer = Tokenizer::from_json(json, origin)?;
         let start = Instant::now();
-        tokens = tokenizer.encode(&text).len();
+        tokens = if per_line {
+            text.lines().map(|line| tokenizer.encode(line).len()).sum()
+        } else {
+            tokenizer.encode(&text).len()
+        };
         seconds.push(start.elapsed().as_secs_f64());
     }
     seconds.sort_by(f64::total_cmp);
