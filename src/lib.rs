@@ -25,6 +25,7 @@ pub mod model;
 pub mod rec;
 pub mod rng;
 pub mod tensor;
+pub mod tokenizer;
 
 pub use autograd::{ParamId, Params, Tape, Var};
 pub use error::{Error, Result};
