@@ -14,6 +14,7 @@
 //! - [`cf`]         SASRec, the collaborative-filtering reward model
 //! - [`sid`]        RQ-VAE semantic item IDs
 //! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the trainer
+//! - [`report`]     progress bars, the JSON-lines run log, SVG plots, the results table
 
 pub mod autograd;
 pub mod cpu;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod ilrec;
 pub mod model;
 pub mod rec;
+pub mod report;
 pub mod rng;
 pub mod tensor;
 pub mod tokenizer;

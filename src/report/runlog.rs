@@ -1,0 +1,124 @@
+//! The training log: one JSON object per line (`log.jsonl`), appended as training goes, so a
+//! killed run leaves a readable log and `--resume` can continue it.
+//!
+//! A line is whatever the caller puts in it (the trainer writes stage, step, loss terms,
+//! negatives per position, lr, grad norm, tokens/s). Resuming truncates the log to the lines
+//! written up to the checkpoint, so the resumed run's log equals an uninterrupted run's.
+
+use crate::{Error, Result};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// An append-only JSON-lines file plus the records kept in memory (for the plots).
+pub struct RunLog {
+    path: PathBuf,
+    records: Vec<Value>,
+}
+
+impl RunLog {
+    /// Starts a new, empty log at `path` (an existing file is replaced).
+    pub fn create(path: &Path) -> Result<RunLog> {
+        std::fs::write(path, "").map_err(|e| Error::io(path, e))?;
+        Ok(RunLog {
+            path: path.to_path_buf(),
+            records: Vec::new(),
+        })
+    }
+
+    /// Reopens the log of a killed run keeping only its first `keep` records (those the
+    /// checkpoint covers); later lines are dropped from the file too.
+    pub fn resume(path: &Path, keep: usize) -> Result<RunLog> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate().take(keep) {
+            let value: Value = serde_json::from_str(line)
+                .map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))?;
+            records.push(value);
+        }
+        if records.len() < keep {
+            return Err(Error::format(
+                path,
+                format!(
+                    "the checkpoint covers {keep} log lines but the log has {}",
+                    records.len()
+                ),
+            ));
+        }
+        let mut log = RunLog {
+            path: path.to_path_buf(),
+            records,
+        };
+        log.rewrite()?;
+        Ok(log)
+    }
+
+    /// Appends one record to the file and to memory.
+    pub fn append(&mut self, record: Value) -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
+        writeln!(file, "{record}").map_err(|e| Error::io(&self.path, e))?;
+        self.records.push(record);
+        Ok(())
+    }
+
+    pub fn records(&self) -> &[Value] {
+        &self.records
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// `(x, y)` points of the records whose `filter_key` equals `filter_value`, with x and y read
+    /// from the named numeric fields (records missing either are skipped).
+    pub fn series(&self, filter: (&str, &str), x: &str, y: &str) -> Vec<(f64, f64)> {
+        self.records
+            .iter()
+            .filter(|r| r.get(filter.0).and_then(Value::as_str) == Some(filter.1))
+            .filter_map(|r| Some((r.get(x)?.as_f64()?, r.get(y)?.as_f64()?)))
+            .collect()
+    }
+
+    fn rewrite(&mut self) -> Result<()> {
+        let mut text = String::new();
+        for r in &self.records {
+            text.push_str(&r.to_string());
+            text.push('\n');
+        }
+        std::fs::write(&self.path, text).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn append_then_resume_truncates_to_the_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("ilrec-runlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.jsonl");
+        let mut log = RunLog::create(&path).unwrap();
+        for step in 0..5 {
+            log.append(json!({"stage": "sft", "step": step, "loss": 5.0 - step as f64}))
+                .unwrap();
+        }
+        let resumed = RunLog::resume(&path, 3).unwrap();
+        assert_eq!(resumed.len(), 3);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        assert_eq!(
+            resumed.series(("stage", "sft"), "step", "loss"),
+            vec![(0.0, 5.0), (1.0, 4.0), (2.0, 3.0)]
+        );
+        assert!(RunLog::resume(&path, 4).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
