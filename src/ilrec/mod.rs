@@ -6,6 +6,8 @@
 
 pub mod loss;
 pub mod negatives;
+pub mod schedule;
+pub mod trainer;
 
 pub use loss::{ItemVocab, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
 pub use negatives::{

@@ -13,6 +13,8 @@
 pub mod beam;
 pub mod csv;
 pub mod dataset;
+pub mod decode;
+pub mod eval;
 pub mod metrics;
 pub mod movielens;
 pub mod popularity;
@@ -21,6 +23,7 @@ pub mod prompt;
 pub mod recbole;
 pub mod split;
 pub mod trie;
+pub mod vocab_map;
 
 pub use beam::{beam_search, PrefixScorer, ScoredItem};
 pub use dataset::{load_dataset, Dataset, Format, Interaction, Item, LoadOptions, RawData};

@@ -26,31 +26,34 @@ impl RunLog {
         })
     }
 
-    /// Reopens the log of a killed run keeping only its first `keep` records (those the
-    /// checkpoint covers); later lines are dropped from the file too.
-    pub fn resume(path: &Path, keep: usize) -> Result<RunLog> {
+    /// Reopens the log of a killed run with every record it holds.
+    pub fn open(path: &Path) -> Result<RunLog> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut records = Vec::new();
-        for (i, line) in text.lines().enumerate().take(keep) {
+        for (i, line) in text.lines().enumerate() {
             let value: Value = serde_json::from_str(line)
                 .map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))?;
             records.push(value);
         }
-        if records.len() < keep {
+        Ok(RunLog {
+            path: path.to_path_buf(),
+            records,
+        })
+    }
+
+    /// Keeps only the first `keep` records (those a checkpoint covers), in memory and on disk.
+    pub fn truncate(&mut self, keep: usize) -> Result<()> {
+        if self.records.len() < keep {
             return Err(Error::format(
-                path,
+                &self.path,
                 format!(
                     "the checkpoint covers {keep} log lines but the log has {}",
-                    records.len()
+                    self.records.len()
                 ),
             ));
         }
-        let mut log = RunLog {
-            path: path.to_path_buf(),
-            records,
-        };
-        log.rewrite()?;
-        Ok(log)
+        self.records.truncate(keep);
+        self.rewrite()
     }
 
     /// Appends one record to the file and to memory.
@@ -111,14 +114,16 @@ mod tests {
             log.append(json!({"stage": "sft", "step": step, "loss": 5.0 - step as f64}))
                 .unwrap();
         }
-        let resumed = RunLog::resume(&path, 3).unwrap();
+        let mut resumed = RunLog::open(&path).unwrap();
+        assert_eq!(resumed.len(), 5);
+        resumed.truncate(3).unwrap();
         assert_eq!(resumed.len(), 3);
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
         assert_eq!(
             resumed.series(("stage", "sft"), "step", "loss"),
             vec![(0.0, 5.0), (1.0, 4.0), (2.0, 3.0)]
         );
-        assert!(RunLog::resume(&path, 4).is_err());
+        assert!(resumed.truncate(4).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,437 @@
+//! One training step of the LLM on a batch, for SFT and for ILRec (ILREC.md sections 5-6), and
+//! the loop that runs a stage of such steps with logging and resumable checkpoints.
+//!
+//! A step, for a batch of (prompt, response) examples (response = the target item's sequence in
+//! the item trie: its tokens then EOS):
+//! 1. forward with logits only at the response rows (the positions that predict a response
+//!    token), so the full-vocabulary head never runs on prompt positions;
+//! 2. the logit lens z^l = W N(h^l) of each lens layer l in S, again only at those rows;
+//! 3. per row: the candidate set C = trie children of the ground-truth prefix (at the last
+//!    position that is the EOS child), self-hard negatives from the lens ensemble, and the CF
+//!    token rewards of K_t = N_t + {y} from SASRec's p_CF(item | the sample's history);
+//! 4. the fused objective (CPO + CRR + CPD), backward, gradients accumulated into the params.
+//!
+//! SFT is the same path with no lens layers and alpha = lambda = mu = 0: no negatives are
+//! searched and the objective is exactly the mean cross-entropy over response tokens.
+
+use super::loss::{ItemVocab, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
+use super::negatives::{crr_tokens, ensemble_logits, self_hard_negatives, Candidates, Ensemble};
+use super::schedule::Schedule;
+use crate::autograd::{Params, Tape};
+use crate::cf::{token_log_rewards, SasRec};
+use crate::model::llama::{BatchInput, Llama};
+use crate::model::weights::{save_params, SafetensorsFile};
+use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, CosineSchedule};
+use crate::rec::ItemTrie;
+use crate::report::{Progress, RunLog};
+use crate::rng::Rng;
+use crate::{Error, Result, Var};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One training example in model token ids.
+#[derive(Clone, Debug)]
+pub struct TrainExample {
+    /// The prompt's ids (ends with `### Response:`).
+    pub prompt: Vec<u32>,
+    /// The target item (dataset id); its response is `trie.item_seq(target)`.
+    pub target: u32,
+    /// The sample's history (dataset ids), for SASRec's p_CF.
+    pub history: Vec<u32>,
+}
+
+/// What the objective of a step is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepConfig {
+    pub weights: ObjectiveWeights,
+    /// S: blocks whose logit lens proposes negatives (1..=L); empty = SFT.
+    pub lens_layers: Vec<usize>,
+    pub margin: f32,
+    pub tau: f32,
+    pub ensemble: Ensemble,
+}
+
+impl StepConfig {
+    /// Plain SFT: cross-entropy on the response tokens.
+    pub fn sft() -> StepConfig {
+        StepConfig {
+            weights: ObjectiveWeights {
+                alpha: 0.0,
+                lambda: 0.0,
+                mu: 0.0,
+                tau_r: 1.0,
+            },
+            lens_layers: Vec::new(),
+            margin: 0.0,
+            tau: 1.0,
+            ensemble: Ensemble::Mean,
+        }
+    }
+
+    fn is_sft(&self) -> bool {
+        self.lens_layers.is_empty()
+    }
+}
+
+/// Loss terms and sizes of one step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepOutcome {
+    pub terms: ObjectiveTerms,
+    /// Input tokens (prompt + response, no padding) in the batch.
+    pub tokens: usize,
+}
+
+/// Forward + objective + backward on one batch; gradients are left in `model.params`
+/// (previous gradients are cleared first). `cf` is needed when lambda > 0.
+pub fn compute_gradients(
+    model: &mut Llama,
+    batch: &[&TrainExample],
+    trie: &ItemTrie,
+    cf: Option<&SasRec>,
+    cfg: &StepConfig,
+) -> Result<StepOutcome> {
+    let responses: Vec<&[u32]> = batch.iter().map(|ex| trie.item_seq(ex.target)).collect();
+    let sequences: Vec<Vec<u32>> = batch
+        .iter()
+        .zip(&responses)
+        .map(|(ex, resp)| [ex.prompt.as_slice(), resp].concat())
+        .collect();
+    let tokens = sequences.iter().map(Vec::len).sum();
+    let input = BatchInput::right_padded(&sequences, trie.eos());
+    // Flat row b*T + t predicts token t+1: the response rows are resp_start-1 .. len-2.
+    let mut rows = Vec::new();
+    let mut owners = Vec::new(); // (example, response index) of each row
+    for (b, ex) in batch.iter().enumerate() {
+        if ex.prompt.is_empty() {
+            return Err(Error::config(
+                "a training prompt is empty",
+                "prompts hold the instruction",
+            ));
+        }
+        for j in 0..responses[b].len() {
+            rows.push(b * input.seq + ex.prompt.len() + j - 1);
+            owners.push((b, j));
+        }
+    }
+
+    let mut tape = Tape::new();
+    let out = model.forward(&mut tape, &input, Some(&rows))?;
+    let num_layers = model.config.num_hidden_layers;
+    let lens: Vec<Var> = cfg
+        .lens_layers
+        .iter()
+        .map(|&l| match l == num_layers {
+            true => Ok(out.logits), // the final layer's lens is the logits themselves
+            false => model.lens(&mut tape, &out, l, Some(&rows)),
+        })
+        .collect::<Result<_>>()?;
+
+    let positions = response_positions(
+        &tape, out.logits, &lens, &owners, &responses, batch, trie, cf, cfg,
+    )?;
+    // CPD only where it can act: with mu = 0 the lens rows are needed for negatives only.
+    let (loss, terms) =
+        tape.ilrec_objective(out.logits, &lens, &positions, ItemVocab::All, &cfg.weights)?;
+    let grads = tape.backward(loss)?;
+    model.params.zero_grad();
+    model.params.accumulate(&grads)?;
+    Ok(StepOutcome { terms, tokens })
+}
+
+/// The per-row inputs of the objective: target, negatives, CF rewards, item/EOS flag.
+#[allow(clippy::too_many_arguments)]
+fn response_positions(
+    tape: &Tape,
+    logits: Var,
+    lens: &[Var],
+    owners: &[(usize, usize)],
+    responses: &[&[u32]],
+    batch: &[&TrainExample],
+    trie: &ItemTrie,
+    cf: Option<&SasRec>,
+    cfg: &StepConfig,
+) -> Result<Vec<ResponsePosition>> {
+    let z = tape.value(logits).data()?; // (rows, V)
+    let vocab = tape.shape(logits)[1];
+    let lens_vals: Vec<&[f32]> = lens
+        .iter()
+        .map(|&l| tape.value(l).data())
+        .collect::<Result<_>>()?;
+    let mut positions = Vec::with_capacity(owners.len());
+    for (r, &(b, j)) in owners.iter().enumerate() {
+        let response = responses[b];
+        let target = response[j];
+        let mut pos = ResponsePosition {
+            target,
+            item_position: j + 1 < response.len(),
+            ..Default::default()
+        };
+        if !cfg.is_sft() {
+            let node = trie.walk(&response[..j]).ok_or_else(|| {
+                Error::config(
+                    "a response is not a path of the item trie",
+                    "responses are trie.item_seq(target)",
+                )
+            })?;
+            let candidates: Vec<u32> = trie.children(node).iter().map(|&(t, _)| t).collect();
+            let rows: Vec<&[f32]> = lens_vals
+                .iter()
+                .map(|l| &l[r * vocab..(r + 1) * vocab])
+                .collect();
+            let z_m = ensemble_logits(&rows, cfg.ensemble)?;
+            let z_y = z[r * vocab + target as usize];
+            pos.negatives = self_hard_negatives(
+                z_y,
+                &z_m,
+                target,
+                Candidates::Tokens(&candidates),
+                cfg.margin,
+                cfg.tau,
+            )?;
+        }
+        positions.push(pos);
+    }
+    if cfg.weights.lambda > 0.0 && positions.iter().any(|p| !p.negatives.is_empty()) {
+        let cf = cf.ok_or_else(|| {
+            Error::config(
+                "lambda > 0 needs the CF model",
+                "train SASRec first or pass --lambda 0",
+            )
+        })?;
+        let histories: Vec<&[u32]> = batch.iter().map(|ex| ex.history.as_slice()).collect();
+        let p_cf = cf.probabilities(&histories)?; // (B, num_items)
+        let p_cf = p_cf.data()?;
+        let n_items = trie.num_items();
+        for (pos, &(b, j)) in positions.iter_mut().zip(owners) {
+            if pos.negatives.is_empty() {
+                continue;
+            }
+            let k = crr_tokens(&pos.negatives, pos.target);
+            let p_row = &p_cf[b * n_items..(b + 1) * n_items];
+            pos.crr_log_rewards = token_log_rewards(trie, &responses[b][..j], &k, p_row)?;
+        }
+    }
+    Ok(positions)
+}
+
+/// Everything a stage of training needs besides the model.
+#[derive(Clone, Debug)]
+pub struct StageConfig {
+    /// `warmup`, `sft`, `ilrec`, ... (log field and checkpoint folder name).
+    pub name: String,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f32,
+    /// Linear lr warm-up steps, then cosine decay to lr / 10.
+    pub warmup_steps: usize,
+    pub clip_norm: f32,
+    pub weight_decay: f32,
+    pub schedule: Schedule,
+    pub step: StepConfig,
+    /// Seeds the order of the training examples (the same seed gives the same batches).
+    pub order_seed: u64,
+    /// Save a resumable checkpoint every this many steps (and at the end); 0 = only at the end.
+    pub checkpoint_every: usize,
+    /// Steps after which `validate` runs (the end is always included).
+    pub validate_at: Vec<usize>,
+}
+
+/// The batches of a stage: example indices, epoch after epoch of seeded shuffles, cut into
+/// `steps` batches of `batch`. A function of its arguments only, so a resumed stage sees exactly
+/// the batches an uninterrupted one would.
+pub fn batch_order(num_examples: usize, steps: usize, batch: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = Rng::new(seed);
+    let mut pool: Vec<usize> = Vec::new();
+    let mut out = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let mut b = Vec::with_capacity(batch);
+        while b.len() < batch && num_examples > 0 {
+            if pool.is_empty() {
+                pool = (0..num_examples).collect();
+                rng.shuffle(&mut pool);
+                pool.reverse(); // pop from the back = take in shuffled order
+            }
+            b.push(pool.pop().unwrap_or(0));
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// A model being trained with its optimizer and position in the stage.
+pub struct StageState {
+    pub model: Llama,
+    pub optimizer: AdamW,
+    /// Steps completed.
+    pub step: usize,
+}
+
+impl StageState {
+    /// A fresh optimizer (norms and biases not decayed) on `model`.
+    pub fn start(model: Llama, cfg: &StageConfig) -> StageState {
+        let mut optimizer = AdamW::new(AdamWConfig {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..AdamWConfig::default()
+        });
+        optimizer.set_no_decay(model.no_decay_ids());
+        StageState {
+            model,
+            optimizer,
+            step: 0,
+        }
+    }
+}
+
+/// Where a stage's checkpoint lives and what it holds.
+pub struct StageCheckpoint {
+    pub dir: PathBuf,
+}
+
+impl StageCheckpoint {
+    pub fn new(dir: PathBuf) -> StageCheckpoint {
+        StageCheckpoint { dir }
+    }
+
+    /// Saves model, optimizer moments and `{step, log_lines, done}`; written to `<dir>.new`
+    /// then moved into place, so a kill mid-save leaves the previous checkpoint whole.
+    pub fn save(&self, state: &StageState, log_lines: usize, done: bool) -> Result<()> {
+        let tmp = self.dir.with_extension("new");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        state.model.save(&tmp)?;
+        let mut moments = Params::new();
+        for (name, t) in state.optimizer.state_to_tensors(&state.model.params)? {
+            moments.add(&name, t, false)?;
+        }
+        let ids: Vec<_> = moments.ids().collect();
+        save_params(&moments, &ids, tmp.join("optimizer.safetensors"))?;
+        let meta = json!({"step": state.step, "log_lines": log_lines, "done": done});
+        let meta_path = tmp.join("state.json");
+        std::fs::write(&meta_path, meta.to_string()).map_err(|e| Error::io(&meta_path, e))?;
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        }
+        std::fs::rename(&tmp, &self.dir).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// The saved state, if a complete checkpoint exists: (state, log lines, done).
+    pub fn load(&self, cfg: &StageConfig) -> Result<Option<(StageState, usize, bool)>> {
+        let dir = if self.dir.join("state.json").exists() {
+            self.dir.clone()
+        } else if self.dir.with_extension("new").join("state.json").exists() {
+            self.dir.with_extension("new")
+        } else {
+            return Ok(None);
+        };
+        let meta_path = dir.join("state.json");
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let meta: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::format(&meta_path, e.to_string()))?;
+        let field = |k: &str| {
+            meta[k]
+                .as_u64()
+                .ok_or_else(|| Error::format(&meta_path, format!("missing `{k}`")))
+        };
+        let (step, log_lines) = (field("step")? as usize, field("log_lines")? as usize);
+        let done = meta["done"].as_bool().unwrap_or(false);
+        let model = Llama::from_dir(&dir)?;
+        let mut state = StageState::start(model, cfg);
+        let moments = SafetensorsFile::open(dir.join("optimizer.safetensors"))?;
+        state
+            .optimizer
+            .load_state(&state.model.params, |name| moments.tensor_f32(name).ok())?;
+        state.step = step;
+        Ok(Some((state, log_lines, done)))
+    }
+}
+
+/// Runs the remaining steps of a stage. Every step appends a log record; at `validate_at` steps
+/// `validate(model)` gives a validation NDCG@10 that is logged too; checkpoints are saved every
+/// `checkpoint_every` steps and at the end.
+#[allow(clippy::too_many_arguments)]
+pub fn run_stage(
+    state: &mut StageState,
+    cfg: &StageConfig,
+    examples: &[TrainExample],
+    trie: &ItemTrie,
+    cf: Option<&SasRec>,
+    log: &mut RunLog,
+    checkpoint: Option<&StageCheckpoint>,
+    progress: &mut Progress,
+    validate: &mut dyn FnMut(&Llama) -> Result<f64>,
+) -> Result<()> {
+    let order = batch_order(examples.len(), cfg.steps, cfg.batch, cfg.order_seed);
+    let lr_schedule = CosineSchedule {
+        base_lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps,
+        total_steps: cfg.steps,
+        min_lr: cfg.lr * 0.1,
+    };
+    progress.resume_at(state.step);
+    while state.step < cfg.steps {
+        let started = Instant::now();
+        let batch: Vec<&TrainExample> = order[state.step].iter().map(|&i| &examples[i]).collect();
+        let step_cfg = StepConfig {
+            weights: cfg
+                .schedule
+                .weights_at(state.step, cfg.steps, cfg.step.weights),
+            ..cfg.step.clone()
+        };
+        let outcome = compute_gradients(&mut state.model, &batch, trie, cf, &step_cfg)?;
+        let grad_norm = clip_grad_norm(&mut state.model.params, cfg.clip_norm)?;
+        let lr = lr_schedule.lr(state.step);
+        if grad_norm.is_finite() {
+            state.optimizer.step(&mut state.model.params, lr)?;
+        }
+        state.model.params.zero_grad();
+        state.step += 1;
+        let t = outcome.terms;
+        let seconds = started.elapsed().as_secs_f64();
+        log.append(json!({
+            "stage": cfg.name, "step": state.step, "loss": t.total, "ce": t.ce, "crr": t.crr,
+            "cpd": t.cpd, "negatives_per_position": t.mean_negatives,
+            "positions_with_negatives": t.positions_with_negatives, "positions": t.positions,
+            "lr": lr, "grad_norm": grad_norm, "tokens_per_s": outcome.tokens as f64 / seconds.max(1e-9),
+        }))?;
+        progress.set_note(format!(
+            "loss {:.3} neg/pos {:.2}",
+            t.total, t.mean_negatives
+        ));
+        progress.inc(1);
+        let last = state.step == cfg.steps;
+        if last || cfg.validate_at.contains(&state.step) {
+            let ndcg = validate(&state.model)?;
+            log.append(json!({"stage": cfg.name, "step": state.step, "valid_ndcg@10": ndcg}))?;
+        }
+        let periodic = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
+        if let Some(ckpt) = checkpoint {
+            if last || periodic {
+                ckpt.save(state, log.len(), last)?;
+            }
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_order_covers_each_epoch_once_and_is_seeded() {
+        let order = batch_order(5, 4, 3, 7); // 12 draws = 2 epochs + 2
+        let flat: Vec<usize> = order.concat();
+        let mut first: Vec<usize> = flat[..5].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, vec![0, 1, 2, 3, 4]);
+        let mut second: Vec<usize> = flat[5..10].to_vec();
+        second.sort_unstable();
+        assert_eq!(second, vec![0, 1, 2, 3, 4]);
+        assert_eq!(order, batch_order(5, 4, 3, 7));
+        assert_ne!(order, batch_order(5, 4, 3, 8));
+    }
+}
