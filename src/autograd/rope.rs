@@ -103,7 +103,7 @@ fn check_rope_args(
     positions: &[usize],
     theta: f32,
 ) -> Result<(usize, usize)> {
-    if head_dim == 0 || head_dim % 2 != 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
         return Err(Error::shape(
             "rope",
             format!("head_dim must be even and positive (pairs i, i + D/2), got {head_dim}"),
