@@ -212,7 +212,7 @@ fn rope_values_match_rotate_half_reference() {
     let (b, t, h, d) = (2, 5, 3, 8);
     let x = randn(&[b, t, h * d], 60);
     let positions = [0usize, 1, 2, 7, 40];
-    let y = forward(&[x.clone()], |tp, v| {
+    let y = forward(std::slice::from_ref(&x), |tp, v| {
         tp.rope(v[0], h, d, &positions, 10_000.0).unwrap()
     });
     let want = rope_ref(
@@ -232,7 +232,7 @@ fn rope_per_token_positions_and_cache_offsets() {
     let x = randn(&[b, t, h * d], 61);
     // One position per token: left padding shifts each sequence differently.
     let positions: Vec<usize> = (0..b * t).map(|r| (r % t + 3 * (r / t)) % 9).collect();
-    let y = forward(&[x.clone()], |tp, v| {
+    let y = forward(std::slice::from_ref(&x), |tp, v| {
         tp.rope(v[0], h, d, &positions, 500.0).unwrap()
     });
     let want = rope_ref(&to_f64(&x.to_vec()), h * d, d, |r| positions[r], 500.0, 1.0);
@@ -241,7 +241,7 @@ fn rope_per_token_positions_and_cache_offsets() {
     // KV-cache decoding: the last token alone at position T-1 equals the last row of the full
     // sequence rotated with positions 0..T.
     let full_positions: Vec<usize> = (0..t).collect();
-    let full = forward(&[x.clone()], |tp, v| {
+    let full = forward(std::slice::from_ref(&x), |tp, v| {
         tp.rope(v[0], h, d, &full_positions, 500.0).unwrap()
     });
     let xs = x.to_vec();
@@ -261,7 +261,7 @@ fn rope_is_undone_by_the_opposite_rotation() {
     let (t, h, d) = (7, 2, 10);
     let x = randn(&[1, t, h * d], 62);
     let positions = [3usize, 9, 27, 81, 100, 1000, 5];
-    let y = forward(&[x.clone()], |tp, v| {
+    let y = forward(std::slice::from_ref(&x), |tp, v| {
         tp.rope(v[0], h, d, &positions, 10_000.0).unwrap()
     });
     let back = rope_ref(&to_f64(&y), h * d, d, |r| positions[r], 10_000.0, -1.0);
@@ -275,10 +275,10 @@ fn rope_scores_depend_only_on_relative_position() {
     let q = randn(&[1, 1, d], 63);
     let k = randn(&[1, 1, d], 64);
     let score = |m: usize, n: usize| {
-        let rq = forward(&[q.clone()], |tp, v| {
+        let rq = forward(std::slice::from_ref(&q), |tp, v| {
             tp.rope(v[0], h, d, &[m], 100.0).unwrap()
         });
-        let rk = forward(&[k.clone()], |tp, v| {
+        let rk = forward(std::slice::from_ref(&k), |tp, v| {
             tp.rope(v[0], h, d, &[n], 100.0).unwrap()
         });
         rq.iter().zip(&rk).map(|(a, b)| a * b).sum::<f32>()
