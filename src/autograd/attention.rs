@@ -592,6 +592,7 @@ fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 fn dot_rows<const FMA: bool>(a: [&[f32]; ROWS], b: &[f32]) -> [f32; ROWS] {
     let d = b.len();
+    let a = a.map(|a_r| &a_r[..d]); // equal lengths let the compiler drop bounds checks
     let full = d / 8 * 8;
     let mut lanes = [[0.0f32; 8]; ROWS];
     for c in (0..full).step_by(8) {
@@ -623,6 +624,7 @@ fn axpy<const FMA: bool>(a: f32, x: &[f32], y: &mut [f32]) {
 /// y += sum_r a_r x_r, reading and writing y once.
 #[inline(always)]
 fn axpy_rows<const FMA: bool>(a: [f32; ROWS], x: [&[f32]; ROWS], y: &mut [f32]) {
+    let x = x.map(|x_r| &x_r[..y.len()]); // equal lengths let the compiler drop bounds checks
     for (c, yc) in y.iter_mut().enumerate() {
         let mut acc = *yc;
         for r in 0..ROWS {
