@@ -508,8 +508,9 @@ fn backward_rows<const FMA: bool>(
             continue;
         }
         let (kj, vj) = (&blocks.k[j * d..(j + 1) * d], &blocks.v[j * d..(j + 1) * d]);
-        let scores = dot_rows::<FMA>(q_rows, kj);
-        let dp = dot_rows::<FMA>(d_out_rows, vj);
+        // Re-slicing to length d is a codegen hint (measured: the backward loop vectorises better).
+        let scores = dot_rows::<FMA>(q_rows.map(|x| &x[..d]), kj);
+        let dp = dot_rows::<FMA>(d_out_rows.map(|x| &x[..d]), vj);
         let mut p = [0.0f32; ROWS];
         let mut ds_scaled = [0.0f32; ROWS];
         for r in 0..ROWS {
@@ -592,7 +593,6 @@ fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 fn dot_rows<const FMA: bool>(a: [&[f32]; ROWS], b: &[f32]) -> [f32; ROWS] {
     let d = b.len();
-    let a = a.map(|a_r| &a_r[..d]); // equal lengths let the compiler drop bounds checks
     let full = d / 8 * 8;
     let mut lanes = [[0.0f32; 8]; ROWS];
     for c in (0..full).step_by(8) {
