@@ -18,6 +18,8 @@
 pub mod error;
 pub use error::{Error, Result};
 pub mod autograd;
+pub mod model;
+pub mod optim;
 pub mod rng;
 pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
