@@ -25,7 +25,9 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 /// The shared data folder (`../shared/data`), or None with a printed reason if absent.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
     if p.exists() {
         Some(p)
     } else {

@@ -1,0 +1,374 @@
+//! The ILRec objective (ILREC.md section 5) as one fused autograd op.
+//!
+//! Per response position t (one row of the final logits `z` and of each lens matrix `z^l`):
+//!
+//! ```text
+//! CPO  z'[v] = z[v] + alpha * w[v] * |z[v]|   for v in N_t (else z'[v] = z[v])
+//!      L_CPO = CE(softmax(z'), y)            = logsumexp(z') - z[y]
+//! CRR  q = softmax_{K_t}(r / tau_r),  K_t = N_t + {y}          (only where N_t is non-empty)
+//!      L_CRR = sum_{v in K_t} q[v] (log q[v] - log softmax(z)[v])
+//! CPD  at item positions, for each lens layer l:
+//!      KL( stopgrad(softmax(z[V_item])) || softmax(z^l[V_item]) )
+//! L = mean_t L_CPO + lambda * sum_t L_CRR / n_t + mu * mean_{t,l} CPD
+//! ```
+//!
+//! Every term is a function of one row, with a closed-form gradient, so the op computes the
+//! gradient rows while it computes the loss (one pass over each row) and the backward only scales
+//! them by the upstream gradient. The gradients, in the same notation (p = softmax(z),
+//! p' = softmax(z'), p_S = softmax(z^l[V_item]), p_T = softmax(z[V_item])):
+//!
+//! ```text
+//! dL_CPO/dz[v] = (p'[v] - [v = y]) * (1 + alpha * w[v] * sign(z[v]))   (the factor only on N_t)
+//! dL_CRR/dz[v] = p[v] - q[v]                                           (q = 0 outside K_t)
+//! dCPD/dz^l[v] = p_S[v] - p_T[v] on V_item, 0 elsewhere; nothing flows into z (teacher detached)
+//! ```
+//! The negative set, its weights `w` and the CF rewards are inputs: constants by construction.
+
+use super::negatives::{crr_tokens, PositionNegatives};
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// The coefficients of the objective. alpha = lambda = mu = 0 is plain SFT cross-entropy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ObjectiveWeights {
+    /// Strength of the CPO penalty on negatives.
+    pub alpha: f32,
+    /// Weight of the CRR term.
+    pub lambda: f32,
+    /// Weight of the CPD term.
+    pub mu: f32,
+    /// Temperature of the CF soft labels.
+    pub tau_r: f32,
+}
+
+/// What the objective needs to know about one response position.
+#[derive(Clone, Debug, Default)]
+pub struct ResponsePosition {
+    /// The ground-truth next token y.
+    pub target: u32,
+    /// N_t and its weights (empty: plain CE at this position, no CRR).
+    pub negatives: PositionNegatives,
+    /// log CF reward of each token of `crr_tokens(negatives, target)` (ascending token order);
+    /// empty when there are no negatives. -inf marks a token with no item below it.
+    pub crr_log_rewards: Vec<f32>,
+    /// True at item-token positions (SID codes or title tokens), false at EOS: CPD applies here.
+    pub item_position: bool,
+}
+
+/// The vocabulary CPD compares distributions over.
+#[derive(Clone, Copy, Debug)]
+pub enum ItemVocab<'a> {
+    /// Only these tokens (the SID tokens), ascending.
+    Tokens(&'a [u32]),
+    /// The whole vocabulary (title mode).
+    All,
+}
+
+/// Loss values and counts, for logging.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ObjectiveTerms {
+    pub total: f32,
+    pub ce: f32,
+    pub crr: f32,
+    pub cpd: f32,
+    /// Number of response positions n_t.
+    pub positions: usize,
+    pub positions_with_negatives: usize,
+    /// Mean |N_t| over all response positions.
+    pub mean_negatives: f32,
+}
+
+impl Tape {
+    /// The ILRec objective. `z`: final logits at the response positions (n_t, V); `lens[l]`: the
+    /// logit lens of each layer in S at the same positions (n_t, V). Returns the scalar total.
+    pub fn ilrec_objective(
+        &mut self,
+        z: Var,
+        lens: &[Var],
+        positions: &[ResponsePosition],
+        item_vocab: ItemVocab<'_>,
+        weights: &ObjectiveWeights,
+    ) -> Result<(Var, ObjectiveTerms)> {
+        let (n_t, vocab) = check_shapes(self, z, lens, positions)?;
+        let want_grad = self.grad_enabled();
+        let z_val = self.value(z).clone();
+        let lens_vals: Vec<Tensor> = lens.iter().map(|&l| self.value(l).clone()).collect();
+        let zs = z_val.data()?;
+        let n_item = positions.iter().filter(|p| p.item_position).count();
+        let n_cpd = (n_item * lens.len()).max(1);
+        let mut grad_z = if want_grad {
+            vec![0.0f32; n_t * vocab]
+        } else {
+            Vec::new()
+        };
+        let mut grad_lens: Vec<Vec<f32>> = lens
+            .iter()
+            .map(|_| {
+                if want_grad {
+                    vec![0.0f32; n_t * vocab]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let (mut ce, mut crr, mut cpd) = (0.0f64, 0.0f64, 0.0f64);
+        for (r, pos) in positions.iter().enumerate() {
+            let z_row = &zs[r * vocab..(r + 1) * vocab];
+            let g_row = if want_grad {
+                Some(&mut grad_z[r * vocab..(r + 1) * vocab])
+            } else {
+                None
+            };
+            ce += cpo_row(z_row, pos, weights.alpha, 1.0 / n_t as f32, g_row)? as f64;
+            if !pos.negatives.is_empty() {
+                let g_row = if want_grad {
+                    Some(&mut grad_z[r * vocab..(r + 1) * vocab])
+                } else {
+                    None
+                };
+                crr += crr_row(
+                    z_row,
+                    pos,
+                    weights.tau_r,
+                    weights.lambda / n_t as f32,
+                    g_row,
+                )? as f64;
+            }
+            if pos.item_position {
+                for (l, lv) in lens_vals.iter().enumerate() {
+                    let lens_row = &lv.data()?[r * vocab..(r + 1) * vocab];
+                    let g_row = if want_grad {
+                        Some(&mut grad_lens[l][r * vocab..(r + 1) * vocab])
+                    } else {
+                        None
+                    };
+                    cpd += cpd_row(
+                        z_row,
+                        lens_row,
+                        item_vocab,
+                        weights.mu / n_cpd as f32,
+                        g_row,
+                    ) as f64;
+                }
+            }
+        }
+        let terms = summarize(
+            positions,
+            ce / n_t as f64,
+            crr / n_t as f64,
+            cpd / n_cpd as f64,
+            weights,
+        );
+        let total = Tensor::scalar(terms.total);
+        let mut inputs = vec![z];
+        inputs.extend_from_slice(lens);
+        let shape = [n_t, vocab];
+        let out = self.record("ilrec_objective", total, &inputs, move |g, needs| {
+            let s = g.item()?;
+            let scaled = |v: Vec<f32>| -> Result<Tensor> {
+                Tensor::from_vec(v.into_iter().map(|x| x * s).collect(), &shape)
+            };
+            let mut grads = vec![if needs[0] {
+                Some(scaled(grad_z)?)
+            } else {
+                None
+            }];
+            for (l, gl) in grad_lens.into_iter().enumerate() {
+                grads.push(if needs[l + 1] {
+                    Some(scaled(gl)?)
+                } else {
+                    None
+                });
+            }
+            Ok(grads)
+        });
+        Ok((out, terms))
+    }
+}
+
+fn check_shapes(
+    tape: &Tape,
+    z: Var,
+    lens: &[Var],
+    positions: &[ResponsePosition],
+) -> Result<(usize, usize)> {
+    let zs = tape.shape(z);
+    if zs.len() != 2 || zs[0] != positions.len() || zs[0] == 0 {
+        return Err(Error::shape(
+            "ilrec_objective",
+            format!(
+                "final logits must be (positions, vocab) with {} positions, found {:?}",
+                positions.len(),
+                zs
+            ),
+        ));
+    }
+    for &l in lens {
+        if tape.shape(l) != zs {
+            return Err(Error::shape(
+                "ilrec_objective",
+                format!("lens logits {:?} vs final logits {:?}", tape.shape(l), zs),
+            ));
+        }
+    }
+    let vocab = zs[1];
+    if let Some(p) = positions.iter().find(|p| p.target as usize >= vocab) {
+        return Err(Error::Index {
+            op: "ilrec_objective",
+            index: p.target as i64,
+            bound: vocab,
+        });
+    }
+    Ok((zs[0], vocab))
+}
+
+fn summarize(
+    positions: &[ResponsePosition],
+    ce: f64,
+    crr: f64,
+    cpd: f64,
+    w: &ObjectiveWeights,
+) -> ObjectiveTerms {
+    let with_neg = positions.iter().filter(|p| !p.negatives.is_empty()).count();
+    let n_neg: usize = positions.iter().map(|p| p.negatives.tokens.len()).sum();
+    let total = ce + w.lambda as f64 * crr + w.mu as f64 * cpd;
+    ObjectiveTerms {
+        total: total as f32,
+        ce: ce as f32,
+        crr: crr as f32,
+        cpd: cpd as f32,
+        positions: positions.len(),
+        positions_with_negatives: with_neg,
+        mean_negatives: n_neg as f32 / positions.len().max(1) as f32,
+    }
+}
+
+/// CPO at one position: returns CE(softmax(z'), y); adds `coef * dL/dz` into `grad`.
+fn cpo_row(
+    z: &[f32],
+    pos: &ResponsePosition,
+    alpha: f32,
+    coef: f32,
+    grad: Option<&mut [f32]>,
+) -> Result<f32> {
+    let y = pos.target as usize;
+    let neg = &pos.negatives;
+    if neg.tokens.contains(&pos.target) {
+        return Err(Error::config(
+            format!("token {y} is both the target and a negative"),
+            "negatives exclude the truth",
+        ));
+    }
+    let mut z_pen = z.to_vec();
+    for (&v, &w) in neg.tokens.iter().zip(&neg.weights) {
+        z_pen[v as usize] += alpha * w * z[v as usize].abs();
+    }
+    let lse = logsumexp(&z_pen);
+    if let Some(g) = grad {
+        for (gv, &zp) in g.iter_mut().zip(&z_pen) {
+            *gv += coef * (zp - lse).exp();
+        }
+        g[y] -= coef;
+        for (&v, &w) in neg.tokens.iter().zip(&neg.weights) {
+            // chain rule through z' = z + alpha w |z|: the softmax gradient of z'[v] times (1 + alpha w sign z).
+            let p_pen = (z_pen[v as usize] - lse).exp();
+            g[v as usize] += coef * p_pen * alpha * w * sign(z[v as usize]);
+        }
+    }
+    Ok(lse - z[y])
+}
+
+/// CRR at one position with negatives: KL(q || softmax(z)[K]); adds `coef * (p - q)` into `grad`.
+fn crr_row(
+    z: &[f32],
+    pos: &ResponsePosition,
+    tau_r: f32,
+    coef: f32,
+    grad: Option<&mut [f32]>,
+) -> Result<f32> {
+    let k = crr_tokens(&pos.negatives, pos.target);
+    if pos.crr_log_rewards.len() != k.len() {
+        return Err(Error::shape(
+            "ilrec_objective",
+            format!(
+                "CRR needs one log-reward per token of N_t + {{y}} ({}), found {}",
+                k.len(),
+                pos.crr_log_rewards.len()
+            ),
+        ));
+    }
+    let scaled: Vec<f32> = pos.crr_log_rewards.iter().map(|r| r / tau_r).collect();
+    let lse_r = logsumexp(&scaled);
+    let lse_z = logsumexp(z);
+    let mut kl = 0.0f32;
+    for (&v, &s) in k.iter().zip(&scaled) {
+        let log_q = s - lse_r;
+        if log_q > f32::NEG_INFINITY {
+            kl += log_q.exp() * (log_q - (z[v as usize] - lse_z));
+        }
+    }
+    if let Some(g) = grad {
+        for (gv, &zv) in g.iter_mut().zip(z) {
+            *gv += coef * (zv - lse_z).exp();
+        }
+        for (&v, &s) in k.iter().zip(&scaled) {
+            g[v as usize] -= coef * (s - lse_r).exp();
+        }
+    }
+    Ok(kl)
+}
+
+/// CPD for one lens layer at one item position: KL(p_T || p_S) over the item vocabulary;
+/// adds `coef * (p_S - p_T)` into the lens gradient row. The teacher gets no gradient.
+fn cpd_row(
+    z: &[f32],
+    lens: &[f32],
+    item_vocab: ItemVocab<'_>,
+    coef: f32,
+    grad: Option<&mut [f32]>,
+) -> f32 {
+    let (teacher, student): (Vec<f32>, Vec<f32>) = match item_vocab {
+        ItemVocab::All => (z.to_vec(), lens.to_vec()),
+        ItemVocab::Tokens(ts) => ts
+            .iter()
+            .map(|&v| (z[v as usize], lens[v as usize]))
+            .unzip(),
+    };
+    let (lse_t, lse_s) = (logsumexp(&teacher), logsumexp(&student));
+    let mut kl = 0.0f32;
+    for (&t, &s) in teacher.iter().zip(&student) {
+        let log_pt = t - lse_t;
+        kl += log_pt.exp() * (log_pt - (s - lse_s));
+    }
+    if let Some(g) = grad {
+        let index = |i: usize| match item_vocab {
+            ItemVocab::All => i,
+            ItemVocab::Tokens(ts) => ts[i] as usize,
+        };
+        for (i, (&t, &s)) in teacher.iter().zip(&student).enumerate() {
+            g[index(i)] += coef * ((s - lse_s).exp() - (t - lse_t).exp());
+        }
+    }
+    kl
+}
+
+/// log sum exp of a row, shifted by its max (finite for any row with a finite entry).
+pub fn logsumexp(xs: &[f32]) -> f32 {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    max + xs.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+}
+
+/// sign(x) with sign(0) = 0, as PyTorch's |x| gradient.
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
