@@ -18,7 +18,6 @@
 pub mod error;
 pub use error::{Error, Result};
 pub mod autograd;
-pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
