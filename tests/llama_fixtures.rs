@@ -194,10 +194,14 @@ fn five_adamw_steps_reproduce_pytorch_losses() {
     }
 }
 
-fn tiny_random_config(tied: bool, qkv_bias: bool) -> LlamaConfig {
+/// tiny-llama's shapes with a smaller vocabulary; `qwen2` switches to q/k/v biases.
+fn tiny_random_config(tied: bool, qwen2: bool) -> LlamaConfig {
     let mut cfg = LlamaConfig::from_file(fixture("tiny-llama/config.json")).unwrap();
     cfg.tie_word_embeddings = tied;
-    cfg.qkv_bias = qkv_bias;
+    if qwen2 {
+        cfg.model_type = "qwen2".into();
+        cfg.qkv_bias = true;
+    }
     cfg.vocab_size = 96;
     cfg
 }

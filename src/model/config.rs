@@ -164,6 +164,20 @@ impl LlamaConfig {
                 ),
             ));
         }
+        let biases_fit = match self.model_type.as_str() {
+            "qwen2" => self.qkv_bias && !self.o_bias,
+            _ => self.qkv_bias == self.o_bias, // one `attention_bias` flag covers q, k, v and o
+        };
+        if !biases_fit {
+            return Err(Error::format(
+                origin,
+                format!(
+                    "biases q/k/v {} and o {} cannot be expressed by model_type `{}` \
+                     (qwen2: q/k/v only; llama/mistral: all four or none)",
+                    self.qkv_bias, self.o_bias, self.model_type
+                ),
+            ));
+        }
         if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
             return Err(Error::format(
                 origin,
