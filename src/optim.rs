@@ -338,7 +338,7 @@ mod tests {
         set_grad(&mut params, id, vec![-1.0]);
         opt.step(&mut params, 0.1).unwrap();
         let p = 0.85f64 * (1.0 - 0.05);
-        let m = 0.9 * 0.05 + 0.1 * -1.0;
+        let m = 0.9 * 0.05 - 0.1;
         let v = 0.99 * 0.0025 + 0.01 * 1.0;
         let m_hat = m / (1.0 - 0.81);
         let v_hat = v / (1.0 - 0.99f64 * 0.99);

@@ -27,9 +27,12 @@ fn load_error(dir: &Path) -> String {
     }
 }
 
-/// Header entries (name, dtype, shape, data start, data end) of a safetensors file, parsed here
+/// (name, dtype, shape, data start, data end) of one tensor in a safetensors header.
+type HeaderEntry = (String, String, Vec<usize>, usize, usize);
+
+/// Header entries of a safetensors file, parsed here
 /// independently of the crate under test.
-fn header_of(bytes: &[u8]) -> (usize, Vec<(String, String, Vec<usize>, usize, usize)>) {
+fn header_of(bytes: &[u8]) -> (usize, Vec<HeaderEntry>) {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let mut entries = Vec::new();

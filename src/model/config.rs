@@ -146,7 +146,10 @@ impl LlamaConfig {
                 ));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(Error::format(
                 origin,
                 format!(
@@ -155,7 +158,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(Error::format(
                 origin,
                 format!(
@@ -178,7 +181,8 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        let positive = |x: f32| x.is_finite() && x > 0.0;
+        if !positive(self.rms_norm_eps) || !positive(self.rope_theta) {
             return Err(Error::format(
                 origin,
                 "fields `rms_norm_eps` and `rope_theta` must be positive",

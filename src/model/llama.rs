@@ -96,7 +96,7 @@ impl BatchInput {
         let mut valid = Vec::with_capacity(rows.len() * seq);
         for row in rows {
             ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat(pad_id).take(seq - row.len()));
+            ids.extend(std::iter::repeat_n(pad_id, seq - row.len()));
             valid.extend((0..seq).map(|t| t < row.len()));
         }
         let padded = valid.iter().any(|v| !v);
