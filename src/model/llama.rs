@@ -360,7 +360,7 @@ impl Llama {
         let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
         hidden.push(h);
         for block in &self.blocks {
-            h = self.block(tape, block, h, positions, key_valid)?; // (B,T,D)
+            h = self.block(tape, block, h, positions, key_valid, None)?; // (B,T,D)
             hidden.push(h);
         }
         debug_assert_eq!(tape.shape(h), &[b, t, d]);
@@ -374,13 +374,16 @@ impl Llama {
     }
 
     /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual.
-    fn block(
+    /// With a `cache`, the block's keys and values are appended to the cached ones of earlier
+    /// positions and attention runs over all of them (decoding; see `kv_cache.rs`).
+    pub(super) fn block(
         &self,
         tape: &mut Tape,
         p: &BlockParams,
         x: Var, // (B,T,D)
         positions: &[usize],
         key_valid: Option<&[bool]>,
+        cache: Option<&mut super::kv_cache::LayerKv>,
     ) -> Result<Var> {
         let c = &self.config;
         let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -396,6 +399,10 @@ impl Llama {
         let v = tape.linear(n1, wv, bv)?; // (B,T,Hkv*hd)
         let q = tape.rope(q, hq, hd, positions, c.rope_theta)?;
         let k = tape.rope(k, hkv, hd, positions, c.rope_theta)?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(tape, k, v)?, // (B,Tc+T,Hkv*hd) each
+            None => (k, v),
+        };
         let a = tape.attention(q, k, v, hq, hkv, hd, true, key_valid)?; // (B,T,Hq*hd)
         let (wo, bo) = (tape.param(&self.params, p.o_proj), fetch(tape, p.o_bias));
         let attn_out = tape.linear(a, wo, bo)?; // (B,T,D)

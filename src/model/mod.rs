@@ -13,6 +13,7 @@ pub mod config;
 pub mod gguf;
 pub mod gguf_hf;
 pub mod gguf_quant;
+pub mod kv_cache;
 pub mod llama;
 pub mod speed;
 pub mod weights;
