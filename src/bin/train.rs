@@ -39,7 +39,7 @@ Usage: train [options]
 Data and model:
   --data DIR            data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small]
   --kcore K             k-core filter, 0 = off [5]
-  --model PRESET|PATH   model preset (tiny, small, base) trained from scratch, or an HF checkpoint folder [small]
+  --model PRESET|PATH   model preset (tiny, small, base) trained from scratch, or an HF checkpoint folder [tiny]
   --item-repr title     how items are written (only `title` for now) [title]
   --max-history N       history items in the LLM prompt [10]
   --train-samples N     seeded subsample of training samples for the LLM, 0 = all [6000]
@@ -48,6 +48,7 @@ Training:
   --epochs E            SFT warm-up passes over the training samples [1]
   --finetune-epochs E   passes of each continuation (ILRec and SFT from the warm-up) [0.5]
   --batch B             examples per step [16]
+  --sasrec-epochs N     SASRec training epochs (the CF reward model) [3]
   --lr LR               peak learning rate (cosine, 5% warm-up) [0.002]
   --lens-layers L,..    logit-lens layers S (1..=num layers) [the four blocks below the top]
   --alpha A  --lambda L  --mu M  --margin G  --tau T   ILRec objective [0.1 0.1 1 0 1]
@@ -58,6 +59,7 @@ Evaluation and output:
   --seed S              seed of everything [0]
   --threads N           evaluation threads [2]
   --out DIR             run folder [runs/<timestamp>]
+  --checkpoint-every N  save a resumable checkpoint every N steps [50]
   --resume              continue a killed run in --out from its last checkpoint
   --help                this text
 ";
@@ -85,6 +87,8 @@ struct Options {
     schedule: Schedule,
     ablation: bool,
     beams: usize,
+    sasrec_epochs: usize,
+    checkpoint_every: usize,
     seed: u64,
     threads: usize,
     out: Option<PathBuf>,
@@ -255,7 +259,7 @@ fn run(opts: &Options, started: Instant) -> Result<()> {
                 schedule,
                 step,
                 order_seed,
-                checkpoint_every: 50,
+                checkpoint_every: opts.checkpoint_every,
                 validate_at: vec![steps / 2],
             }
         };
@@ -786,7 +790,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
     let mut o = Options {
         data: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small"),
         kcore: 5,
-        model: "small".into(),
+        model: "tiny".into(),
         item_repr: "title".into(),
         max_history: 10,
         train_samples: 6000,
@@ -804,6 +808,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
         schedule: Schedule::Joint,
         ablation: false,
         beams: 20,
+        sasrec_epochs: 3,
+        checkpoint_every: 50,
         seed: 0,
         threads: 2,
         out: None,
@@ -844,6 +850,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--schedule" => o.schedule = Schedule::parse(&value()?)?,
             "--ablation" => o.ablation = true,
             "--beams" => o.beams = num(flag, &value()?)?,
+            "--checkpoint-every" => o.checkpoint_every = num(flag, &value()?)?,
+            "--sasrec-epochs" => o.sasrec_epochs = num(flag, &value()?)?,
             "--seed" => o.seed = num(flag, &value()?)?,
             "--threads" => o.threads = num(flag, &value()?)?,
             "--out" => o.out = Some(PathBuf::from(value()?)),

@@ -1,0 +1,291 @@
+//! End to end: the `train` binary on a tiny data set written here and the `tiny` preset. Every
+//! stage runs (SASRec, SFT warm-up, SFT and ILRec continuations, beam-search evaluation); the
+//! test checks the outputs' structure, that the warm-up loss falls, that a run killed midway and
+//! resumed reproduces the uninterrupted run's losses bit for bit, and that bad input fails fast
+//! with a one-line error and a hint.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tiny MovieLens-format data set: 40 users, 12 movies, each user walking the movies in a
+/// user-specific cyclic order, so the next item is learnable from the history.
+fn write_tiny_dataset(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let titles = [
+        "Alpha (1990)",
+        "Bravo (1991)",
+        "Charlie (1992)",
+        "Delta (1993)",
+        "Echo (1994)",
+        "Foxtrot (1995)",
+        "Golf (1996)",
+        "Hotel (1997)",
+        "India (1998)",
+        "Juliet (1999)",
+        "Kilo (2000)",
+        "Lima (2001)",
+    ];
+    let mut movies = String::from("movieId,title,genres\n");
+    for (i, t) in titles.iter().enumerate() {
+        movies.push_str(&format!("{},{t},Drama\n", i + 1));
+    }
+    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
+    for user in 0..40usize {
+        let start = user % titles.len();
+        let stride = 1 + user % 2; // two kinds of users: step 1 or step 2 around the cycle
+        for k in 0..8usize {
+            let movie = (start + k * stride) % titles.len() + 1;
+            ratings.push_str(&format!("{},{movie},4.0,{}\n", user + 1, 1000 + k));
+        }
+    }
+    std::fs::write(dir.join("movies.csv"), movies).unwrap();
+    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ilrec-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn train_args(data: &Path, out: &Path) -> Vec<String> {
+    [
+        "--data",
+        data.to_str().unwrap(),
+        "--kcore",
+        "0",
+        "--model",
+        "tiny",
+        "--train-samples",
+        "0",
+        "--valid-users",
+        "0",
+        "--epochs",
+        "6",
+        "--finetune-epochs",
+        "3",
+        "--batch",
+        "8",
+        "--lr",
+        "0.01",
+        "--beams",
+        "5",
+        "--sasrec-epochs",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn train() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+}
+
+fn run_ok(args: &[String]) -> String {
+    let out = train().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn log_records(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The deterministic part of a log record (tokens/s is a timing).
+fn without_timing(mut r: Value) -> Value {
+    if let Some(m) = r.as_object_mut() {
+        m.remove("tokens_per_s");
+    }
+    r
+}
+
+#[test]
+fn every_stage_runs_and_writes_its_outputs() {
+    let data = scratch("data-a");
+    write_tiny_dataset(&data);
+    let run = scratch("run-a");
+    let stdout = run_ok(&train_args(&data, &run));
+
+    // The last stdout line is the summary JSON with the four methods.
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["dataset"], data.file_name().unwrap().to_str().unwrap());
+    assert!(last["seconds"].as_f64().unwrap() > 0.0);
+    let methods: Vec<&str> = last["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, vec!["popularity", "sasrec", "sft", "ilrec"]);
+    for row in last["rows"].as_array().unwrap() {
+        for key in ["hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10"] {
+            let v = row[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        assert_eq!(row["invalid_rate"].as_f64().unwrap(), 0.0);
+        let (h1, h5, h10) = (
+            row["hit@1"].as_f64().unwrap(),
+            row["hit@5"].as_f64().unwrap(),
+            row["hit@10"].as_f64().unwrap(),
+        );
+        assert!(h1 <= h5 && h5 <= h10);
+    }
+
+    for file in [
+        "config.json",
+        "log.jsonl",
+        "results.json",
+        "loss.svg",
+        "valid_ndcg.svg",
+        "vocab_map.json",
+    ] {
+        assert!(run.join(file).is_file(), "missing {file}");
+    }
+    for method in ["sft", "ilrec"] {
+        let dir = run.join("checkpoints").join(method);
+        assert!(dir.join("model.safetensors").is_file() && dir.join("config.json").is_file());
+    }
+    assert!(std::fs::read_to_string(run.join("loss.svg"))
+        .unwrap()
+        .contains("<polyline"));
+
+    // Log records: every step has the loss terms; ILRec finds negatives; the warm-up loss falls.
+    let log = log_records(&run);
+    let steps: Vec<&Value> = log.iter().filter(|r| r.get("loss").is_some()).collect();
+    for r in &steps {
+        for key in [
+            "step",
+            "ce",
+            "crr",
+            "cpd",
+            "negatives_per_position",
+            "lr",
+            "grad_norm",
+            "tokens_per_s",
+        ] {
+            assert!(r[key].is_number(), "log record lacks {key}: {r}");
+        }
+    }
+    let ce = |stage: &str| -> Vec<f64> {
+        steps
+            .iter()
+            .filter(|r| r["stage"] == stage)
+            .map(|r| r["ce"].as_f64().unwrap())
+            .collect()
+    };
+    let warm = ce("warmup");
+    assert!(warm.len() >= 10);
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(
+        mean(&warm[warm.len() - 3..]) < mean(&warm[..3]) - 0.5,
+        "warm-up CE did not fall: {warm:?}"
+    );
+    let sft_steps = ce("sft").len();
+    assert_eq!(
+        sft_steps,
+        ce("ilrec").len(),
+        "SFT and ILRec continue for the same steps"
+    );
+    assert!(steps
+        .iter()
+        .any(|r| r["stage"] == "ilrec" && r["negatives_per_position"].as_f64().unwrap() > 0.0));
+    assert!(steps
+        .iter()
+        .filter(|r| r["stage"] == "sft")
+        .all(|r| r["cpd"].as_f64().unwrap() == 0.0));
+    assert!(log
+        .iter()
+        .any(|r| r["stage"] == "ilrec" && r["valid_ndcg@10"].is_number()));
+
+    // Resume: kill a second run midway through training, resume it, compare bit for bit.
+    let killed = scratch("run-b");
+    let mut child = train()
+        .args(train_args(&data, &killed))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lines = std::fs::read_to_string(killed.join("log.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= steps.len() / 2 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it could be killed: make the test run longer"
+    );
+    let mut resume_args = train_args(&data, &killed);
+    resume_args.push("--resume".into());
+    let resumed_stdout = run_ok(&resume_args);
+
+    let a: Vec<Value> = log.into_iter().map(without_timing).collect();
+    let b: Vec<Value> = log_records(&killed)
+        .into_iter()
+        .map(without_timing)
+        .collect();
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "resumed log differs");
+    }
+    let rows = |s: &str| -> Value {
+        let v: Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+        v["rows"].clone()
+    };
+    assert_eq!(
+        rows(&stdout),
+        rows(&resumed_stdout),
+        "resumed metrics differ"
+    );
+
+    for dir in [data, run, killed] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn bad_input_fails_fast_with_a_hint() {
+    let data = scratch("data-bad");
+    write_tiny_dataset(&data);
+    let d = data.to_str().unwrap();
+    let cases: [&[&str]; 5] = [
+        &["--data", "/no/such/folder"],
+        &["--data", d, "--model", "giant"],
+        &["--data", d, "--model", "tiny", "--lens-layers", "3"],
+        &["--data", d, "--beams", "0"],
+        &["--data", d, "--schedule", "sometimes"],
+    ];
+    for args in cases {
+        let started = Instant::now();
+        let out = train().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("hint"), "{args:?}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let _ = std::fs::remove_dir_all(data);
+}
