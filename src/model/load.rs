@@ -22,6 +22,13 @@ use std::path::Path;
 pub fn load_model(path: impl AsRef<Path>) -> Result<(Llama, Option<Tokenizer>)> {
     let path = path.as_ref();
     if path.is_dir() {
+        if !path.join("config.json").is_file() {
+            return Err(Error::io(
+                path,
+                "this directory has no config.json (expected a Hugging Face model directory: \
+                 config.json + model.safetensors [+ tokenizer.json], or pass a .gguf file)",
+            ));
+        }
         let model = Llama::from_dir(path)?;
         let tokenizer_path = path.join("tokenizer.json");
         let tokenizer = if tokenizer_path.is_file() {
