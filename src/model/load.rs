@@ -133,3 +133,46 @@ fn gguf_tensor(
     };
     Tensor::from_vec(values, shape)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        std::env::var_os("ILREC_FIXTURES").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
+            PathBuf::from,
+        )
+    }
+
+    fn error_of(path: &Path) -> String {
+        match load_model(path) {
+            Ok(_) => panic!("{} should not load", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_directory_without_tokenizer_loads_the_model_alone() {
+        let dir = fixtures().join("tiny-llama");
+        let (model, tokenizer) =
+            load_model(&dir).unwrap_or_else(|e| panic!("fixture {} must load: {e}", dir.display()));
+        assert_eq!(model.config.num_hidden_layers, 4);
+        assert!(tokenizer.is_none());
+    }
+
+    #[test]
+    fn wrong_paths_say_what_a_model_is() {
+        let missing = error_of(Path::new("/nonexistent/model.gguf"));
+        assert!(missing.contains("get-smollm2.sh"), "{missing}");
+        let not_a_model = error_of(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").as_path());
+        assert!(not_a_model.contains("no config.json"), "{not_a_model}");
+        let not_gguf = error_of(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("Cargo.toml")
+                .as_path(),
+        );
+        assert!(not_gguf.contains("GGUF"), "{not_gguf}");
+    }
+}
