@@ -15,7 +15,8 @@ pub type TopK = (Vec<u32>, Vec<f32>);
 
 /// For each block of `layers` (1..=L, in the order given), the top-`k` lens tokens at every
 /// position of `ids`: `result[i] = (layers[i], one TopK per position)`. Layer L is the model's own
-/// logits.
+/// logits. Memory: the tape keeps each requested layer's (T, V) f32 logits until the end, i.e.
+/// 4 * T * V bytes per layer (0.8 MB per token per layer for a 49,152-token vocabulary).
 pub fn lens_top_k(
     model: &Llama,
     ids: &[u32],
