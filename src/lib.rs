@@ -22,8 +22,9 @@ pub mod rng;
 pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
 pub use tensor::{DType, Tensor};
-pub mod ilrec;
-pub mod rec;
+pub mod cf;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod ilrec;
+pub mod rec;
