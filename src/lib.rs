@@ -18,13 +18,14 @@
 pub mod error;
 pub use error::{Error, Result};
 pub mod autograd;
+pub mod cpu;
 pub mod rng;
 pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
 pub use tensor::{DType, Tensor};
-pub mod cf;
-pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod cf;
 pub mod ilrec;
+pub mod model;
 pub mod rec;

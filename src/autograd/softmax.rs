@@ -1,1 +1,247 @@
-//! (being written)
+//! `softmax` and `log_softmax` over the last axis. Forward and backward side by side.
+//!
+//! Stability: every row is shifted by its maximum before `exp`, so the largest exponent is
+//! `exp(0) = 1` and nothing overflows whatever the logits' scale (a shift of 1e4 changes nothing).
+//!
+//! Backward, with `y` the output and `g` its gradient, per row:
+//! - softmax:     dx = y * (g - sum(g * y))
+//! - log_softmax: dx = g - softmax(x) * sum(g),  where softmax(x) = exp(y)
+//!
+//! The row kernels are `pub(crate)`: the fused cross-entropy uses the same max/log-sum-exp code.
+
+use super::tape::{Tape, Var};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Accumulator lanes of the row reductions. Eight independent partial results (a fixed,
+/// deterministic order) let the compiler keep them in one SIMD register instead of waiting on
+/// one serial chain of dependent adds; combined at the end, they are also a little more accurate.
+const LANES: usize = 8;
+
+/// Folds a row into LANES partial results with `step(acc, element)`, then combines those with
+/// `combine(acc, acc)` (for a sum of exps, the step exponentiates and the combine must not).
+#[inline(always)]
+fn fold_lanes(
+    row: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    combine: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = step(*a, v);
+        }
+    }
+    let mut total = acc.into_iter().fold(init, combine);
+    for &v in tail {
+        total = step(total, v);
+    }
+    total
+}
+
+/// Largest element of a row (-inf for an empty row). NaN entries propagate.
+pub(crate) fn row_max(row: &[f32]) -> f32 {
+    // `a >= v` is false when either is NaN; the NaN check keeps a NaN once it is the accumulator.
+    let max = |a: f32, v: f32| if a >= v || a.is_nan() { a } else { v };
+    fold_lanes(row, f32::NEG_INFINITY, max, max)
+}
+
+/// Sum of a row.
+pub(crate) fn row_sum(row: &[f32]) -> f32 {
+    fold_lanes(row, 0.0, |a, v| a + v, |a, b| a + b)
+}
+
+/// sum(exp(row - shift)).
+fn sum_exp_shifted(row: &[f32], shift: f32) -> f32 {
+    fold_lanes(row, 0.0, |a, v| a + exp(v - shift), |a, b| a + b)
+}
+
+/// log(sum(exp(row))), computed as max + log(sum(exp(row - max))).
+pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row_max(row);
+    if max == f32::NEG_INFINITY {
+        return max; // empty row, or every entry -inf: the sum is 0
+    }
+    max + sum_exp_shifted(row, max).ln()
+}
+
+/// exp(x) in f32 to about 2 ulp, written so that a loop over a slice vectorises (the libm call
+/// does not, and softmax over a 49152-wide vocabulary is dominated by exp).
+///
+/// exp(x) = 2^n * exp(r) with n = round(x / ln 2) and r = x - n ln 2 in [-ln2/2, ln2/2]; exp(r)
+/// is its Taylor polynomial to degree 7 (truncation error r^8/8! < 5e-9 relative); 2^n is built
+/// directly in the exponent bits. x < -87 gives 0 (true value < 1.7e-38), x > 88.3 gives +inf
+/// (true overflow starts at 88.72), NaN gives NaN.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LO: f32 = -87.0;
+    const HI: f32 = 88.3;
+    // ln 2 split in a part with few mantissa bits (n * LN2_HI is exact) and the rest.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5 * 2^23 rounds to an integer, which lands in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(LO, HI);
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    // Horner form of sum_{i<=7} r^i / i!
+    let mut p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    let two_n = f32::from_bits(((n_int + 127) as u32) << 23);
+    let y = p * two_n;
+    if x < LO {
+        0.0
+    } else if x > HI {
+        f32::INFINITY
+    } else if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// out = softmax(row). A row that is entirely -inf (fully masked) gives zeros, not NaN.
+fn softmax_row(row: &[f32], out: &mut [f32]) {
+    let max = row_max(row);
+    if max == f32::NEG_INFINITY {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        return;
+    }
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = exp(v - max);
+    }
+    let inv = 1.0 / row_sum(out);
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// sum(a * b) over two rows, in LANES partial sums.
+fn row_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(xa).zip(xb) {
+            *s += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Applies `f(input_row, output_row)` to every row of a (rows, cols) layout.
+fn map_rows(x: &Tensor, f: impl Fn(&[f32], &mut [f32])) -> Result<Tensor> {
+    let cols = x.last_dim();
+    let mut out = vec![0.0f32; x.numel()];
+    if cols > 0 {
+        for (row, o) in x.data()?.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+            f(row, o);
+        }
+    }
+    Tensor::from_vec(out, x.shape())
+}
+
+/// Applies `f(a_row, b_row, out_row)` to every row of two same-shape (rows, cols) tensors.
+fn zip_rows(a: &Tensor, b: &Tensor, f: impl Fn(&[f32], &[f32], &mut [f32])) -> Result<Tensor> {
+    let cols = a.last_dim();
+    let mut out = vec![0.0f32; a.numel()];
+    if cols > 0 {
+        let rows = a
+            .data()?
+            .chunks_exact(cols)
+            .zip(b.data()?.chunks_exact(cols));
+        for ((ra, rb), o) in rows.zip(out.chunks_exact_mut(cols)) {
+            f(ra, rb, o);
+        }
+    }
+    Tensor::from_vec(out, a.shape())
+}
+
+impl Tape {
+    /// Softmax over the last axis.
+    pub fn softmax(&mut self, a: Var) -> Result<Var> {
+        let y = map_rows(self.value(a), softmax_row)?;
+        let y_saved = y.clone();
+        Ok(self.record("softmax", y, &[a], move |g, _| {
+            // dx = y * (g - sum(g * y))
+            let gx = zip_rows(g, &y_saved, |gr, yr, o| {
+                let dot = row_dot(gr, yr);
+                for ((o, &g), &y) in o.iter_mut().zip(gr).zip(yr) {
+                    *o = y * (g - dot);
+                }
+            })?;
+            Ok(vec![Some(gx)])
+        }))
+    }
+
+    /// log(softmax(x)) over the last axis, computed as x - logsumexp(x) (never log of 0).
+    pub fn log_softmax(&mut self, a: Var) -> Result<Var> {
+        let y = map_rows(self.value(a), |row, o| {
+            let lse = log_sum_exp(row);
+            o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - lse);
+        })?;
+        let y_saved = y.clone();
+        Ok(self.record("log_softmax", y, &[a], move |g, _| {
+            // dx = g - exp(y) * sum(g)
+            let gx = zip_rows(g, &y_saved, |gr, yr, o| {
+                let total = row_sum(gr);
+                for ((o, &g), &y) in o.iter_mut().zip(gr).zip(yr) {
+                    *o = g - exp(y) * total;
+                }
+            })?;
+            Ok(vec![Some(gx)])
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_f64_across_its_range() {
+        let mut x = -87.0f32;
+        while x < 88.3 {
+            let want = (x as f64).exp();
+            let rel = ((exp(x) as f64 - want) / want).abs();
+            assert!(rel < 3e-7, "exp({x}) = {} vs {want}", exp(x));
+            x += 0.001_3;
+        }
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn row_reductions_with_tails_and_nan() {
+        let row: Vec<f32> = (0..19).map(|i| ((i * 7) % 11) as f32 - 3.0).collect();
+        assert_eq!(row_max(&row), 7.0);
+        assert_eq!(row_sum(&row), row.iter().sum::<f32>());
+        let mut with_nan = row.clone();
+        with_nan[17] = f32::NAN;
+        assert!(row_max(&with_nan).is_nan());
+        with_nan[17] = 0.0;
+        with_nan[2] = f32::NAN;
+        assert!(row_max(&with_nan).is_nan());
+        assert_eq!(row_max(&[]), f32::NEG_INFINITY);
+        // sum of exps: the combine step must not exponentiate the partial sums again.
+        let want: f64 = row.iter().map(|&v| (v as f64 - 7.0).exp()).sum();
+        assert!((sum_exp_shifted(&row, 7.0) as f64 - want).abs() < 1e-6 * want);
+    }
+}

@@ -1,0 +1,944 @@
+//! GGUF reader, dequantisation and llama.cpp -> HF mapping, on small files this test writes
+//! itself with its own encoder (so the reader is checked against an independent writer), plus
+//! the real SmolLM2 file when scripts/get-smollm2.sh has fetched it.
+
+mod common;
+
+use half::{bf16, f16};
+use ilrec::model::gguf::{GgufFile, GgufValue};
+use ilrec::model::gguf_hf;
+use std::path::PathBuf;
+
+// ---------------------------------------------------------------------------------------------
+// A tiny GGUF writer, independent of the reader.
+
+/// GGUF metadata type ids, written out by hand from the format description.
+fn type_id(v: &GgufValue) -> u32 {
+    match v {
+        GgufValue::U8(_) => 0,
+        GgufValue::I8(_) => 1,
+        GgufValue::U16(_) => 2,
+        GgufValue::I16(_) => 3,
+        GgufValue::U32(_) => 4,
+        GgufValue::I32(_) => 5,
+        GgufValue::F32(_) => 6,
+        GgufValue::Bool(_) => 7,
+        GgufValue::String(_) => 8,
+        GgufValue::Array(_) => 9,
+        GgufValue::U64(_) => 10,
+        GgufValue::I64(_) => 11,
+        GgufValue::F64(_) => 12,
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The value's bytes without its type id. Arrays take their element type from the first
+/// element (u8 for an empty array).
+fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
+    match v {
+        GgufValue::U8(x) => out.push(*x),
+        GgufValue::I8(x) => out.push(*x as u8),
+        GgufValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::Bool(x) => out.push(*x as u8),
+        GgufValue::String(s) => put_string(out, s),
+        GgufValue::Array(items) => {
+            let elem_type = items.first().map(type_id).unwrap_or(0);
+            out.extend_from_slice(&elem_type.to_le_bytes());
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+    }
+}
+
+struct TestTensor {
+    name: String,
+    dims: Vec<u64>,
+    ggml_type: u32,
+    data: Vec<u8>,
+    /// When set, written instead of the computed offset (to corrupt files).
+    offset_override: Option<u64>,
+}
+
+struct Writer {
+    version: u32,
+    kvs: Vec<(String, GgufValue)>,
+    tensors: Vec<TestTensor>,
+    alignment: u64,
+    /// When set, written instead of the real counts.
+    tensor_count_override: Option<u64>,
+    kv_count_override: Option<u64>,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        Writer {
+            version: 3,
+            kvs: Vec::new(),
+            tensors: Vec::new(),
+            alignment: 32,
+            tensor_count_override: None,
+            kv_count_override: None,
+        }
+    }
+
+    fn kv(mut self, key: &str, v: GgufValue) -> Writer {
+        if key == "general.alignment" {
+            // Invalid alignments are written as-is for the reader to refuse; the writer itself
+            // keeps padding to 32 then.
+            if let GgufValue::U32(a) = v {
+                if a.is_power_of_two() {
+                    self.alignment = a as u64;
+                }
+            }
+        }
+        self.kvs.push((key.to_string(), v));
+        self
+    }
+
+    fn tensor(mut self, name: &str, dims: &[u64], ggml_type: u32, data: Vec<u8>) -> Writer {
+        self.tensors.push(TestTensor {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            ggml_type,
+            data,
+            offset_override: None,
+        });
+        self
+    }
+
+    /// Header, metadata and tensor infos, without the padding and data that follow.
+    fn header_bytes(&self) -> Vec<u8> {
+        self.encode(false)
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    fn encode(&self, with_data: bool) -> Vec<u8> {
+        let align = |n: u64| n.div_ceil(self.alignment) * self.alignment;
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&self.version.to_le_bytes());
+        let n_tensors = self
+            .tensor_count_override
+            .unwrap_or(self.tensors.len() as u64);
+        let n_kv = self.kv_count_override.unwrap_or(self.kvs.len() as u64);
+        out.extend_from_slice(&n_tensors.to_le_bytes());
+        out.extend_from_slice(&n_kv.to_le_bytes());
+        for (key, v) in &self.kvs {
+            put_string(&mut out, key);
+            out.extend_from_slice(&type_id(v).to_le_bytes());
+            put_value(&mut out, v);
+        }
+        let mut offsets = Vec::new();
+        let mut next = 0u64;
+        for t in &self.tensors {
+            put_string(&mut out, &t.name);
+            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&t.ggml_type.to_le_bytes());
+            out.extend_from_slice(&t.offset_override.unwrap_or(next).to_le_bytes());
+            offsets.push(next);
+            next = align(next + t.data.len() as u64);
+        }
+        if !with_data {
+            return out;
+        }
+        let data_start = align(out.len() as u64);
+        out.resize(data_start as usize, 0);
+        for (t, off) in self.tensors.iter().zip(offsets) {
+            out.resize((data_start + off) as usize, 0);
+            out.extend_from_slice(&t.data);
+        }
+        out
+    }
+
+    fn write(&self, name: &str) -> PathBuf {
+        write_bytes(name, &self.bytes())
+    }
+}
+
+/// Writes `bytes` to a per-process temporary file and returns its path.
+fn write_bytes(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ilrec-gguf-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn f16_bytes(x: f32) -> [u8; 2] {
+    f16::from_f32(x).to_le_bytes()
+}
+
+fn assert_err_contains(path: &PathBuf, needle: &str) {
+    match GgufFile::open(path) {
+        Ok(_) => panic!(
+            "{} opened, expected an error mentioning {needle:?}",
+            path.display()
+        ),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(needle),
+                "error {msg:?} does not mention {needle:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+fn every_type_kvs() -> Vec<(&'static str, GgufValue)> {
+    use GgufValue::*;
+    vec![
+        ("t.u8", U8(200)),
+        ("t.i8", I8(-100)),
+        ("t.u16", U16(60000)),
+        ("t.i16", I16(-30000)),
+        ("t.u32", U32(4_000_000_000)),
+        ("t.i32", I32(-2_000_000_000)),
+        ("t.u64", U64(u64::MAX - 1)),
+        ("t.i64", I64(i64::MIN + 1)),
+        ("t.f32", F32(-1.25e-3)),
+        ("t.f64", F64(std::f64::consts::PI)),
+        ("t.bool_true", Bool(true)),
+        ("t.bool_false", Bool(false)),
+        ("t.string", String("héllo ✓".into())),
+        ("t.empty_string", String("".into())),
+        ("t.array_i32", Array(vec![I32(1), I32(-2), I32(3)])),
+        (
+            "t.array_str",
+            Array(vec![String("a b".into()), String("Ġt".into())]),
+        ),
+        ("t.array_empty", Array(vec![])),
+        (
+            "t.array_nested",
+            Array(vec![
+                Array(vec![U16(1), U16(2)]),
+                Array(vec![U16(3)]),
+                Array(vec![]),
+            ]),
+        ),
+        ("t.array_f64", Array(vec![F64(0.5), F64(-0.25)])),
+        ("t.array_bool", Array(vec![Bool(true), Bool(false)])),
+    ]
+}
+
+#[test]
+fn every_metadata_type_round_trips_in_v2_and_v3() {
+    for version in [2, 3] {
+        let mut w = Writer::new();
+        w.version = version;
+        for (k, v) in every_type_kvs() {
+            w = w.kv(k, v);
+        }
+        let path = w.write(&format!("types-v{version}.gguf"));
+        let g = GgufFile::open(&path).unwrap();
+        assert_eq!(g.version(), version);
+        assert_eq!(g.metadata().len(), every_type_kvs().len());
+        for (k, v) in every_type_kvs() {
+            assert_eq!(g.get(k), Some(&v), "key {k}");
+        }
+        assert!(g.tensors().is_empty());
+        assert_eq!(g.get("absent"), None);
+    }
+}
+
+#[test]
+fn value_accessors_widen_integers() {
+    assert_eq!(GgufValue::U8(7).as_u64(), Some(7));
+    assert_eq!(GgufValue::I32(-1).as_u64(), None);
+    assert_eq!(GgufValue::I32(-1).as_i64(), Some(-1));
+    assert_eq!(GgufValue::U64(u64::MAX).as_i64(), None);
+    assert_eq!(GgufValue::F32(0.5).as_f64(), Some(0.5));
+    assert_eq!(GgufValue::U32(3).as_f64(), Some(3.0));
+    assert_eq!(GgufValue::String("x".into()).as_u64(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor types
+
+/// Q8_0 blocks: d then 32 i8. Returns (bytes, expected values computed here).
+fn q8_0_blocks(ds: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for (b, &d) in ds.iter().enumerate() {
+        bytes.extend_from_slice(&f16_bytes(d));
+        for j in 0..32i32 {
+            let q = (j * 9 + b as i32 * 31) % 256 - 128; // spans -128..127
+            bytes.push(q as i8 as u8);
+            expected.push(q as f32 * d);
+        }
+    }
+    (bytes, expected)
+}
+
+/// Q4_0 blocks: d then 16 bytes; byte j = element j (low nibble) | element j+16 (high).
+fn q4_0_blocks(ds: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for (b, &d) in ds.iter().enumerate() {
+        bytes.extend_from_slice(&f16_bytes(d));
+        let quants: Vec<u8> = (0..32).map(|j| ((j * 7 + b * 3) % 16) as u8).collect();
+        for j in 0..16 {
+            bytes.push(quants[j] | (quants[j + 16] << 4));
+        }
+        expected.extend(quants.iter().map(|&q| (q as f32 - 8.0) * d));
+    }
+    (bytes, expected)
+}
+
+/// Q4_1 blocks: d, m, then 16 bytes as in Q4_0; value = q * d + m.
+fn q4_1_blocks(dms: &[(f32, f32)]) -> (Vec<u8>, Vec<f32>) {
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for (b, &(d, m)) in dms.iter().enumerate() {
+        bytes.extend_from_slice(&f16_bytes(d));
+        bytes.extend_from_slice(&f16_bytes(m));
+        let quants: Vec<u8> = (0..32).map(|j| ((j * 5 + b) % 16) as u8).collect();
+        for j in 0..16 {
+            bytes.push(quants[j] | (quants[j + 16] << 4));
+        }
+        expected.extend(quants.iter().map(|&q| q as f32 * d + m));
+    }
+    (bytes, expected)
+}
+
+#[test]
+fn q4_blocks_by_hand() {
+    // One Q4_0 block, d = 0.5: byte 0 = 0x1F -> element 0 is (15-8)*0.5 = 3.5, element 16 is
+    // (1-8)*0.5 = -3.5; the other bytes 0x80 -> (0-8)*0.5 = -4 low, (8-8)*0.5 = 0 high.
+    let mut q4_0 = f16_bytes(0.5).to_vec();
+    q4_0.push(0x1F);
+    q4_0.extend_from_slice(&[0x80; 15]);
+    // One Q4_1 block, d = 0.25, m = -1: byte 0 = 0xA3 -> element 0 = 3*0.25-1 = -0.25,
+    // element 16 = 10*0.25-1 = 1.5; others 0x00 -> -1.
+    let mut q4_1 = f16_bytes(0.25).to_vec();
+    q4_1.extend_from_slice(&f16_bytes(-1.0));
+    q4_1.push(0xA3);
+    q4_1.extend_from_slice(&[0x00; 15]);
+    let path = Writer::new()
+        .tensor("a", &[32], 2, q4_0)
+        .tensor("b", &[32], 3, q4_1)
+        .write("q4-by-hand.gguf");
+    let g = GgufFile::open(&path).unwrap();
+    let (_, a) = g.dequantize("a").unwrap();
+    assert_eq!((a[0], a[16], a[1], a[17]), (3.5, -3.5, -4.0, 0.0));
+    let (_, b) = g.dequantize("b").unwrap();
+    assert_eq!((b[0], b[16], b[1], b[17]), (-0.25, 1.5, -1.0, -1.0));
+}
+
+#[test]
+fn every_supported_tensor_type_dequantises() {
+    let plain: Vec<f32> = (0..8).map(|i| i as f32 * 0.75 - 2.0).collect();
+    let f32_bytes: Vec<u8> = plain.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let f16_data: Vec<u8> = plain.iter().flat_map(|&x| f16_bytes(x)).collect();
+    let bf16_data: Vec<u8> = plain
+        .iter()
+        .flat_map(|&x| bf16::from_f32(x).to_le_bytes())
+        .collect();
+    // Four blocks each: dims [64, 2] = two rows of two blocks.
+    let (q8, q8_expected) = q8_0_blocks(&[0.5, -0.125, 2.0, 0.0078125]);
+    let (q40, q40_expected) = q4_0_blocks(&[0.25, 1.5, -0.5, 3.0]);
+    let (q41, q41_expected) = q4_1_blocks(&[(0.25, -2.0), (0.5, 1.0), (0.125, 0.0), (1.0, -8.0)]);
+
+    let path = Writer::new()
+        .tensor("f32", &[4, 2], 0, f32_bytes)
+        .tensor("f16", &[8], 1, f16_data)
+        .tensor("bf16", &[2, 2, 2], 30, bf16_data)
+        .tensor("q8_0", &[64, 2], 8, q8)
+        .tensor("q4_0", &[64, 2], 2, q40)
+        .tensor("q4_1", &[64, 2], 3, q41)
+        .write("types.gguf");
+    let g = GgufFile::open(&path).unwrap();
+    let names: Vec<&str> = g.tensors().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"]);
+
+    // plain values are exact in f16 and bf16 (multiples of 0.25 in -2..3.25)
+    for (name, shape) in [
+        ("f32", vec![2, 4]),
+        ("f16", vec![8]),
+        ("bf16", vec![2, 2, 2]),
+    ] {
+        assert_eq!(
+            g.dequantize(name).unwrap(),
+            (shape, plain.clone()),
+            "tensor {name}"
+        );
+    }
+    for (name, expected) in [
+        ("q8_0", q8_expected),
+        ("q4_0", q40_expected),
+        ("q4_1", q41_expected),
+    ] {
+        assert_eq!(
+            g.dequantize(name).unwrap(),
+            (vec![2, 64], expected),
+            "tensor {name}"
+        );
+    }
+    assert!(g.dequantize("missing").is_err());
+}
+
+#[test]
+fn undecodable_type_opens_but_dequantise_errors() {
+    // Q6_K (id 14): 256 elements in 210 bytes. The reader must size it; we do not decode it.
+    let path = Writer::new()
+        .tensor("k", &[256], 14, vec![0; 210])
+        .write("q6k.gguf");
+    let g = GgufFile::open(&path).unwrap();
+    assert_eq!(g.tensors()[0].n_bytes, 210);
+    let err = g.dequantize("k").unwrap_err().to_string();
+    assert!(err.contains("Q6_K"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alignment
+
+#[test]
+fn non_default_alignment_is_honoured() {
+    for alignment in [1u32, 8, 64, 256] {
+        let values: Vec<f32> = vec![1.0, -2.0, 3.5];
+        let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        // A 5-byte key makes the header length odd, so padding is really needed.
+        let path = Writer::new()
+            .kv("general.alignment", GgufValue::U32(alignment))
+            .kv("odd.k", GgufValue::U8(1))
+            .tensor("x", &[3], 0, bytes.clone())
+            .tensor("y", &[3], 0, bytes)
+            .write(&format!("align-{alignment}.gguf"));
+        let g = GgufFile::open(&path).unwrap();
+        assert_eq!(g.alignment(), alignment as u64);
+        assert_eq!(g.data_start() % alignment as u64, 0);
+        assert_eq!(
+            g.tensors()[1].offset,
+            12u64.div_ceil(alignment as u64) * alignment as u64
+        );
+        assert_eq!(g.dequantize("y").unwrap().1, values);
+    }
+}
+
+#[test]
+fn bad_alignment_values_are_refused() {
+    let p = Writer::new()
+        .kv("general.alignment", GgufValue::U32(48))
+        .write("align-48.gguf");
+    assert_err_contains(&p, "general.alignment");
+    let p = Writer::new()
+        .kv("general.alignment", GgufValue::U32(0))
+        .write("align-0.gguf");
+    assert_err_contains(&p, "general.alignment");
+    let p = Writer::new()
+        .kv("general.alignment", GgufValue::U64(32))
+        .write("align-u64.gguf");
+    assert_err_contains(&p, "general.alignment");
+}
+
+#[test]
+fn misaligned_tensor_offset_is_refused() {
+    let mut w = Writer::new().tensor("x", &[8], 0, vec![0; 32]);
+    w.tensors[0].offset_override = Some(4);
+    assert_err_contains(&w.write("misaligned.gguf"), "alignment");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corrupt files: always Err, never a panic or a huge allocation.
+
+fn small_valid_file() -> Writer {
+    Writer::new()
+        .kv("general.architecture", GgufValue::String("llama".into()))
+        .kv(
+            "a",
+            GgufValue::Array(vec![
+                GgufValue::String("x".into()),
+                GgufValue::String("yz".into()),
+            ]),
+        )
+        .tensor("t", &[32], 8, q8_0_blocks(&[1.0]).0)
+}
+
+#[test]
+fn bad_magic_and_versions_are_refused() {
+    let mut bytes = small_valid_file().bytes();
+    bytes[0] = b'X';
+    assert_err_contains(&write_bytes("magic.gguf", &bytes), "magic");
+    for (version, needle) in [
+        (1u32, "v1"),
+        (4, "version 4"),
+        (3u32.swap_bytes(), "big-endian"),
+    ] {
+        let mut w = small_valid_file();
+        w.version = version;
+        assert_err_contains(&w.write("version.gguf"), needle);
+    }
+    assert_err_contains(&write_bytes("empty.gguf", b""), "truncated");
+}
+
+#[test]
+fn truncated_tensor_data_is_refused() {
+    let bytes = small_valid_file().bytes();
+    let path = write_bytes("truncated.gguf", &bytes[..bytes.len() - 1]);
+    assert_err_contains(&path, "past the end");
+}
+
+#[test]
+fn every_prefix_of_a_valid_file_is_an_error() {
+    let bytes = small_valid_file().bytes();
+    assert!(GgufFile::open(write_bytes("full.gguf", &bytes)).is_ok());
+    for len in 0..bytes.len() {
+        let path = write_bytes("prefix.gguf", &bytes[..len]);
+        assert!(
+            GgufFile::open(&path).is_err(),
+            "prefix of {len} bytes opened"
+        );
+    }
+}
+
+#[test]
+fn offset_out_of_range_is_refused() {
+    for offset in [1u64 << 40, u64::MAX - 31] {
+        let mut w = small_valid_file();
+        w.tensors[0].offset_override = Some(offset);
+        assert_err_contains(&w.write("offset.gguf"), "past the end");
+    }
+}
+
+#[test]
+fn absurd_counts_are_refused_without_allocating() {
+    for count in [1u64 << 40, u64::MAX] {
+        let mut w = small_valid_file();
+        w.tensor_count_override = Some(count);
+        assert_err_contains(&w.write("tcount.gguf"), "tensor_count");
+        let mut w = small_valid_file();
+        w.kv_count_override = Some(count);
+        assert_err_contains(&w.write("kvcount.gguf"), "metadata_kv_count");
+    }
+    // An array whose length claims 2^60 u64s.
+    let mut bytes = Writer::new().header_bytes();
+    bytes[16..24].copy_from_slice(&1u64.to_le_bytes()); // kv_count = 1
+    put_string(&mut bytes, "big");
+    bytes.extend_from_slice(&9u32.to_le_bytes()); // array
+    bytes.extend_from_slice(&10u32.to_le_bytes()); // of u64
+    bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    assert_err_contains(&write_bytes("bigarray.gguf", &bytes), "big");
+}
+
+#[test]
+fn string_length_beyond_eof_is_refused() {
+    let mut bytes = Writer::new().header_bytes();
+    bytes[16..24].copy_from_slice(&1u64.to_le_bytes()); // kv_count = 1
+    bytes.extend_from_slice(&(1u64 << 50).to_le_bytes()); // key length
+    bytes.extend_from_slice(&[b'a'; 40]); // enough bytes for the kv count to be plausible
+    assert_err_contains(&write_bytes("longkey.gguf", &bytes), "string of");
+}
+
+#[test]
+fn structural_corruptions_are_refused() {
+    // Nesting deeper than the reader allows.
+    let mut deep = GgufValue::Array(vec![GgufValue::U8(1)]);
+    for _ in 0..20 {
+        deep = GgufValue::Array(vec![deep]);
+    }
+    assert_err_contains(&Writer::new().kv("deep", deep).write("deep.gguf"), "nested");
+    // Five dims, an unknown ggml type, a row not made of whole blocks.
+    let five = Writer::new().tensor("t", &[1, 1, 1, 1, 1], 0, vec![0; 4]);
+    assert_err_contains(&five.write("dims.gguf"), "dims");
+    let unknown = Writer::new().tensor("t", &[1], 99, vec![0; 4]);
+    assert_err_contains(&unknown.write("type.gguf"), "ggml type id 99");
+    let partial = Writer::new().tensor("t", &[16], 2, vec![0; 18]);
+    assert_err_contains(&partial.write("partial.gguf"), "block size");
+    // Dims whose product overflows u64.
+    let huge = Writer::new().tensor("t", &[1 << 32, 1 << 32, 2], 0, vec![0; 4]);
+    assert_err_contains(&huge.write("huge.gguf"), "overflow");
+    // Two tensors over the same bytes; a repeated tensor name; a repeated key.
+    let mut overlap =
+        Writer::new()
+            .tensor("a", &[8], 0, vec![0; 32])
+            .tensor("b", &[8], 0, vec![0; 32]);
+    overlap.tensors[1].offset_override = Some(0);
+    assert_err_contains(&overlap.write("overlap.gguf"), "overlap");
+    let twice = Writer::new()
+        .tensor("a", &[1], 0, vec![0; 4])
+        .tensor("a", &[1], 0, vec![0; 4]);
+    assert_err_contains(&twice.write("twice.gguf"), "twice");
+    let keys = Writer::new()
+        .kv("k", GgufValue::U8(1))
+        .kv("k", GgufValue::U8(2));
+    assert_err_contains(&keys.write("keys.gguf"), "twice");
+    // A bool byte other than 0/1, an unknown value type, invalid UTF-8.
+    let mut bytes = Writer::new().kv("b", GgufValue::Bool(true)).header_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] = 2;
+    assert_err_contains(&write_bytes("bool.gguf", &bytes), "bool");
+    let mut bytes = Writer::new().kv("u", GgufValue::U8(1)).header_bytes();
+    let last = bytes.len() - 1; // the value byte, preceded by its 4-byte type id
+    bytes[last - 4..last].copy_from_slice(&13u32.to_le_bytes());
+    assert_err_contains(&write_bytes("vtype.gguf", &bytes), "value type 13");
+    let mut bytes = Writer::new()
+        .kv("s", GgufValue::String("ab".into()))
+        .header_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] = 0xFF;
+    assert_err_contains(&write_bytes("utf8.gguf", &bytes), "UTF-8");
+}
+
+#[test]
+fn random_byte_flips_never_panic() {
+    let original = small_valid_file().bytes();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        // xorshift64: a deterministic stream of positions and bytes.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..500 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + round % 4 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] = next() as u8;
+        }
+        let path = write_bytes("flip.gguf", &bytes);
+        // Ok or Err are both fine; a panic fails the test.
+        if let Ok(g) = GgufFile::open(&path) {
+            for t in g.tensors().to_vec() {
+                let _ = g.dequantize(&t.name);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// llama.cpp -> HF
+
+#[test]
+fn unpermute_undoes_the_converter_interleave_by_hand() {
+    // One head, head_dim 4: HF pairs rows (0, 2) and (1, 3) for RoPE; llama.cpp stores the
+    // pairs adjacent, so GGUF row order is HF rows [0, 2, 1, 3].
+    let gguf_rows = [0.0, 0.1, 2.0, 2.1, 1.0, 1.1, 3.0, 3.1]; // [4, 2]: row r = (r, r + .1)
+    let hf = gguf_hf::unpermute_qk_rows(&gguf_rows, 1, 2).unwrap();
+    assert_eq!(hf, [0.0, 0.1, 1.0, 1.1, 2.0, 2.1, 3.0, 3.1]);
+    // Two heads of dim 6 (rows 0..5 and 6..11), one column: GGUF head order is
+    // [0, 3, 1, 4, 2, 5] within each head.
+    let gguf_rows = [0., 3., 1., 4., 2., 5., 6., 9., 7., 10., 8., 11.];
+    let hf = gguf_hf::unpermute_qk_rows(&gguf_rows, 2, 1).unwrap();
+    assert_eq!(hf, (0..12).map(|r| r as f32).collect::<Vec<_>>());
+    // Rows that do not split into heads of an even size.
+    assert!(gguf_hf::unpermute_qk_rows(&[0.0; 6], 2, 1).is_err());
+    assert!(gguf_hf::unpermute_qk_rows(&[0.0; 8], 0, 1).is_err());
+}
+
+#[test]
+fn tensor_names_map_to_hf() {
+    let cases = [
+        ("token_embd.weight", "model.embed_tokens.weight"),
+        ("output_norm.weight", "model.norm.weight"),
+        ("output.weight", "lm_head.weight"),
+        (
+            "blk.0.attn_norm.weight",
+            "model.layers.0.input_layernorm.weight",
+        ),
+        (
+            "blk.12.attn_q.weight",
+            "model.layers.12.self_attn.q_proj.weight",
+        ),
+        (
+            "blk.3.attn_k.weight",
+            "model.layers.3.self_attn.k_proj.weight",
+        ),
+        (
+            "blk.3.attn_v.weight",
+            "model.layers.3.self_attn.v_proj.weight",
+        ),
+        (
+            "blk.3.attn_output.weight",
+            "model.layers.3.self_attn.o_proj.weight",
+        ),
+        (
+            "blk.29.ffn_norm.weight",
+            "model.layers.29.post_attention_layernorm.weight",
+        ),
+        (
+            "blk.1.ffn_gate.weight",
+            "model.layers.1.mlp.gate_proj.weight",
+        ),
+        ("blk.1.ffn_up.weight", "model.layers.1.mlp.up_proj.weight"),
+        (
+            "blk.1.ffn_down.weight",
+            "model.layers.1.mlp.down_proj.weight",
+        ),
+    ];
+    for (gguf, hf) in cases {
+        assert_eq!(gguf_hf::hf_tensor_name(gguf).as_deref(), Some(hf));
+    }
+    for unknown in [
+        "blk.x.attn_q.weight",
+        "blk.1.attn_qkv.weight",
+        "rope_freqs.weight",
+        "blk",
+    ] {
+        assert_eq!(gguf_hf::hf_tensor_name(unknown), None, "{unknown}");
+    }
+}
+
+fn f32_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A one-block Llama: hidden 4, 2 heads of dim 2, 1 KV head, FFN 3, vocab 5 (tied).
+fn tiny_llama(pre: &str) -> Writer {
+    use GgufValue::*;
+    let strings = |v: &[&str]| Array(v.iter().map(|s| String(s.to_string())).collect());
+    let seq = |n: usize| -> Vec<f32> { (0..n).map(|i| i as f32).collect() };
+    Writer::new()
+        .kv("general.architecture", String("llama".into()))
+        .kv("llama.context_length", U32(256))
+        .kv("llama.embedding_length", U32(4))
+        .kv("llama.block_count", U32(1))
+        .kv("llama.feed_forward_length", U32(3))
+        .kv("llama.rope.dimension_count", U32(2))
+        .kv("llama.attention.head_count", U32(2))
+        .kv("llama.attention.head_count_kv", U32(1))
+        .kv("llama.attention.layer_norm_rms_epsilon", F32(1e-5))
+        .kv("llama.rope.freq_base", F32(100000.0))
+        .kv("tokenizer.ggml.model", String("gpt2".into()))
+        .kv("tokenizer.ggml.pre", String(pre.into()))
+        .kv(
+            "tokenizer.ggml.tokens",
+            strings(&["<s>", "</s>", "a", "b", "ab"]),
+        )
+        .kv(
+            "tokenizer.ggml.token_type",
+            Array(vec![I32(3), I32(3), I32(1), I32(1), I32(4)]),
+        )
+        .kv("tokenizer.ggml.merges", strings(&["a b"]))
+        .kv("tokenizer.ggml.bos_token_id", U32(0))
+        .kv("tokenizer.ggml.eos_token_id", U32(1))
+        .tensor("token_embd.weight", &[4, 5], 0, f32_le(&seq(20)))
+        .tensor("blk.0.attn_norm.weight", &[4], 0, f32_le(&[1.0; 4]))
+        .tensor("blk.0.attn_q.weight", &[4, 4], 0, f32_le(&seq(16)))
+        .tensor("blk.0.attn_k.weight", &[4, 2], 0, f32_le(&seq(8)))
+        .tensor("blk.0.attn_v.weight", &[4, 2], 0, f32_le(&seq(8)))
+        .tensor("blk.0.attn_output.weight", &[4, 4], 0, f32_le(&seq(16)))
+        .tensor("blk.0.ffn_norm.weight", &[4], 0, f32_le(&[1.0; 4]))
+        .tensor("blk.0.ffn_gate.weight", &[4, 3], 0, f32_le(&seq(12)))
+        .tensor("blk.0.ffn_up.weight", &[4, 3], 0, f32_le(&seq(12)))
+        .tensor("blk.0.ffn_down.weight", &[3, 4], 0, f32_le(&seq(12)))
+        .tensor("output_norm.weight", &[4], 0, f32_le(&[1.0; 4]))
+}
+
+#[test]
+fn tiny_llama_config_tensors_and_tokenizer() {
+    let g = GgufFile::open(tiny_llama("smollm").write("tiny-llama.gguf")).unwrap();
+    let config = gguf_hf::hf_config(&g).unwrap();
+    let expect = [
+        ("model_type", serde_json::json!("llama")),
+        ("hidden_size", 4.into()),
+        ("intermediate_size", 3.into()),
+        ("num_hidden_layers", 1.into()),
+        ("num_attention_heads", 2.into()),
+        ("num_key_value_heads", 1.into()),
+        ("head_dim", 2.into()),
+        ("rms_norm_eps", 1e-5.into()),
+        ("rope_theta", 100000.0.into()),
+        ("vocab_size", 5.into()),
+        ("tie_word_embeddings", true.into()),
+        ("bos_token_id", 0.into()),
+        ("eos_token_id", 1.into()),
+        ("max_position_embeddings", 256.into()),
+    ];
+    for (key, value) in expect {
+        assert_eq!(config[key], value, "config.{key}");
+    }
+
+    let tensors = gguf_hf::hf_tensors(&g).unwrap();
+    let find = |n: &str| {
+        tensors
+            .iter()
+            .find(|t| t.0 == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    let embed = find("model.embed_tokens.weight");
+    assert_eq!(embed.1, [5, 4]);
+    assert_eq!(embed.2[4..8], [4.0, 5.0, 6.0, 7.0]); // row 1
+                                                     // q: 2 heads of dim 2 -> each head's two rows are one RoPE pair; with head_dim 2 the
+                                                     // interleave is the identity.
+    assert_eq!(
+        find("model.layers.0.self_attn.q_proj.weight").2,
+        (0..16).map(|i| i as f32).collect::<Vec<_>>()
+    );
+    assert_eq!(find("model.layers.0.mlp.down_proj.weight").1, [4, 3]);
+    assert_eq!(find("model.layers.0.mlp.gate_proj.weight").1, [3, 4]);
+    assert_eq!(tensors.len(), 11);
+
+    let tok = gguf_hf::hf_tokenizer_json(&g).unwrap();
+    assert_eq!(tok["model"]["type"], "BPE");
+    assert_eq!(tok["model"]["vocab"]["ab"], 4);
+    assert_eq!(tok["model"]["merges"], serde_json::json!(["a b"]));
+    let added = tok["added_tokens"].as_array().unwrap();
+    let summary: Vec<(u64, &str, bool)> = added
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_u64().unwrap(),
+                t["content"].as_str().unwrap(),
+                t["special"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(0, "<s>", true), (1, "</s>", true), (4, "ab", false)]
+    );
+    let pre = &tok["pre_tokenizer"]["pretokenizers"];
+    assert_eq!(
+        pre[0],
+        serde_json::json!({"type": "Digits", "individual_digits": true})
+    );
+    assert_eq!(pre[1]["type"], "ByteLevel");
+    assert_eq!(pre[1]["add_prefix_space"], false);
+    assert_eq!(tok["decoder"]["type"], "ByteLevel");
+}
+
+#[test]
+fn head_dim_four_q_and_k_are_unpermuted() {
+    // hidden 8, 2 query heads and 1 KV head of dim 4: rows inside each head go [0, 2, 1, 3].
+    let mut w = tiny_llama("smollm");
+    for (k, v) in w.kvs.iter_mut() {
+        match k.as_str() {
+            "llama.embedding_length" => *v = GgufValue::U32(8),
+            "llama.rope.dimension_count" => *v = GgufValue::U32(4),
+            _ => {}
+        }
+    }
+    let row_ids = |rows: usize| -> Vec<f32> { (0..rows * 8).map(|i| (i / 8) as f32).collect() };
+    w.tensors
+        .retain(|t| !t.name.contains("attn_q") && !t.name.contains("attn_k"));
+    // GGUF q rows hold HF rows [0, 2, 1, 3, 4, 6, 5, 7]; k rows hold HF rows [0, 2, 1, 3].
+    let gguf_q: Vec<f32> = [0., 2., 1., 3., 4., 6., 5., 7.]
+        .iter()
+        .flat_map(|&r| [r; 8])
+        .collect();
+    let gguf_k: Vec<f32> = [0., 2., 1., 3.].iter().flat_map(|&r| [r; 8]).collect();
+    let g = GgufFile::open(
+        w.tensor("blk.0.attn_q.weight", &[8, 8], 0, f32_le(&gguf_q))
+            .tensor("blk.0.attn_k.weight", &[8, 4], 0, f32_le(&gguf_k))
+            .write("tiny-llama-hd4.gguf"),
+    )
+    .unwrap();
+    // The raw GGUF rows un-permute to HF order, directly and through hf_tensors.
+    let (q_shape, q) = g.dequantize("blk.0.attn_q.weight").unwrap();
+    assert_eq!(q_shape, [8, 8]);
+    assert_eq!(gguf_hf::unpermute_qk_rows(&q, 2, 8).unwrap(), row_ids(8));
+    let (_, k) = g.dequantize("blk.0.attn_k.weight").unwrap();
+    assert_eq!(gguf_hf::unpermute_qk_rows(&k, 1, 8).unwrap(), row_ids(4));
+    let hf = gguf_hf::hf_tensors(&g).unwrap();
+    let q_hf = &hf
+        .iter()
+        .find(|t| t.0 == "model.layers.0.self_attn.q_proj.weight")
+        .unwrap()
+        .2;
+    assert_eq!(*q_hf, row_ids(8));
+    let k_hf = &hf
+        .iter()
+        .find(|t| t.0 == "model.layers.0.self_attn.k_proj.weight")
+        .unwrap()
+        .2;
+    assert_eq!(*k_hf, row_ids(4));
+}
+
+#[test]
+fn unknown_pre_tokenizer_and_architecture_are_named() {
+    let g = GgufFile::open(tiny_llama("llama-bpe").write("tiny-pre.gguf")).unwrap();
+    let err = gguf_hf::hf_tokenizer_json(&g).unwrap_err().to_string();
+    assert!(err.contains("llama-bpe"), "{err}");
+    let mut w = tiny_llama("smollm");
+    w.kvs[0].1 = GgufValue::String("qwen2".into());
+    let g = GgufFile::open(w.write("tiny-arch.gguf")).unwrap();
+    let err = gguf_hf::hf_config(&g).unwrap_err().to_string();
+    assert!(err.contains("qwen2"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real SmolLM2 file (present after `bash scripts/get-smollm2.sh`).
+
+fn smollm2_path(rel: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("data/models")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent; run `bash scripts/get-smollm2.sh`",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn smollm2_gguf_header_matches_the_published_architecture() {
+    let Some(path) = smollm2_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    let g = GgufFile::open(&path).unwrap();
+    let hp = gguf_hf::llama_hparams(&g).unwrap();
+    assert_eq!(
+        (
+            hp.hidden_size,
+            hp.num_hidden_layers,
+            hp.num_attention_heads,
+            hp.num_key_value_heads
+        ),
+        (576, 30, 9, 3)
+    );
+    assert_eq!(
+        (hp.head_dim, hp.intermediate_size, hp.vocab_size),
+        (64, 1536, 49152)
+    );
+    assert_eq!(hp.rope_theta, 100000.0);
+    assert!(
+        g.tensor("output.weight").is_none(),
+        "SmolLM2 ties its embeddings"
+    );
+    // 30 blocks x 9 tensors + embedding + final norm
+    assert_eq!(g.tensors().len(), 30 * 9 + 2);
+    let (shape, values) = g.dequantize("blk.0.attn_q.weight").unwrap();
+    assert_eq!(shape, [576, 576]);
+    assert!(values.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn smollm2_tokenizer_matches_the_reference_vocab_and_merges() {
+    let Some(path) = smollm2_path("smollm2-135m-hf/tokenizer.json") else {
+        return;
+    };
+    let read = |p: &PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let ours = read(&path);
+    let reference = read(&common::fixture("tokenizers/smollm2/tokenizer.json"));
+    assert_eq!(ours["model"]["vocab"], reference["model"]["vocab"]);
+    assert_eq!(ours["model"]["merges"], reference["model"]["merges"]);
+    assert_eq!(ours["added_tokens"], reference["added_tokens"]);
+    assert_eq!(ours["pre_tokenizer"], reference["pre_tokenizer"]);
+}
