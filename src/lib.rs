@@ -23,9 +23,9 @@ pub mod rng;
 pub mod tensor;
 pub use autograd::{ParamId, Params, Tape, Var};
 pub use tensor::{DType, Tensor};
+pub mod cf;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod cf;
 pub mod ilrec;
 pub mod model;
 pub mod rec;
