@@ -15,17 +15,19 @@
 //! - [`sid`]        RQ-VAE semantic item IDs
 //! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the trainer
 
-pub mod error;
-pub use error::{Error, Result};
 pub mod autograd;
-pub mod cpu;
-pub mod rng;
-pub mod tensor;
-pub use autograd::{ParamId, Params, Tape, Var};
-pub use tensor::{DType, Tensor};
 pub mod cf;
+pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod error;
 pub mod ilrec;
 pub mod model;
 pub mod rec;
+pub mod rng;
+pub mod tensor;
+pub mod tokenizer;
+
+pub use autograd::{ParamId, Params, Tape, Var};
+pub use error::{Error, Result};
+pub use tensor::{DType, Tensor};
