@@ -152,19 +152,6 @@ fn param(model: &SasRec, name: &str) -> (Vec<f64>, Vec<usize>) {
     )
 }
 
-fn erf64(x: f64) -> f64 {
-    // Maclaurin series; activations here are far below |x| = 3, where it is accurate to 1e-12.
-    if x.abs() > 5.0 {
-        return x.signum();
-    }
-    let (mut term, mut sum) = (x, x);
-    for n in 1..100 {
-        term *= -x * x / n as f64;
-        sum += term / (2 * n + 1) as f64;
-    }
-    sum * 2.0 / std::f64::consts::PI.sqrt()
-}
-
 fn layer_norm64(x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
