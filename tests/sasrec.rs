@@ -240,10 +240,7 @@ fn naive_scores(model: &SasRec, history: &[u32]) -> Vec<f64> {
                 &p(format!("blocks.{l}.ffn.fc1.weight")),
                 &p(format!("blocks.{l}.ffn.fc1.bias")),
             );
-            let f: Vec<f64> = f
-                .iter()
-                .map(|&u| 0.5 * u * (1.0 + erf64(u / 2f64.sqrt())))
-                .collect();
+            let f: Vec<f64> = f.iter().map(|&u| u.max(0.0)).collect();
             let f = linear64(
                 &f,
                 &p(format!("blocks.{l}.ffn.fc2.weight")),
