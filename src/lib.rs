@@ -23,6 +23,7 @@ pub mod cuda;
 pub mod error;
 pub mod ilrec;
 pub mod model;
+pub mod optim;
 pub mod rec;
 pub mod rng;
 pub mod tensor;

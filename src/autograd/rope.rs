@@ -1,1 +1,139 @@
-//! (being written)
+//! Rotary position embedding (RoPE) with HF's `rotate_half` convention (Llama, Qwen2).
+//!
+//! Within each head of width D, element i and element i + D/2 form a pair that is rotated by the
+//! angle `pos * inv_freq[i]`, `inv_freq[i] = theta^(-2i/D)`:
+//! ```text
+//! out[i]       = x[i]       cos - x[i + D/2] sin
+//! out[i + D/2] = x[i + D/2] cos + x[i]       sin
+//! ```
+//! A rotation is orthogonal, so the backward pass is the inverse rotation (the same with -sin).
+//! Positions are passed explicitly, which is how decoding with a KV cache offsets new tokens.
+
+use super::tape::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// cos and sin of every (position row, frequency) pair, each (position rows, D/2).
+struct RopeTable {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+impl RopeTable {
+    /// Computed exactly as HF does in f32, so that logits match PyTorch: `inv_freq = 1 /
+    /// theta^(arange(0, D, 2) / D)`, `angle = pos * inv_freq`, then cos and sin of the f32 angle.
+    fn new(positions: &[usize], head_dim: usize, theta: f32) -> RopeTable {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(positions.len() * half); // (position rows, D/2)
+        let mut sin = Vec::with_capacity(positions.len() * half); // (position rows, D/2)
+        for &p in positions {
+            for &f in &inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        RopeTable { cos, sin, half }
+    }
+}
+
+impl Tape {
+    /// RoPE on `x`: (B, T, H*D) with H = `n_heads`, D = `head_dim` (even). `positions` has
+    /// length T (shared by every sequence of the batch) or B*T (one position per token, e.g. left
+    /// padding or a KV-cache offset per sequence). `theta` is the config's `rope_theta`.
+    pub fn rope(
+        &mut self,
+        x: Var,
+        n_heads: usize,
+        head_dim: usize,
+        positions: &[usize],
+        theta: f32,
+    ) -> Result<Var> {
+        let (batch, seq) = check_rope_args(self.shape(x), n_heads, head_dim, positions, theta)?;
+        let table = RopeTable::new(positions, head_dim, theta);
+        // Row r = b * T + t of x uses position row r when positions are per token, t otherwise.
+        let per_token = positions.len() == batch * seq && batch > 1;
+        let xt = self.value(x);
+        let out = rotate(xt, &table, seq, per_token, 1.0)?;
+        Ok(self.record("rope", out, &[x], move |g, _| {
+            Ok(vec![Some(rotate(g, &table, seq, per_token, -1.0)?)])
+        }))
+    }
+}
+
+/// Rotates every head of every row by its angle; `sin_sign = -1` rotates backwards (the inverse,
+/// which is also the transpose, hence the gradient).
+fn rotate(
+    x: &Tensor,
+    table: &RopeTable,
+    seq: usize,
+    per_token: bool,
+    sin_sign: f32,
+) -> Result<Tensor> {
+    let xs = x.data()?;
+    let width = x.last_dim();
+    let half = table.half;
+    let mut out = vec![0.0f32; xs.len()]; // (B, T, H*D)
+    for (r, (xr, or)) in xs.chunks(width).zip(out.chunks_mut(width)).enumerate() {
+        let p = if per_token { r } else { r % seq };
+        let cos = &table.cos[p * half..(p + 1) * half];
+        let sin = &table.sin[p * half..(p + 1) * half];
+        for (xh, oh) in xr.chunks(2 * half).zip(or.chunks_mut(2 * half)) {
+            let (x1, x2) = xh.split_at(half);
+            let (o1, o2) = oh.split_at_mut(half);
+            for i in 0..half {
+                let (c, s) = (cos[i], sin_sign * sin[i]);
+                o1[i] = x1[i] * c - x2[i] * s;
+                o2[i] = x2[i] * c + x1[i] * s;
+            }
+        }
+    }
+    Tensor::from_vec(out, x.shape())
+}
+
+/// Validates the arguments of `rope`; returns (B, T).
+fn check_rope_args(
+    shape: &[usize],
+    n_heads: usize,
+    head_dim: usize,
+    positions: &[usize],
+    theta: f32,
+) -> Result<(usize, usize)> {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
+        return Err(Error::shape(
+            "rope",
+            format!("head_dim must be even and positive (pairs i, i + D/2), got {head_dim}"),
+        ));
+    }
+    if shape.len() != 3 || shape[2] != n_heads * head_dim {
+        return Err(Error::shape(
+            "rope",
+            format!(
+                "x must be (B, T, n_heads * head_dim) = (B, T, {n_heads} * {head_dim}), found {shape:?}"
+            ),
+        ));
+    }
+    let (batch, seq) = (shape[0], shape[1]);
+    if positions.len() != seq && positions.len() != batch * seq {
+        return Err(Error::shape(
+            "rope",
+            format!(
+                "positions has {} entries; expected T = {seq} (shared by the batch) or B*T = {} \
+                 for x {shape:?}",
+                positions.len(),
+                batch * seq
+            ),
+        ));
+    }
+    if !(theta > 0.0 && theta.is_finite()) {
+        return Err(Error::config(
+            format!("rope: theta must be a positive finite number, got {theta}"),
+            "use the model config's rope_theta (e.g. 10000)",
+        ));
+    }
+    Ok((batch, seq))
+}

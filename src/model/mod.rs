@@ -1,10 +1,19 @@
 //! Model files and the Llama-family decoder.
 //!
+//! - [`config`]      `config.json` -> [`LlamaConfig`](config::LlamaConfig) (llama, qwen2, mistral)
+//! - [`weights`]     safetensors reading (single or sharded, memory-mapped) and writing
+//! - [`llama`]       the decoder: embedding, blocks, final norm, LM head; logit lens; vocab resize
+//! - [`speed`]       forward / forward+backward throughput on random weights (BENCHMARKS.md)
 //! - [`gguf`]        our own GGUF v2/v3 reader (header, metadata, tensor infos) on a memory map
 //! - [`gguf_quant`]  ggml tensor types: block layouts and dequantisation to f32
 //! - [`gguf_hf`]     llama.cpp conventions -> Hugging Face: tensor names, q/k row order,
 //!   config.json and tokenizer.json as plain `serde_json::Value`s
 
+pub mod config;
 pub mod gguf;
 pub mod gguf_hf;
 pub mod gguf_quant;
+pub mod kv_cache;
+pub mod llama;
+pub mod speed;
+pub mod weights;

@@ -1,0 +1,601 @@
+//! The Llama-family decoder (Llama 2/3, SmolLM, Qwen2/2.5, Mistral) on the autograd tape.
+//!
+//! ```text
+//! ids (B,T) -> embedding -> h^0 (B,T,D)
+//! for block l = 1..=L:
+//!     a   = h + o_proj(attention(rope(q_proj(N1 h)), rope(k_proj(N1 h)), v_proj(N1 h)))
+//!     h^l = a + down_proj(silu(gate_proj(N2 a)) * up_proj(N2 a))
+//! logits = lm_head(N_final h^L)
+//! ```
+//! N are RMSNorms with learned scales; attention is causal grouped-query attention (Hq query heads
+//! share Hkv key/value heads); padding is on the right and masked out as keys.
+//!
+//! The forward returns every raw block output h^l: ILRec's logit lens applies the final norm and
+//! LM head to intermediate blocks (z^l = W N(h^l)), through the same [`Llama::head`] function the
+//! model's own logits use. The head can be restricted to selected rows (response tokens), which
+//! avoids the full-vocabulary matmul on prompt positions that no loss reads.
+//!
+//! Parameters carry the Hugging Face names, so a checkpoint loads and saves without renaming.
+
+use super::config::LlamaConfig;
+use super::weights::{save_params, Checkpoint};
+use crate::autograd::{ParamId, Params, Tape, Var};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use std::path::Path;
+
+/// Std of the normal init of weight matrices (HF's `initializer_range` default).
+pub const INIT_STD: f32 = 0.02;
+
+/// Parameter ids of one decoder block.
+#[derive(Clone, Debug)]
+pub struct BlockParams {
+    pub input_norm: ParamId,
+    pub q_proj: ParamId,
+    pub k_proj: ParamId,
+    pub v_proj: ParamId,
+    pub o_proj: ParamId,
+    pub q_bias: Option<ParamId>,
+    pub k_bias: Option<ParamId>,
+    pub v_bias: Option<ParamId>,
+    pub o_bias: Option<ParamId>,
+    pub post_norm: ParamId,
+    pub gate_proj: ParamId,
+    pub up_proj: ParamId,
+    pub down_proj: ParamId,
+}
+
+/// A decoder and its parameters.
+#[derive(Clone)]
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub params: Params,
+    embed: ParamId,
+    blocks: Vec<BlockParams>,
+    final_norm: ParamId,
+    /// Equal to `embed` when the embeddings are tied.
+    lm_head: ParamId,
+}
+
+/// A right-padded batch of token ids.
+#[derive(Clone, Debug)]
+pub struct BatchInput {
+    /// (batch, seq) row-major token ids; padding positions hold any valid id.
+    pub ids: Vec<u32>,
+    pub batch: usize,
+    pub seq: usize,
+    /// (batch, seq): false marks padding (masked out as attention keys). None: no padding.
+    pub key_valid: Option<Vec<bool>>,
+    /// RoPE positions, length seq (shared by all rows) or batch*seq. None: 0..seq.
+    pub positions: Option<Vec<usize>>,
+}
+
+impl BatchInput {
+    /// Rows of equal length, no padding.
+    pub fn new(ids: Vec<u32>, batch: usize, seq: usize) -> Result<BatchInput> {
+        if ids.len() != batch * seq {
+            return Err(Error::shape(
+                "BatchInput::new",
+                format!("{} ids for batch {batch} x seq {seq}", ids.len()),
+            ));
+        }
+        Ok(BatchInput {
+            ids,
+            batch,
+            seq,
+            key_valid: None,
+            positions: None,
+        })
+    }
+
+    /// Right-pads rows of different lengths with `pad_id` to the longest row.
+    pub fn right_padded(rows: &[Vec<u32>], pad_id: u32) -> BatchInput {
+        let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * seq);
+        let mut valid = Vec::with_capacity(rows.len() * seq);
+        for row in rows {
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat_n(pad_id, seq - row.len()));
+            valid.extend((0..seq).map(|t| t < row.len()));
+        }
+        let padded = valid.iter().any(|v| !v);
+        BatchInput {
+            ids,
+            batch: rows.len(),
+            seq,
+            key_valid: padded.then_some(valid),
+            positions: None,
+        }
+    }
+}
+
+/// The two head parameters as fetched onto a tape (reused by every logit-lens call).
+#[derive(Clone, Copy, Debug)]
+pub struct HeadVars {
+    pub norm: Var,
+    pub weight: Var,
+}
+
+/// What the forward produces.
+pub struct ForwardOutput {
+    /// hidden[0] = embedding output (B,T,D); hidden[l] = raw output of block l, l = 1..=L.
+    pub hidden: Vec<Var>,
+    /// (rows, V): all B*T rows (row b*T + t) if no rows were selected, else the selected ones.
+    pub logits: Var,
+    /// The head parameters on this tape, for [`Llama::lens`].
+    pub head: HeadVars,
+}
+
+/// Every tensor a checkpoint of `cfg` must hold, with its shape, in canonical order.
+pub fn expected_tensors(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
+    for l in 0..cfg.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        out.push((p("input_layernorm.weight"), vec![d]));
+        out.push((p("self_attn.q_proj.weight"), vec![q, d]));
+        out.push((p("self_attn.k_proj.weight"), vec![kv, d]));
+        out.push((p("self_attn.v_proj.weight"), vec![kv, d]));
+        if cfg.qkv_bias {
+            out.push((p("self_attn.q_proj.bias"), vec![q]));
+            out.push((p("self_attn.k_proj.bias"), vec![kv]));
+            out.push((p("self_attn.v_proj.bias"), vec![kv]));
+        }
+        out.push((p("self_attn.o_proj.weight"), vec![d, q]));
+        if cfg.o_bias {
+            out.push((p("self_attn.o_proj.bias"), vec![d]));
+        }
+        out.push((p("post_attention_layernorm.weight"), vec![d]));
+        out.push((p("mlp.gate_proj.weight"), vec![f, d]));
+        out.push((p("mlp.up_proj.weight"), vec![f, d]));
+        out.push((p("mlp.down_proj.weight"), vec![d, f]));
+    }
+    out.push(("model.norm.weight".to_string(), vec![d]));
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, d]));
+    }
+    out
+}
+
+/// HF's causal-LM shift: the logits at position t are scored against the label at t+1; the last
+/// position of every row has nothing to predict (-100, ignored). (batch*seq) in and out.
+pub fn shifted_targets(labels: &[i64], batch: usize, seq: usize) -> Result<Vec<i64>> {
+    if labels.len() != batch * seq {
+        return Err(Error::shape(
+            "shifted_targets",
+            format!("{} labels for batch {batch} x seq {seq}", labels.len()),
+        ));
+    }
+    let mut targets = vec![-100i64; batch * seq];
+    for b in 0..batch {
+        let row = b * seq;
+        targets[row..row + seq.saturating_sub(1)].copy_from_slice(&labels[row + 1..row + seq]);
+    }
+    Ok(targets)
+}
+
+/// Mean cross-entropy of next-token prediction over all labelled positions, from logits of every
+/// row (B*T, V): what HF's `ForCausalLM` returns as `loss`.
+pub fn causal_lm_loss(
+    tape: &mut Tape,
+    logits_all_rows: Var,
+    labels: &[i64],
+    batch: usize,
+    seq: usize,
+) -> Result<Var> {
+    let targets = shifted_targets(labels, batch, seq)?;
+    tape.cross_entropy(logits_all_rows, &targets)
+}
+
+impl Llama {
+    /// Loads `dir/config.json` and the safetensors weights beside it, checking every tensor's
+    /// presence and shape against the config and refusing tensors the architecture lacks.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Llama> {
+        let dir = dir.as_ref();
+        let config = LlamaConfig::from_file(dir.join("config.json"))?;
+        let ckpt = Checkpoint::open(dir)?;
+        let expected = expected_tensors(&config);
+        refuse_unexpected_tensors(&ckpt, &expected)?;
+        let params = ckpt.load_params(&expected)?;
+        Llama::from_params(config, params)
+    }
+
+    /// A freshly initialised model: weights ~ Normal(0, 0.02^2), norm scales 1, biases 0.
+    pub fn from_config(config: LlamaConfig, seed: u64) -> Result<Llama> {
+        config.validate(Path::new("<config>"))?;
+        let mut rng = Rng::new(seed);
+        let mut params = Params::new();
+        for (name, shape) in expected_tensors(&config) {
+            let value = if name.ends_with("norm.weight") {
+                Tensor::full(&shape, 1.0)
+            } else if name.ends_with(".bias") {
+                Tensor::zeros(&shape)
+            } else {
+                Tensor::randn(&shape, INIT_STD, &mut rng)
+            };
+            params.add(&name, value, true)?;
+        }
+        Llama::from_params(config, params)
+    }
+
+    /// Wraps `params` (HF names, shapes of `config`) as a model.
+    pub fn from_params(config: LlamaConfig, params: Params) -> Result<Llama> {
+        let id = |name: String| {
+            params
+                .id(&name)
+                .ok_or_else(|| Error::config(format!("parameter `{name}` is missing"), ""))
+        };
+        let opt = |name: String, present: bool| present.then(|| id(name)).transpose();
+        let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            blocks.push(BlockParams {
+                input_norm: id(p("input_layernorm.weight"))?,
+                q_proj: id(p("self_attn.q_proj.weight"))?,
+                k_proj: id(p("self_attn.k_proj.weight"))?,
+                v_proj: id(p("self_attn.v_proj.weight"))?,
+                o_proj: id(p("self_attn.o_proj.weight"))?,
+                q_bias: opt(p("self_attn.q_proj.bias"), config.qkv_bias)?,
+                k_bias: opt(p("self_attn.k_proj.bias"), config.qkv_bias)?,
+                v_bias: opt(p("self_attn.v_proj.bias"), config.qkv_bias)?,
+                o_bias: opt(p("self_attn.o_proj.bias"), config.o_bias)?,
+                post_norm: id(p("post_attention_layernorm.weight"))?,
+                gate_proj: id(p("mlp.gate_proj.weight"))?,
+                up_proj: id(p("mlp.up_proj.weight"))?,
+                down_proj: id(p("mlp.down_proj.weight"))?,
+            });
+        }
+        let embed = id("model.embed_tokens.weight".into())?;
+        let lm_head = if config.tie_word_embeddings {
+            embed
+        } else {
+            id("lm_head.weight".into())?
+        };
+        Ok(Llama {
+            final_norm: id("model.norm.weight".into())?,
+            embed,
+            lm_head,
+            blocks,
+            config,
+            params,
+        })
+    }
+
+    /// Writes `dir/config.json` and `dir/model.safetensors` (HF names; a tied model writes no
+    /// `lm_head.weight`), a directory transformers' `from_pretrained` loads.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let config_path = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&self.config.to_json())
+            .map_err(|e| Error::format(&config_path, e.to_string()))?;
+        std::fs::write(&config_path, text + "\n").map_err(|e| Error::io(&config_path, e))?;
+        let ids: Vec<ParamId> = expected_tensors(&self.config)
+            .iter()
+            .map(|(name, _)| {
+                self.params
+                    .id(name)
+                    .ok_or_else(|| Error::config(format!("parameter `{name}` is missing"), ""))
+            })
+            .collect::<Result<_>>()?;
+        save_params(&self.params, &ids, dir.join("model.safetensors"))
+    }
+
+    pub fn embed_id(&self) -> ParamId {
+        self.embed
+    }
+
+    pub fn lm_head_id(&self) -> ParamId {
+        self.lm_head
+    }
+
+    pub fn final_norm_id(&self) -> ParamId {
+        self.final_norm
+    }
+
+    pub fn blocks(&self) -> &[BlockParams] {
+        &self.blocks
+    }
+
+    /// Norm scales and biases: the parameters conventionally excluded from weight decay.
+    pub fn no_decay_ids(&self) -> Vec<ParamId> {
+        self.params
+            .ids()
+            .filter(|&id| {
+                let n = self.params.name(id);
+                n.ends_with("norm.weight") || n.ends_with(".bias")
+            })
+            .collect()
+    }
+
+    /// Grows the vocabulary to `new_vocab` (e.g. to add item tokens). Old rows are unchanged; each
+    /// new row of the embedding (and of an untied head) is the mean of the existing rows plus
+    /// Normal(0, (0.01 * RMS of the existing entries)^2) noise from `seed`, so new tokens start
+    /// where an average token sits and are not identical to each other.
+    pub fn resize_vocab(&mut self, new_vocab: usize, seed: u64) -> Result<()> {
+        let old = self.config.vocab_size;
+        if new_vocab < old {
+            return Err(Error::config(
+                format!("resize_vocab: cannot shrink the vocabulary from {old} to {new_vocab}"),
+                "only growing is supported (removing rows would renumber tokens)",
+            ));
+        }
+        let mut rng = Rng::new(seed);
+        let mut targets = vec![self.embed];
+        if self.lm_head != self.embed {
+            targets.push(self.lm_head);
+        }
+        for id in targets {
+            let grown = grow_rows(self.params.value(id), new_vocab, &mut rng)?;
+            self.params.replace(id, grown);
+        }
+        self.config.vocab_size = new_vocab;
+        Ok(())
+    }
+
+    /// Runs the decoder on `input`; logits only for the flat rows `logit_rows` (b*T + t) when
+    /// given, otherwise for every position.
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        input: &BatchInput,
+        logit_rows: Option<&[usize]>,
+    ) -> Result<ForwardOutput> {
+        self.check_input(input)?;
+        let (b, t, d) = (input.batch, input.seq, self.config.hidden_size);
+        let default_positions: Vec<usize>;
+        let positions = match &input.positions {
+            Some(p) => p.as_slice(),
+            None => {
+                default_positions = (0..t).collect();
+                &default_positions
+            }
+        };
+        let key_valid = input.key_valid.as_deref();
+
+        let embed = tape.param(&self.params, self.embed);
+        let mut h = tape.embedding(embed, &input.ids, &[b, t])?; // (B,T,D)
+        let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
+        hidden.push(h);
+        for block in &self.blocks {
+            h = self.block(tape, block, h, positions, key_valid, None)?; // (B,T,D)
+            hidden.push(h);
+        }
+        debug_assert_eq!(tape.shape(h), &[b, t, d]);
+        let head = self.head_vars(tape, embed);
+        let logits = self.apply_head(tape, head, h, logit_rows)?;
+        Ok(ForwardOutput {
+            hidden,
+            logits,
+            head,
+        })
+    }
+
+    /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual.
+    /// With a `cache`, the block's keys and values are appended to the cached ones of earlier
+    /// positions and attention runs over all of them (decoding; see `kv_cache.rs`).
+    pub(super) fn block(
+        &self,
+        tape: &mut Tape,
+        p: &BlockParams,
+        x: Var, // (B,T,D)
+        positions: &[usize],
+        key_valid: Option<&[bool]>,
+        cache: Option<&mut super::kv_cache::LayerKv>,
+    ) -> Result<Var> {
+        let c = &self.config;
+        let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let fetch =
+            |tape: &mut Tape, id: Option<ParamId>| id.map(|id| tape.param(&self.params, id));
+
+        let n1 = self.rms_norm(tape, x, p.input_norm)?;
+        let (wq, bq) = (tape.param(&self.params, p.q_proj), fetch(tape, p.q_bias));
+        let (wk, bk) = (tape.param(&self.params, p.k_proj), fetch(tape, p.k_bias));
+        let (wv, bv) = (tape.param(&self.params, p.v_proj), fetch(tape, p.v_bias));
+        let q = tape.linear(n1, wq, bq)?; // (B,T,Hq*hd)
+        let k = tape.linear(n1, wk, bk)?; // (B,T,Hkv*hd)
+        let v = tape.linear(n1, wv, bv)?; // (B,T,Hkv*hd)
+        let q = tape.rope(q, hq, hd, positions, c.rope_theta)?;
+        let k = tape.rope(k, hkv, hd, positions, c.rope_theta)?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(tape, k, v)?, // (B,Tc+T,Hkv*hd) each
+            None => (k, v),
+        };
+        let a = tape.attention(q, k, v, hq, hkv, hd, true, key_valid)?; // (B,T,Hq*hd)
+        let (wo, bo) = (tape.param(&self.params, p.o_proj), fetch(tape, p.o_bias));
+        let attn_out = tape.linear(a, wo, bo)?; // (B,T,D)
+        let x = tape.add(x, attn_out)?;
+
+        let n2 = self.rms_norm(tape, x, p.post_norm)?;
+        let w_gate = tape.param(&self.params, p.gate_proj);
+        let w_up = tape.param(&self.params, p.up_proj);
+        let w_down = tape.param(&self.params, p.down_proj);
+        let gate = tape.linear(n2, w_gate, None)?; // (B,T,F)
+        let up = tape.linear(n2, w_up, None)?; // (B,T,F)
+        let gate = tape.silu(gate)?;
+        let inner = tape.mul(gate, up)?;
+        let mlp_out = tape.linear(inner, w_down, None)?; // (B,T,D)
+        tape.add(x, mlp_out)
+    }
+
+    fn rms_norm(&self, tape: &mut Tape, x: Var, weight: ParamId) -> Result<Var> {
+        let w = tape.param(&self.params, weight);
+        tape.rms_norm(x, w, self.config.rms_norm_eps)
+    }
+
+    /// Fetches the final norm and LM head; a tied head reuses the embedding's tape leaf, so the
+    /// shared matrix gets both gradient contributions on one node.
+    fn head_vars(&self, tape: &mut Tape, embed: Var) -> HeadVars {
+        let norm = tape.param(&self.params, self.final_norm);
+        let weight = if self.lm_head == self.embed {
+            embed
+        } else {
+            tape.param(&self.params, self.lm_head)
+        };
+        HeadVars { norm, weight }
+    }
+
+    /// Final norm + LM head on `h` ((B,T,D) or (N,D)), fetching the head parameters onto `tape`.
+    /// `rows` selects flat rows of h seen as (B*T, D). Returns (rows, V).
+    pub fn head(&self, tape: &mut Tape, h: Var, rows: Option<&[usize]>) -> Result<Var> {
+        let norm = tape.param(&self.params, self.final_norm);
+        let weight = tape.param(&self.params, self.lm_head);
+        self.apply_head(tape, HeadVars { norm, weight }, h, rows)
+    }
+
+    /// Logit lens of block `layer` (0 = embedding output, L = last block, whose lens equals the
+    /// model's logits): z^l = W N(h^l), on the same head leaves as the forward's logits.
+    pub fn lens(
+        &self,
+        tape: &mut Tape,
+        out: &ForwardOutput,
+        layer: usize,
+        rows: Option<&[usize]>,
+    ) -> Result<Var> {
+        let h = *out.hidden.get(layer).ok_or(Error::Index {
+            op: "Llama::lens",
+            index: layer as i64,
+            bound: out.hidden.len(),
+        })?;
+        self.apply_head(tape, out.head, h, rows)
+    }
+
+    /// Final norm + LM head with already-fetched parameters. Rows are selected before the norm
+    /// (it acts row by row), so unselected positions cost nothing.
+    pub fn apply_head(
+        &self,
+        tape: &mut Tape,
+        head: HeadVars,
+        h: Var,
+        rows: Option<&[usize]>,
+    ) -> Result<Var> {
+        let d = self.config.hidden_size;
+        let shape = tape.shape(h).to_vec();
+        if shape.last() != Some(&d) {
+            return Err(Error::shape(
+                "Llama::head",
+                format!("hidden states {shape:?} do not end in hidden_size {d}"),
+            ));
+        }
+        let n: usize = shape.iter().product::<usize>() / d;
+        let mut flat = tape.reshape(h, &[n, d])?; // (B*T, D)
+        if let Some(rows) = rows {
+            flat = tape.index_select(flat, rows)?; // (rows, D)
+        }
+        let normed = tape.rms_norm(flat, head.norm, self.config.rms_norm_eps)?;
+        tape.linear(normed, head.weight, None) // (rows, V)
+    }
+
+    /// Mean next-token cross-entropy over the labelled positions of `labels` (B*T, -100 =
+    /// ignored), computing logits only where a label is predicted. Returns the loss and the
+    /// forward output, whose `logits` hold exactly those rows (in increasing b*T + t order).
+    pub fn lm_loss(
+        &self,
+        tape: &mut Tape,
+        input: &BatchInput,
+        labels: &[i64],
+    ) -> Result<(Var, ForwardOutput)> {
+        let targets = shifted_targets(labels, input.batch, input.seq)?;
+        let rows: Vec<usize> = (0..targets.len()).filter(|&i| targets[i] != -100).collect();
+        if rows.is_empty() {
+            return Err(Error::config(
+                "lm_loss: no position has a label to predict",
+                "labels must hold at least one id (not -100) after the first position of a row",
+            ));
+        }
+        let out = self.forward(tape, input, Some(&rows))?;
+        let picked: Vec<i64> = rows.iter().map(|&i| targets[i]).collect();
+        let loss = tape.cross_entropy(out.logits, &picked)?;
+        Ok((loss, out))
+    }
+
+    fn check_input(&self, input: &BatchInput) -> Result<()> {
+        let (b, t) = (input.batch, input.seq);
+        if input.ids.len() != b * t || b == 0 || t == 0 {
+            return Err(Error::shape(
+                "Llama::forward",
+                format!("{} ids for batch {b} x seq {t}", input.ids.len()),
+            ));
+        }
+        if let Some(&bad) = input
+            .ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(Error::Index {
+                op: "Llama::forward (token id)",
+                index: bad as i64,
+                bound: self.config.vocab_size,
+            });
+        }
+        if let Some(v) = &input.key_valid {
+            if v.len() != b * t {
+                return Err(Error::shape(
+                    "Llama::forward",
+                    format!("key_valid has {} entries for batch {b} x seq {t}", v.len()),
+                ));
+            }
+        }
+        if let Some(p) = &input.positions {
+            if p.len() != t && p.len() != b * t {
+                return Err(Error::shape(
+                    "Llama::forward",
+                    format!(
+                        "{} positions for batch {b} x seq {t} (need seq or batch*seq)",
+                        p.len()
+                    ),
+                ));
+            }
+        }
+        if let Some(w) = self.config.sliding_window {
+            if t > w {
+                return Err(Error::config(
+                    format!("sequence length {t} exceeds the sliding window {w} of this config"),
+                    "only full causal attention is implemented; use sequences of at most the window",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoint tensors the architecture does not use: refusing them catches a wrong model_type
+/// (e.g. Qwen3's q_norm) instead of silently ignoring part of the model.
+fn refuse_unexpected_tensors(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()> {
+    for name in ckpt.names() {
+        let known = expected.iter().any(|(n, _)| *n == name)
+            || name.ends_with("rotary_emb.inv_freq") // a buffer old checkpoints saved
+            || name == "lm_head.weight"; // tied configs may still ship the (identical) head
+        if !known {
+            let file = ckpt.file_of(&name).map(|f| f.path().to_path_buf());
+            return Err(Error::format(
+                file.unwrap_or_else(|| ckpt.dir().to_path_buf()),
+                format!(
+                    "tensor `{name}` is not part of this architecture (check model_type in config.json)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `w` (V,D) grown to (new_rows, D): old rows copied, new rows = mean row + small noise.
+fn grow_rows(w: &Tensor, new_rows: usize, rng: &mut Rng) -> Result<Tensor> {
+    let (rows, d) = (w.shape()[0], w.last_dim());
+    let old = w.to_vec();
+    let mut mean = vec![0.0f64; d];
+    for row in old.chunks(d) {
+        mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x as f64);
+    }
+    mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
+    let var = old.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / old.len().max(1) as f64;
+    let noise_std = 0.01 * var.sqrt() as f32;
+    let mut data = old;
+    data.reserve((new_rows - rows) * d);
+    for _ in rows..new_rows {
+        data.extend(mean.iter().map(|&m| m as f32 + noise_std * rng.normal()));
+    }
+    Tensor::from_vec(data, &[new_rows, d]) // (new_rows, D)
+}

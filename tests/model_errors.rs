@@ -1,0 +1,265 @@
+//! Broken checkpoints give errors that name the file and the tensor or field: a truncated
+//! safetensors file, a missing tensor, a wrong shape, a tensor the architecture lacks, a config
+//! with a missing field, an unsupported option. Each case copies tiny-llama into a temp dir and
+//! breaks one thing.
+
+mod common;
+
+use common::fixture;
+use ilrec::model::llama::Llama;
+use std::path::{Path, PathBuf};
+
+/// A fresh copy of the tiny-llama fixture dir.
+fn copy_of_tiny_llama(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ilrec-model-errors-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture(&format!("tiny-llama/{f}")), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+fn load_error(dir: &Path) -> String {
+    match Llama::from_dir(dir) {
+        Ok(_) => panic!("{} loaded although it is broken", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// (name, dtype, shape, data start, data end) of one tensor in a safetensors header.
+type HeaderEntry = (String, String, Vec<usize>, usize, usize);
+
+/// Header entries of a safetensors file, parsed here
+/// independently of the crate under test.
+fn header_of(bytes: &[u8]) -> (usize, Vec<HeaderEntry>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut entries = Vec::new();
+    for (name, info) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape = info["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
+        let offs = info["data_offsets"].as_array().unwrap();
+        entries.push((
+            name.clone(),
+            info["dtype"].as_str().unwrap().to_string(),
+            shape,
+            offs[0].as_u64().unwrap() as usize,
+            offs[1].as_u64().unwrap() as usize,
+        ));
+    }
+    (8 + n, entries)
+}
+
+/// Rewrites `dir/model.safetensors` through `edit`, which may drop or reshape entries.
+fn rewrite_checkpoint(
+    dir: &Path,
+    edit: impl Fn(&str, Vec<usize>, &[u8]) -> Option<(Vec<usize>, Vec<u8>)>,
+) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (data_start, entries) = header_of(&bytes);
+    let kept: Vec<(String, Vec<usize>, Vec<u8>)> = entries
+        .into_iter()
+        .filter_map(|(name, dtype, shape, s, e)| {
+            assert_eq!(dtype, "F32");
+            let (shape, data) = edit(&name, shape, &bytes[data_start + s..data_start + e])?;
+            Some((name, shape, data))
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = kept
+        .iter()
+        .map(|(n, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, &None, &path).unwrap();
+}
+
+#[test]
+fn truncated_file_names_file_and_first_cut_tensor() {
+    let dir = copy_of_tiny_llama("truncated");
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (data_start, entries) = header_of(&bytes);
+    // Cut 100 bytes off: the tensor stored last in the file is the one that is incomplete.
+    let last = entries.iter().max_by_key(|e| e.4).unwrap();
+    assert!(
+        data_start + last.3 < bytes.len() - 100,
+        "the last tensor must be longer than the cut"
+    );
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load_error(&dir);
+    assert!(e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains(&format!("`{}`", last.0)) && e.contains("truncated"),
+        "{e}"
+    );
+    // Cut inside the header: still names the file.
+    std::fs::write(&path, &bytes[..20]).unwrap();
+    let e = load_error(&dir);
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = copy_of_tiny_llama("missing");
+    let victim = "model.layers.1.mlp.up_proj.weight";
+    rewrite_checkpoint(&dir, |name, shape, data| {
+        (name != victim).then(|| (shape, data.to_vec()))
+    });
+    let e = load_error(&dir);
+    assert!(
+        e.contains("model.safetensors") && e.contains(victim) && e.contains("missing"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn wrong_shape_is_named_with_both_shapes() {
+    let dir = copy_of_tiny_llama("shape");
+    let victim = "model.layers.0.self_attn.q_proj.weight";
+    rewrite_checkpoint(&dir, |name, shape, data| {
+        if name == victim {
+            // (64, 64) -> (64, 32): keep half the data so the file itself stays valid.
+            Some((
+                vec![shape[0], shape[1] / 2],
+                data[..data.len() / 2].to_vec(),
+            ))
+        } else {
+            Some((shape, data.to_vec()))
+        }
+    });
+    let e = load_error(&dir);
+    assert!(e.contains("model.safetensors") && e.contains(victim), "{e}");
+    assert!(e.contains("[64, 32]") && e.contains("[64, 64]"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tensor_outside_the_architecture_is_refused() {
+    let dir = copy_of_tiny_llama("extra");
+    // Add Qwen3's q_norm: a different architecture than config.json says.
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (data_start, entries) = header_of(&bytes);
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, _, shape, s, e)| {
+            (
+                n.clone(),
+                shape.clone(),
+                bytes[data_start + s..data_start + e].to_vec(),
+            )
+        })
+        .collect();
+    owned.push((
+        "model.layers.0.self_attn.q_norm.weight".into(),
+        vec![16],
+        vec![0u8; 64],
+    ));
+    let views: Vec<_> = owned
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, &None, &path).unwrap();
+    let e = load_error(&dir);
+    assert!(
+        e.contains("model.safetensors") && e.contains("q_norm"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn edit_config(dir: &Path, edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(v.as_object_mut().unwrap());
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+#[test]
+fn config_with_a_missing_field_is_named() {
+    let dir = copy_of_tiny_llama("config");
+    for field in [
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "vocab_size",
+        "rms_norm_eps",
+    ] {
+        std::fs::copy(fixture("tiny-llama/config.json"), dir.join("config.json")).unwrap();
+        edit_config(&dir, |o| {
+            o.remove(field);
+        });
+        let e = load_error(&dir);
+        assert!(
+            e.contains("config.json") && e.contains(field) && e.contains("missing"),
+            "{field}: {e}"
+        );
+    }
+    // A config that disagrees with the weights: the shape error names the tensor.
+    std::fs::copy(fixture("tiny-llama/config.json"), dir.join("config.json")).unwrap();
+    edit_config(&dir, |o| {
+        o.insert("intermediate_size".into(), serde_json::json!(128));
+    });
+    let e = load_error(&dir);
+    assert!(
+        e.contains("mlp.gate_proj.weight") && e.contains("[128, 64]"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unsupported_options_are_refused_not_ignored() {
+    let dir = copy_of_tiny_llama("options");
+    let cases: [(&str, serde_json::Value, &str); 4] = [
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0}),
+            "llama3",
+        ),
+        ("model_type", serde_json::json!("qwen3"), "qwen3"),
+        ("hidden_act", serde_json::json!("gelu"), "hidden_act"),
+        ("mlp_bias", serde_json::json!(true), "mlp_bias"),
+    ];
+    for (field, value, expect) in cases {
+        std::fs::copy(fixture("tiny-llama/config.json"), dir.join("config.json")).unwrap();
+        edit_config(&dir, |o| {
+            o.insert(field.into(), value.clone());
+        });
+        let e = load_error(&dir);
+        assert!(
+            e.contains("config.json") && e.contains(expect),
+            "{field}: {e}"
+        );
+    }
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    std::fs::copy(fixture("tiny-llama/config.json"), dir.join("config.json")).unwrap();
+    let e = load_error(&dir);
+    assert!(e.contains("model.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
