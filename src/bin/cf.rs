@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 const USAGE: &str = "usage: cf --data DIR [--kcore K (default 5, 0 = off)] [--epochs N (200)] \
-[--seed S (0)] [--batch B (128)] [--lr LR (0.001)] [--dropout P (0.2)] [--patience N (10)] \
+[--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] [--patience N (10)] \
 [--max-len L (50)] [--save FILE.safetensors]";
 
 struct Args {

@@ -21,7 +21,10 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 use std::time::Instant;
 
-/// Training hyper-parameters; see `Default` for the tuned values and README for why.
+/// Training hyper-parameters. Defaults (tuned on ml-latest-small, README "SASRec"): batch 64
+/// users, lr 5e-3 (1e-3 with 128 users per step moved the loss by 0.3 nats in 3 epochs; 5e-3 with
+/// 64 reaches popularity's validation NDCG@10 in 6 epochs), no weight decay (dropout regularises),
+/// clip 5, patience 10 (validation NDCG@10 over 671 users is noisy: +-0.004 between epochs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SasRecTrainOptions {
     /// Most epochs (passes over the users).
@@ -42,8 +45,8 @@ impl Default for SasRecTrainOptions {
     fn default() -> Self {
         SasRecTrainOptions {
             epochs: 200,
-            batch: 128,
-            lr: 1e-3,
+            batch: 64,
+            lr: 5e-3,
             weight_decay: 0.0,
             patience: 10,
             clip_norm: Some(5.0),
