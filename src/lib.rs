@@ -16,6 +16,7 @@
 //! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the trainer
 
 pub mod autograd;
+pub mod cf;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
