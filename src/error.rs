@@ -11,9 +11,17 @@ pub enum Error {
     /// An op received tensors whose shapes do not fit together.
     Shape { op: &'static str, msg: String },
     /// An op received a tensor of a dtype it does not accept.
-    DType { op: &'static str, expected: String, found: String },
+    DType {
+        op: &'static str,
+        expected: String,
+        found: String,
+    },
     /// An index (token id, item id, position) outside its valid range.
-    Index { op: &'static str, index: i64, bound: usize },
+    Index {
+        op: &'static str,
+        index: i64,
+        bound: usize,
+    },
     /// Autograd misuse: backward through an op without a backward, a non-scalar loss, ...
     Autograd(String),
     /// A file could not be read or written.
@@ -30,7 +38,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Shape { op, msg } => write!(f, "{op}: shape mismatch: {msg}"),
-            Error::DType { op, expected, found } => {
+            Error::DType {
+                op,
+                expected,
+                found,
+            } => {
                 write!(f, "{op}: wrong dtype: expected {expected}, found {found}")
             }
             Error::Index { op, index, bound } => {
@@ -51,18 +63,30 @@ impl std::error::Error for Error {}
 impl Error {
     /// Shorthand for a shape error.
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Error {
-        Error::Shape { op, msg: msg.into() }
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
     }
     /// Shorthand for an I/O error on `path`.
     pub fn io(path: impl AsRef<std::path::Path>, e: impl fmt::Display) -> Error {
-        Error::Io { path: path.as_ref().display().to_string(), msg: e.to_string() }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            msg: e.to_string(),
+        }
     }
     /// Shorthand for a content error in `path`.
     pub fn format(path: impl AsRef<std::path::Path>, msg: impl Into<String>) -> Error {
-        Error::Format { path: path.as_ref().display().to_string(), msg: msg.into() }
+        Error::Format {
+            path: path.as_ref().display().to_string(),
+            msg: msg.into(),
+        }
     }
     /// Shorthand for a configuration error with a hint.
     pub fn config(msg: impl Into<String>, hint: impl Into<String>) -> Error {
-        Error::Config { msg: msg.into(), hint: hint.into() }
+        Error::Config {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
     }
 }

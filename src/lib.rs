@@ -15,5 +15,6 @@
 //! - [`sid`]        RQ-VAE semantic item IDs
 //! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the trainer
 
+pub mod cpu;
 pub mod error;
 pub use error::{Error, Result};

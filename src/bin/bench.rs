@@ -1,0 +1,214 @@
+//! `bench`: micro-benchmarks behind the numbers in BENCHMARKS.md.
+//!
+//! ```text
+//! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--isa scalar|avx2|avx512] [--json]
+//! bench peak [--threads T] [--json]
+//! ```
+//! Each subcommand is one function taking its own argument list, so more (e.g. `train-step`)
+//! can be added as further match arms in `main`.
+
+use ilrec::cpu::gemm::{sgemm_with_isa, Isa};
+use ilrec::cpu::{peak, pool};
+use ilrec::{Error, Result};
+use std::time::Instant;
+
+const USAGE: &str = "usage:
+  bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--isa scalar|avx2|avx512] [--json]
+  bench peak [--threads T] [--json]";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("gemm") => bench_gemm(&args[1..]),
+        Some("peak") => bench_peak(&args[1..]),
+        Some(other) => Err(usage_error(format!("unknown subcommand `{other}`"))),
+        None => Err(usage_error("missing subcommand".to_string())),
+    };
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn usage_error(msg: String) -> Error {
+    Error::Config {
+        msg,
+        hint: USAGE.to_string(),
+    }
+}
+
+/// Hand-rolled flag parser: `--name value` options and `--name` switches.
+struct Flags<'a> {
+    args: &'a [String],
+    pos: usize,
+}
+
+impl<'a> Flags<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Flags { args, pos: 0 }
+    }
+
+    /// The next flag name, or None at the end.
+    fn next_flag(&mut self) -> Option<&'a str> {
+        let flag = self.args.get(self.pos)?;
+        self.pos += 1;
+        Some(flag.as_str())
+    }
+
+    /// The value after flag `name`, parsed as a positive integer.
+    fn value_usize(&mut self, name: &str) -> Result<usize> {
+        let raw = self
+            .args
+            .get(self.pos)
+            .ok_or_else(|| usage_error(format!("{name} needs a value")))?;
+        self.pos += 1;
+        raw.parse::<usize>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| usage_error(format!("{name} expects a positive integer, found `{raw}`")))
+    }
+
+    fn value_str(&mut self, name: &str) -> Result<&'a str> {
+        let raw = self
+            .args
+            .get(self.pos)
+            .ok_or_else(|| usage_error(format!("{name} needs a value")))?;
+        self.pos += 1;
+        Ok(raw)
+    }
+}
+
+struct GemmArgs {
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    threads: Option<usize>,
+    reps: Option<usize>,
+    isa: Isa,
+    json: bool,
+}
+
+fn parse_gemm_args(args: &[String]) -> Result<GemmArgs> {
+    let (mut m, mut n, mut k) = (None, None, None);
+    let mut g = GemmArgs {
+        m: 0,
+        n: 0,
+        k: 0,
+        trans_a: false,
+        trans_b: false,
+        threads: None,
+        reps: None,
+        isa: Isa::detect(),
+        json: false,
+    };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--m" => m = Some(flags.value_usize(flag)?),
+            "--n" => n = Some(flags.value_usize(flag)?),
+            "--k" => k = Some(flags.value_usize(flag)?),
+            "--ta" => g.trans_a = true,
+            "--tb" => g.trans_b = true,
+            "--threads" => g.threads = Some(flags.value_usize(flag)?),
+            "--reps" => g.reps = Some(flags.value_usize(flag)?),
+            "--isa" => {
+                let name = flags.value_str(flag)?;
+                g.isa = Isa::parse(name)
+                    .ok_or_else(|| usage_error(format!("unknown --isa `{name}`")))?;
+            }
+            "--json" => g.json = true,
+            other => return Err(usage_error(format!("gemm: unknown flag `{other}`"))),
+        }
+    }
+    let need = |v: Option<usize>, name: &str| {
+        v.ok_or_else(|| usage_error(format!("gemm: {name} is required")))
+    };
+    g.m = need(m, "--m")?;
+    g.n = need(n, "--n")?;
+    g.k = need(k, "--k")?;
+    Ok(g)
+}
+
+/// Deterministic values in [-1, 1) (a small LCG), so runs are reproducible.
+fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn bench_gemm(args: &[String]) -> Result<()> {
+    let g = parse_gemm_args(args)?;
+    if let Some(t) = g.threads {
+        pool::set_num_threads(t);
+    }
+    // Operands stored as the transposes say: op(A) is m x k, op(B) is k x n; tight strides.
+    let (lda, ldb) = (
+        if g.trans_a { g.m } else { g.k },
+        if g.trans_b { g.k } else { g.n },
+    );
+    let a = pseudo_random(g.m * g.k, 1); // [m, k] or [k, m]
+    let b = pseudo_random(g.k * g.n, 2); // [k, n] or [n, k]
+    let mut c = vec![0.0f32; g.m * g.n]; // [m, n]
+    let flops = 2.0 * (g.m * g.n * g.k) as f64;
+    let mut run = || {
+        let t = Instant::now();
+        sgemm_with_isa(
+            g.isa, g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0, &a, lda, &b, ldb, 0.0, &mut c, g.n,
+        );
+        t.elapsed().as_secs_f64()
+    };
+    let first = run(); // warm-up: thread start, buffer growth, page faults
+                       // Default: as many repetitions as fit in ~3 s, between 3 and 50.
+    let reps = g
+        .reps
+        .unwrap_or(((3.0 / first.max(1e-6)) as usize).clamp(3, 50));
+    let mut times: Vec<f64> = (0..reps).map(|_| run()).collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let gflops = flops / median / 1e9;
+    let threads = pool::num_threads();
+    if g.json {
+        println!(
+            "{{\"m\":{},\"n\":{},\"k\":{},\"ta\":{},\"tb\":{},\"isa\":\"{}\",\"threads\":{},\"reps\":{},\"gflops\":{:.2},\"ms_median\":{:.4}}}",
+            g.m, g.n, g.k, g.trans_a, g.trans_b, g.isa.name(), threads, reps, gflops, median * 1e3
+        );
+    } else {
+        println!(
+            "gemm {}x{}x{} ta={} tb={} isa={} threads={}: {:.1} GFLOP/s, median {:.3} ms over {} reps",
+            g.m, g.n, g.k, g.trans_a, g.trans_b, g.isa.name(), threads, gflops, median * 1e3, reps
+        );
+    }
+    Ok(())
+}
+
+fn bench_peak(args: &[String]) -> Result<()> {
+    let (mut threads, mut json) = (pool::num_threads(), false);
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--threads" => threads = flags.value_usize(flag)?,
+            "--json" => json = true,
+            other => return Err(usage_error(format!("peak: unknown flag `{other}`"))),
+        }
+    }
+    let avx2 = peak::fma_peak_gflops(threads);
+    let avx512 = peak::fma_peak_gflops_avx512(threads);
+    if json {
+        let avx512 = avx512.map_or("null".to_string(), |g| format!("{g:.2}"));
+        println!("{{\"threads\":{threads},\"gflops\":{avx2:.2},\"gflops_avx512\":{avx512}}}");
+    } else {
+        let avx512 = avx512.map_or("n/a".to_string(), |g| format!("{g:.1} GFLOP/s"));
+        println!("FMA peak, {threads} threads: AVX2 {avx2:.1} GFLOP/s, AVX-512 {avx512}");
+    }
+    Ok(())
+}

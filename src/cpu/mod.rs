@@ -1,0 +1,11 @@
+//! CPU kernels. Everything here works on plain `f32` slices (row-major, explicit leading
+//! dimensions) so it can be tested against naive loops and reused by every tensor op.
+//!
+//! - [`pool`]  persistent thread pool: `parallel_for` over task indices, caller takes part
+//! - [`gemm`]  cache-blocked single-precision GEMM (packing + AVX-512 / AVX2+FMA / scalar
+//!   microkernels chosen at run time), plain and batched
+//! - [`peak`]  FMA-throughput probe: the GFLOP/s ceiling the GEMM is measured against
+
+pub mod gemm;
+pub mod peak;
+pub mod pool;
