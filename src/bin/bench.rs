@@ -172,15 +172,26 @@ fn bench_gemm(args: &[String]) -> Result<()> {
     let reps = g
         .reps
         .unwrap_or(((3.0 / first.max(1e-6)) as usize).clamp(3, 50));
+    let cpu_before = process_cpu_seconds();
     let mut times: Vec<f64> = (0..reps).map(|_| run()).collect();
+    // GFLOP per CPU-second of this process: what the kernels achieve while they actually hold a
+    // core, even when other processes share the machine (10 ms tick resolution; None off Linux).
+    let gflops_cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before)
+        .filter(|&cpu| cpu > 0.05)
+        .map(|cpu| flops * reps as f64 / cpu / 1e9);
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    // The fastest run shows what the code can do when the (shared) machine lets it.
+    let fastest = times[0];
     let gflops = flops / median / 1e9;
     let threads = pool::num_threads();
     if g.json {
         println!(
-            "{{\"m\":{},\"n\":{},\"k\":{},\"ta\":{},\"tb\":{},\"isa\":\"{}\",\"threads\":{},\"reps\":{},\"gflops\":{:.2},\"ms_median\":{:.4}}}",
-            g.m, g.n, g.k, g.trans_a, g.trans_b, g.isa.name(), threads, reps, gflops, median * 1e3
+            "{{\"m\":{},\"n\":{},\"k\":{},\"ta\":{},\"tb\":{},\"isa\":\"{}\",\"threads\":{},\"reps\":{},\"gflops\":{:.2},\"ms_median\":{:.4},\"gflops_best\":{:.2},\"gflops_per_cpu_s\":{}}}",
+            g.m, g.n, g.k, g.trans_a, g.trans_b, g.isa.name(), threads, reps, gflops, median * 1e3, flops / fastest / 1e9,
+            gflops_cpu.map_or("null".to_string(), |g| format!("{g:.2}"))
         );
     } else {
         println!(
@@ -189,6 +200,17 @@ fn bench_gemm(args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// User + system CPU time of this process so far, from /proc/self/stat (Linux only).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every mainstream Linux configuration.
+    Some(ticks / 100.0)
 }
 
 fn bench_peak(args: &[String]) -> Result<()> {

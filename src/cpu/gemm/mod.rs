@@ -313,6 +313,8 @@ struct Blocking {
     kc: usize,
     mc: usize,
     nc: usize,
+    /// Packing may use AVX2 transposes.
+    simd_pack: bool,
 }
 
 /// An MR x NR microkernel: C tile = alpha * A sliver . B sliver + beta * C tile.
@@ -398,9 +400,10 @@ impl<'a> Problem<'a> {
             Isa::Avx512 => {
                 use kernel_avx512::{kernel_8x48, MR, NR};
                 let blocking = tuned_blocking(Blocking {
-                    kc: 256,
+                    kc: 576,
                     mc: 128,
                     nc: 3072,
+                    simd_pack: true,
                 });
                 self.run_threads::<MR, NR>(kernel_8x48, &blocking, threads, c)
             }
@@ -408,9 +411,10 @@ impl<'a> Problem<'a> {
             Isa::Avx2 => {
                 use kernel_avx2::{kernel_6x16, MR, NR};
                 let blocking = tuned_blocking(Blocking {
-                    kc: 256,
+                    kc: 576,
                     mc: 144,
                     nc: 3072,
+                    simd_pack: true,
                 });
                 self.run_threads::<MR, NR>(kernel_6x16, &blocking, threads, c)
             }
@@ -420,6 +424,7 @@ impl<'a> Problem<'a> {
                     kc: 256,
                     mc: 64,
                     nc: 2048,
+                    simd_pack: false,
                 };
                 self.run_threads::<MR, NR>(kernel_4x8, &blocking, threads, c)
             }
@@ -489,11 +494,11 @@ impl<'a> Problem<'a> {
                 // Later depth blocks add onto what the first one wrote.
                 let beta = if pc == 0 { self.beta } else { 1.0 };
                 let b_pack = b_buf.get(nc_cur.div_ceil(NR) * NR * kc_cur);
-                pack_b::<NR>(self.b, pc, kc_cur, jc, nc_cur, b_pack);
+                pack_b::<NR>(self.b, pc, kc_cur, jc, nc_cur, b_pack, blocking.simd_pack);
                 for ic in rows.clone().step_by(mc) {
                     let mc_cur = mc.min(rows.end - ic);
                     let a_pack = a_buf.get(mc_cur.div_ceil(MR) * MR * kc_cur);
-                    pack_a::<MR>(self.a, ic, mc_cur, pc, kc_cur, a_pack);
+                    pack_a::<MR>(self.a, ic, mc_cur, pc, kc_cur, a_pack, blocking.simd_pack);
                     let tile = Tile {
                         row: ic,
                         col: jc,
@@ -624,7 +629,12 @@ fn tuned_blocking(default: Blocking) -> Blocking {
         }
     });
     match *parsed {
-        Some((kc, mc, nc)) => Blocking { kc, mc, nc },
+        Some((kc, mc, nc)) => Blocking {
+            kc,
+            mc,
+            nc,
+            ..default
+        },
         None => default,
     }
 }
