@@ -38,11 +38,30 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-/// How many spin iterations a waiting thread tries before it parks on a condvar.
-/// ~a few tens of microseconds: long enough to catch back-to-back kernel calls, short enough
-/// that an idle pool yields the core quickly.
-const SPIN_ITERS: usize = 20_000;
+/// How long a waiting thread spins before it parks on a condvar: long enough to catch
+/// back-to-back kernel calls without a futex round trip (~10-50 us), short enough that an idle
+/// pool gives the core back quickly. Measured in time, not iterations, because the cost of
+/// `spin_loop` (x86 `pause`) differs ~10x between CPU generations.
+const SPIN_TIME: Duration = Duration::from_micros(50);
+
+/// Spins until `done()` or SPIN_TIME passes; returns whether `done()` became true.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        // Check the clock only every 64 probes: reading it costs more than a probe.
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN_TIME {
+            return false;
+        }
+    }
+}
 
 /// 0 = not yet decided (read `ILREC_THREADS` / available_parallelism on first use).
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -197,11 +216,8 @@ impl Pool {
     }
 
     fn wait_workers_done(&self) {
-        for _ in 0..SPIN_ITERS {
-            if self.pending.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            std::hint::spin_loop();
+        if spin_until(|| self.pending.load(Ordering::Acquire) == 0) {
+            return;
         }
         let mut st = lock(&self.state);
         while self.pending.load(Ordering::Acquire) != 0 {
@@ -246,12 +262,7 @@ impl Pool {
 
     /// Spins briefly on the epoch hint, then parks; returns the job of the next epoch.
     fn wait_next_job(&self, seen_epoch: &mut u64) -> Job {
-        for _ in 0..SPIN_ITERS {
-            if self.epoch.load(Ordering::Acquire) != *seen_epoch {
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        spin_until(|| self.epoch.load(Ordering::Acquire) != *seen_epoch);
         let mut st = lock(&self.state);
         while st.epoch == *seen_epoch {
             st = self.job_ready.wait(st).unwrap_or_else(|e| e.into_inner());
