@@ -1,19 +1,19 @@
 //! `bench`: micro-benchmarks behind the numbers in BENCHMARKS.md.
 //!
 //! ```text
-//! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--isa scalar|avx2|avx512] [--json]
+//! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list, so more (e.g. `train-step`)
 //! can be added as further match arms in `main`.
 
-use ilrec::cpu::gemm::{sgemm_with_isa, Isa};
+use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
 use ilrec::{Error, Result};
 use std::time::Instant;
 
 const USAGE: &str = "usage:
-  bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--isa scalar|avx2|avx512] [--json]
+  bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]";
 
 fn main() {
@@ -86,6 +86,7 @@ struct GemmArgs {
     trans_b: bool,
     threads: Option<usize>,
     reps: Option<usize>,
+    batch: usize,
     isa: Isa,
     json: bool,
 }
@@ -100,6 +101,7 @@ fn parse_gemm_args(args: &[String]) -> Result<GemmArgs> {
         trans_b: false,
         threads: None,
         reps: None,
+        batch: 1,
         isa: Isa::detect(),
         json: false,
     };
@@ -113,6 +115,7 @@ fn parse_gemm_args(args: &[String]) -> Result<GemmArgs> {
             "--tb" => g.trans_b = true,
             "--threads" => g.threads = Some(flags.value_usize(flag)?),
             "--reps" => g.reps = Some(flags.value_usize(flag)?),
+            "--batch" => g.batch = flags.value_usize(flag)?,
             "--isa" => {
                 let name = flags.value_str(flag)?;
                 g.isa = Isa::parse(name)
@@ -151,55 +154,84 @@ fn bench_gemm(args: &[String]) -> Result<()> {
     if let Some(t) = g.threads {
         pool::set_num_threads(t);
     }
-    // Operands stored as the transposes say: op(A) is m x k, op(B) is k x n; tight strides.
+    // Operands stored as the transposes say: op(A) is m x k, op(B) is k x n; tight strides;
+    // `batch` items back to back.
     let (lda, ldb) = (
         if g.trans_a { g.m } else { g.k },
         if g.trans_b { g.k } else { g.n },
     );
-    let a = pseudo_random(g.m * g.k, 1); // [m, k] or [k, m]
-    let b = pseudo_random(g.k * g.n, 2); // [k, n] or [n, k]
-    let mut c = vec![0.0f32; g.m * g.n]; // [m, n]
-    let flops = 2.0 * (g.m * g.n * g.k) as f64;
-    let mut run = || {
-        let t = Instant::now();
-        sgemm_with_isa(
-            g.isa, g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0, &a, lda, &b, ldb, 0.0, &mut c, g.n,
-        );
-        t.elapsed().as_secs_f64()
-    };
-    let first = run(); // warm-up: thread start, buffer growth, page faults
-                       // Default: as many repetitions as fit in ~3 s, between 3 and 50.
-    let reps = g
-        .reps
-        .unwrap_or(((3.0 / first.max(1e-6)) as usize).clamp(3, 50));
-    let cpu_before = process_cpu_seconds();
-    let mut times: Vec<f64> = (0..reps).map(|_| run()).collect();
-    // GFLOP per CPU-second of this process: what the kernels achieve while they actually hold a
-    // core, even when other processes share the machine (10 ms tick resolution; None off Linux).
-    let gflops_cpu = process_cpu_seconds()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before)
-        .filter(|&cpu| cpu > 0.05)
-        .map(|cpu| flops * reps as f64 / cpu / 1e9);
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    // The fastest run shows what the code can do when the (shared) machine lets it.
-    let fastest = times[0];
-    let gflops = flops / median / 1e9;
+    let (size_a, size_b, size_c) = (g.m * g.k, g.k * g.n, g.m * g.n);
+    let a = pseudo_random(g.batch * size_a, 1); // [batch, m, k] or [batch, k, m]
+    let b = pseudo_random(g.batch * size_b, 2); // [batch, k, n] or [batch, n, k]
+    let mut c = vec![0.0f32; g.batch * size_c]; // [batch, m, n]
+    let flops = 2.0 * (g.batch * g.m * g.n * g.k) as f64;
+    let timing = time_reps(g.reps, || {
+        if g.batch == 1 {
+            #[rustfmt::skip]
+            sgemm_with_isa(g.isa, g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0, &a, lda, &b, ldb, 0.0, &mut c, g.n);
+        } else {
+            #[rustfmt::skip]
+            sgemm_batched_with_isa(g.isa, g.batch, g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0,
+                &a, lda, size_a, &b, ldb, size_b, 0.0, &mut c, g.n, size_c);
+        }
+    });
+    let gflops = flops / timing.median / 1e9;
     let threads = pool::num_threads();
     if g.json {
+        let per_cpu = timing.cpu_seconds.map_or("null".to_string(), |cpu| {
+            format!("{:.2}", flops * timing.reps as f64 / cpu / 1e9)
+        });
+        #[rustfmt::skip]
         println!(
-            "{{\"m\":{},\"n\":{},\"k\":{},\"ta\":{},\"tb\":{},\"isa\":\"{}\",\"threads\":{},\"reps\":{},\"gflops\":{:.2},\"ms_median\":{:.4},\"gflops_best\":{:.2},\"gflops_per_cpu_s\":{}}}",
-            g.m, g.n, g.k, g.trans_a, g.trans_b, g.isa.name(), threads, reps, gflops, median * 1e3, flops / fastest / 1e9,
-            gflops_cpu.map_or("null".to_string(), |g| format!("{g:.2}"))
+            "{{\"m\":{},\"n\":{},\"k\":{},\"batch\":{},\"ta\":{},\"tb\":{},\"isa\":\"{}\",\"threads\":{},\"reps\":{},\"gflops\":{:.2},\"ms_median\":{:.4},\"gflops_best\":{:.2},\"gflops_per_cpu_s\":{}}}",
+            g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.isa.name(), threads, timing.reps, gflops,
+            timing.median * 1e3, flops / timing.fastest / 1e9, per_cpu
         );
     } else {
+        #[rustfmt::skip]
         println!(
-            "gemm {}x{}x{} ta={} tb={} isa={} threads={}: {:.1} GFLOP/s, median {:.3} ms over {} reps",
-            g.m, g.n, g.k, g.trans_a, g.trans_b, g.isa.name(), threads, gflops, median * 1e3, reps
+            "gemm {}x{}x{} batch={} ta={} tb={} isa={} threads={}: {:.1} GFLOP/s, median {:.3} ms over {} reps",
+            g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.isa.name(), threads, gflops, timing.median * 1e3, timing.reps
         );
     }
     Ok(())
+}
+
+/// Wall-clock statistics of repeated runs, plus the CPU time they used.
+struct Timing {
+    reps: usize,
+    median: f64,
+    /// The fastest run: what the code does when the (shared) machine lets it.
+    fastest: f64,
+    /// CPU seconds of the whole process over the timed runs: flops per CPU-second shows what
+    /// the kernels achieve while they hold a core, even when other processes share the
+    /// machine (10 ms tick resolution, so None for runs under 50 ms; None off Linux).
+    cpu_seconds: Option<f64>,
+}
+
+/// One warm-up run (thread start, buffer growth, page faults), then `reps` timed runs
+/// (default: as many as fit in ~3 s, between 3 and 50).
+fn time_reps(reps: Option<usize>, mut run: impl FnMut()) -> Timing {
+    let mut timed = || {
+        let t = Instant::now();
+        run();
+        t.elapsed().as_secs_f64()
+    };
+    let first = timed();
+    let reps = reps.unwrap_or(((3.0 / first.max(1e-6)) as usize).clamp(3, 50));
+    let cpu_before = process_cpu_seconds();
+    let mut times: Vec<f64> = (0..reps).map(|_| timed()).collect();
+    let cpu_seconds = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before)
+        .filter(|&cpu| cpu > 0.05);
+    times.sort_by(f64::total_cmp);
+    Timing {
+        reps,
+        median: times[times.len() / 2],
+        fastest: times[0],
+        cpu_seconds,
+    }
 }
 
 /// User + system CPU time of this process so far, from /proc/self/stat (Linux only).
