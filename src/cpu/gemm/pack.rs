@@ -81,7 +81,7 @@ pub fn pack_b<const NR: usize>(
     {
         let cols = (nc - s * NR).min(NR);
         let col0 = j0 + s * NR;
-        if b.trans && simd && NR % 8 == 0 && cols == NR {
+        if b.trans && simd && NR.is_multiple_of(8) && cols == NR {
             // Groups of 8 columns: each is an 8-row transpose written at column offset c8.
             for c8 in (0..NR).step_by(8) {
                 let starts: [usize; 8] = std::array::from_fn(|c| (col0 + c8 + c) * b.ld + p0);
