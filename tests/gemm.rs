@@ -480,3 +480,34 @@ fn parallel_for_propagates_panics() {
         assert_eq!(total.load(Ordering::Relaxed), 8);
     });
 }
+
+#[test]
+fn parallel_for_from_concurrent_threads_and_spawned_threads() {
+    with_threads(2, || {
+        let total = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        parallel_for(10, &|i| {
+                            total.fetch_add(i, Ordering::Relaxed);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 4 * 50 * 45);
+        // A task that spawns a thread which itself calls parallel_for must not deadlock.
+        let inner = AtomicUsize::new(0);
+        parallel_for(2, &|_| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    parallel_for(3, &|_| {
+                        inner.fetch_add(1, Ordering::Relaxed);
+                    })
+                });
+            });
+        });
+        assert_eq!(inner.load(Ordering::Relaxed), 6);
+    });
+}

@@ -6,7 +6,7 @@
 //! the small ops. Workers are started once, lazily, and park on a condvar between jobs after a
 //! short spin (so an idle pool does not burn the other core).
 //!
-//! Protocol (one job at a time; `submit` serialises callers from different threads):
+//! Protocol (one job at a time, guarded by the `submit` lock):
 //! 1. The caller, holding `submit`, resets `next_task`, sets `pending` = number of workers that
 //!    take part, then under the `state` mutex stores the job and bumps `epoch`, and wakes workers.
 //! 2. Every worker (whether or not it takes part) sees the new epoch, reads the job under the
@@ -27,8 +27,11 @@
 //! - `next_task` is `Relaxed`: it only hands out distinct indices (atomic RMW guarantees each
 //!   index once); it does not order data.
 //!
-//! Nesting: a `parallel_for` called from inside a task (on a worker or on the caller while it
-//! runs tasks) runs its tasks serially on the current thread, so nested calls never deadlock.
+//! Nesting and concurrency: a `parallel_for` called from inside a task (on a worker or on the
+//! caller while it runs tasks) runs its tasks serially on the current thread, and so does one
+//! called from another thread while the pool is busy (`submit` is only try-locked): the cores
+//! are taken anyway, and no call can ever wait for the pool (no deadlock, even from threads a
+//! task spawns).
 //! Work split is deterministic: task `i` always receives index `i`; which thread runs it does
 //! not matter for callers that write disjoint outputs per task.
 //!
@@ -37,7 +40,7 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 /// How long a waiting thread spins before it parks on a condvar: long enough to catch
@@ -104,7 +107,17 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..n_tasks).for_each(f);
         return;
     }
-    pool().run(threads - 1, n_tasks, f);
+    let pool = pool();
+    let _one_job_at_a_time = match pool.submit.try_lock() {
+        Ok(guard) => guard,
+        // A task panicked while the guard was held; the pool itself is consistent.
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            (0..n_tasks).for_each(f);
+            return;
+        }
+    };
+    pool.run(threads - 1, n_tasks, f);
 }
 
 /// The job as workers see it. The closure pointer has its lifetime erased; `Pool::run` does not
@@ -169,8 +182,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pool {
+    /// Runs one job. The caller holds `submit`.
     fn run(&'static self, workers: usize, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
-        let _one_job_at_a_time = lock(&self.submit);
         self.start_workers(workers);
 
         // SAFETY (lifetime erasure): we wait for `pending == 0` below before returning, and
