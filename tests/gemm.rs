@@ -246,6 +246,30 @@ fn large_model_like_shapes_match_naive() {
                     pad: 0,
                 };
                 check_case(tall, isa, 12);
+                // Wide / tall enough to be cut into more parts than threads.
+                let (alpha, beta, pad) = (1.0, 0.5, 1);
+                let very_wide = Case {
+                    m: 9,
+                    n: 9300,
+                    k: 40,
+                    ta,
+                    tb,
+                    alpha,
+                    beta,
+                    pad,
+                };
+                check_case(very_wide, isa, 13);
+                let very_tall = Case {
+                    m: 9300,
+                    n: 9,
+                    k: 40,
+                    ta,
+                    tb,
+                    alpha,
+                    beta,
+                    pad,
+                };
+                check_case(very_tall, isa, 14);
             }
         }
     });

@@ -305,6 +305,10 @@ struct Problem<'a> {
     ldc: usize,
 }
 
+/// Smallest row range of a part when C is split by rows into more parts than threads: each
+/// part packs all of B once, so parts must be tall enough to amortise that (~1% here).
+const PART_MIN_ROWS: usize = 3072;
+
 /// Below this many flops one thread is faster than waking the pool (~20 us of work).
 const PARALLEL_MIN_FLOPS: usize = 1 << 22;
 
@@ -449,6 +453,11 @@ impl<'a> Problem<'a> {
     }
 
     /// Splits C between threads along the dimension with more microkernel tiles.
+    ///
+    /// Normally one part per thread. Very wide (tall) C is cut into more parts, each at least
+    /// NC columns (PART_MIN_ROWS rows) so that no packing is repeated beyond what the loop nest
+    /// does anyway; the pool hands parts out dynamically, which keeps both cores busy even when
+    /// one of them is briefly taken by another process.
     fn run_threads<const MR: usize, const NR: usize>(
         &self,
         kernel: KernelFn,
@@ -458,8 +467,16 @@ impl<'a> Problem<'a> {
     ) {
         let (tiles_m, tiles_n) = (self.m.div_ceil(MR), self.n.div_ceil(NR));
         let split_cols = tiles_n >= tiles_m;
-        let tiles = if split_cols { tiles_n } else { tiles_m };
-        let parts = threads.min(tiles);
+        let (tiles, min_part_tiles) = if split_cols {
+            (tiles_n, blocking.nc.div_ceil(NR))
+        } else {
+            (tiles_m, PART_MIN_ROWS.div_ceil(MR))
+        };
+        let parts = if threads <= 1 {
+            1
+        } else {
+            threads.max(tiles / min_part_tiles).min(tiles)
+        };
         if parts <= 1 {
             return self.run_block::<MR, NR>(kernel, blocking, 0..self.m, 0..self.n, c);
         }
