@@ -16,87 +16,24 @@
 //! only their valid part is written back.
 //!
 //! Threads: C is split into `threads` contiguous column ranges (or row ranges, whichever
-//! dimension has more microkernel tiles), aligned to NR (MR). Each thread packs its own
+//! dimension has more microkernel tiles), aligned to NR (MR); very wide or tall C into more
+//! parts, handed out dynamically (see `run_threads`). Each thread packs its own
 //! operands into thread-local buffers (reused, so no allocation after warm-up). Because the
 //! depth blocking depends only on k, every element of C is accumulated in the same order
 //! whatever the thread count: results are bitwise identical for 1 and N threads.
 
+mod isa;
 mod kernel_avx2;
 mod kernel_avx512;
 mod kernel_scalar;
 mod pack;
 
+pub use isa::Isa;
+
 use super::pool;
 use pack::{pack_a, pack_b, Operand, PackBuf};
 use std::cell::RefCell;
 use std::sync::OnceLock;
-
-/// Which microkernel family runs. Ordered from least to most capable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Isa {
-    Scalar,
-    Avx2,
-    Avx512,
-}
-
-impl Isa {
-    /// The best kernel this CPU supports, ignoring the environment.
-    pub fn best_supported() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Scalar
-    }
-
-    /// The kernel `sgemm` uses: the best supported, capped by env `ILREC_NO_SIMD=1` (scalar) or
-    /// `ILREC_NO_AVX512=1` (at most AVX2). Read once per process.
-    pub fn detect() -> Isa {
-        static CHOSEN: OnceLock<Isa> = OnceLock::new();
-        *CHOSEN.get_or_init(|| {
-            let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
-            let cap = if flag("ILREC_NO_SIMD") {
-                Isa::Scalar
-            } else if flag("ILREC_NO_AVX512") {
-                Isa::Avx2
-            } else {
-                Isa::Avx512
-            };
-            Isa::best_supported().min(cap)
-        })
-    }
-
-    /// Every kernel this CPU can run (tests run all of them).
-    pub fn all_supported() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .filter(|&i| i <= Isa::best_supported())
-            .collect()
-    }
-
-    /// Parses `scalar`, `avx2`, `avx512` (bench `--isa`).
-    pub fn parse(s: &str) -> Option<Isa> {
-        match s {
-            "scalar" => Some(Isa::Scalar),
-            "avx2" => Some(Isa::Avx2),
-            "avx512" => Some(Isa::Avx512),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512",
-        }
-    }
-}
 
 /// `C[m,n] = alpha * op(A) . op(B) + beta * C` with the kernel of [`Isa::detect`], on
 /// [`pool::num_threads`] threads. Panics only if a slice is too short for its shape.
