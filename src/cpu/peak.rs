@@ -12,32 +12,69 @@ const ITERS_PER_ROUND: u64 = 1 << 20;
 
 /// Peak GFLOP/s of 256-bit (AVX2) FMAs on `threads` threads together; 0.0 without AVX2+FMA.
 pub fn fma_peak_gflops(threads: usize) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just checked.
-        return run_threads(threads, 8, || unsafe {
-            x86::fma_chains_avx2(ITERS_PER_ROUND)
-        });
-    }
-    0.0
+    fma_probe(threads, VectorWidth::Avx2, PROBE_TIME).map_or(0.0, |p| p.gflops())
 }
 
 /// Peak GFLOP/s of 512-bit (AVX-512F) FMAs on `threads` threads; None without AVX-512F.
 /// The GEMM uses AVX-512 when present, so its efficiency is quoted against this peak.
 pub fn fma_peak_gflops_avx512(threads: usize) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the feature was just checked.
-        return Some(run_threads(threads, 16, || unsafe {
-            x86::fma_chains_avx512(ITERS_PER_ROUND)
-        }));
+    fma_probe(threads, VectorWidth::Avx512, PROBE_TIME).map(|p| p.gflops())
+}
+
+/// Which FMA instructions the probe runs.
+#[derive(Clone, Copy, Debug)]
+pub enum VectorWidth {
+    /// 256-bit `vfmadd` (AVX2 + FMA), 8 f32 lanes.
+    Avx2,
+    /// 512-bit `vfmadd` (AVX-512F), 16 f32 lanes.
+    Avx512,
+}
+
+/// What one probe did: total flops over all threads, and the wall time they took.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    pub flops: f64,
+    pub seconds: f64,
+}
+
+impl Probe {
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.seconds / 1e9
     }
+}
+
+/// Runs the FMA chains on `threads` threads for about `duration`; None if the CPU lacks the
+/// instructions. (Benchmarks that also read CPU time use this directly.)
+pub fn fma_probe(threads: usize, width: VectorWidth, duration: Duration) -> Option<Probe> {
+    #[cfg(target_arch = "x86_64")]
+    match width {
+        VectorWidth::Avx2 => {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the features were just checked.
+                let round = || unsafe { x86::fma_chains_avx2(ITERS_PER_ROUND) };
+                return Some(run_threads(threads, 8, duration, round));
+            }
+        }
+        VectorWidth::Avx512 => {
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was just checked.
+                let round = || unsafe { x86::fma_chains_avx512(ITERS_PER_ROUND) };
+                return Some(run_threads(threads, 16, duration, round));
+            }
+        }
+    }
+    let _ = (threads, width, duration);
     None
 }
 
-/// Runs `round` on `threads` threads until PROBE_TIME passes; returns total GFLOP/s.
+/// Runs `round` on `threads` threads until `duration` passes.
 /// `lanes` = f32 lanes per vector; one round is ITERS_PER_ROUND x CHAINS vector FMAs.
-fn run_threads(threads: usize, lanes: u64, round: impl Fn() -> f32 + Sync) -> f64 {
+fn run_threads(
+    threads: usize,
+    lanes: u64,
+    duration: Duration,
+    round: impl Fn() -> f32 + Sync,
+) -> Probe {
     let threads = threads.max(1);
     let flops_per_round = (ITERS_PER_ROUND * CHAINS * lanes * 2) as f64;
     let start = Instant::now();
@@ -47,7 +84,7 @@ fn run_threads(threads: usize, lanes: u64, round: impl Fn() -> f32 + Sync) -> f6
                 s.spawn(|| {
                     let mut rounds = 0u64;
                     let mut sink = 0.0f32;
-                    while start.elapsed() < PROBE_TIME {
+                    while start.elapsed() < duration {
                         sink += round();
                         rounds += 1;
                     }
@@ -62,7 +99,10 @@ fn run_threads(threads: usize, lanes: u64, round: impl Fn() -> f32 + Sync) -> f6
             .map(|w| w.join().expect("peak probe thread panicked"))
             .sum()
     });
-    rounds as f64 * flops_per_round / start.elapsed().as_secs_f64() / 1e9
+    Probe {
+        flops: rounds as f64 * flops_per_round,
+        seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
 /// Independent accumulator chains per thread.
