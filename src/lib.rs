@@ -17,6 +17,7 @@
 //! - [`report`]     progress bars, the JSON-lines run log, SVG plots, the results table
 
 pub mod autograd;
+pub mod cf;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

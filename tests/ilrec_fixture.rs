@@ -4,6 +4,7 @@
 
 mod common;
 
+use ilrec::cf::token_log_rewards;
 use ilrec::ilrec::{
     crr_tokens, ensemble_logits, self_hard_negatives, Candidates, Ensemble, ItemVocab,
     ObjectiveTerms, ObjectiveWeights, ResponsePosition,
@@ -79,6 +80,16 @@ fn reference_log_rewards(f: &Fixture, b: usize, prefix: &[u32], tokens: &[u32]) 
             mass.ln() as f32
         })
         .collect()
+}
+
+/// p_CF(item | history of example b) = softmax of the fixture's CF scores.
+fn p_cf(f: &Fixture, b: usize) -> Vec<f32> {
+    let n = f.item_sids.len();
+    let s = &f.cf_scores[b * n..(b + 1) * n];
+    let m = s.iter().cloned().fold(f32::MIN, f32::max);
+    let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
+    let z: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / z).collect()
 }
 
 /// Runs the whole ILRec step on the fixture batch and returns the loss terms and gradients.

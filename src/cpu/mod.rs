@@ -1,8 +1,14 @@
-//! CPU kernels: plain functions over slices (no tape, no shapes beyond the sizes passed). They are
-//! the readable reference for every op and the oracle the CUDA kernels are tested against.
+//! CPU kernels. Everything here works on plain `f32` slices (row-major, explicit leading
+//! dimensions) so it can be tested against naive loops, reused by every tensor op, and serve as
+//! the oracle the CUDA kernels are checked against.
 //!
-//! - [`elementwise`]: add, mul, scale, silu, axpy, ... over slices.
-//! - [`gemm`]: single-precision matrix multiply (row-major, optional transposes, batched).
+//! - [`pool`]         persistent thread pool: `parallel_for` over task indices, caller takes part
+//! - [`gemm`]         cache-blocked single-precision GEMM (packing + AVX-512 / AVX2+FMA / scalar
+//!   microkernels chosen at run time), plain and batched
+//! - [`peak`]         FMA-throughput probe: the GFLOP/s ceiling the GEMM is measured against
+//! - [`elementwise`]  add, mul, scale, silu, axpy, ... over slices
 
 pub mod elementwise;
 pub mod gemm;
+pub mod peak;
+pub mod pool;

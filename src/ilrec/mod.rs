@@ -2,9 +2,11 @@
 //! and the CPO / CRR / CPD objective.
 //!
 //! - [`negatives`]  the ensemble of lens layers, the dynamic threshold, the negative weights
+//! - [`lens_report`] top-k tokens of the lens at chosen blocks and every position (`lens` binary)
 //! - [`loss`]       the fused objective op (CPO + CRR + CPD) with its closed-form gradient
 
 pub mod lens;
+pub mod lens_report;
 pub mod loss;
 pub mod negatives;
 pub mod schedule;

@@ -6,14 +6,18 @@
 //! - [`speed`]       forward / forward+backward throughput on random weights (BENCHMARKS.md)
 //! - [`gguf`]        our own GGUF v2/v3 reader (header, metadata, tensor infos) on a memory map
 //! - [`gguf_quant`]  ggml tensor types: block layouts and dequantisation to f32
+//! - [`load`]        one entry point: an HF directory or a GGUF file -> model (+ tokenizer)
+//! - [`generate`]    greedy decoding with the KV cache
 //! - [`gguf_hf`]     llama.cpp conventions -> Hugging Face: tensor names, q/k row order,
 //!   config.json and tokenizer.json as plain `serde_json::Value`s
 
 pub mod config;
+pub mod generate;
 pub mod gguf;
 pub mod gguf_hf;
 pub mod gguf_quant;
 pub mod kv_cache;
 pub mod llama;
+pub mod load;
 pub mod speed;
 pub mod weights;

@@ -1,0 +1,289 @@
+//! `bench`: micro-benchmarks behind the numbers in BENCHMARKS.md.
+//!
+//! ```text
+//! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
+//! bench peak [--threads T] [--json]
+//! ```
+//! Each subcommand is one function taking its own argument list, so more (e.g. `train-step`)
+//! can be added as further match arms in `main`.
+
+use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
+use ilrec::cpu::{peak, pool};
+use ilrec::{Error, Result};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage:
+  bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
+  bench peak [--threads T] [--json]";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("gemm") => bench_gemm(&args[1..]),
+        Some("peak") => bench_peak(&args[1..]),
+        Some(other) => Err(usage_error(format!("unknown subcommand `{other}`"))),
+        None => Err(usage_error("missing subcommand".to_string())),
+    };
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn usage_error(msg: String) -> Error {
+    Error::Config {
+        msg,
+        hint: USAGE.to_string(),
+    }
+}
+
+/// Hand-rolled flag parser: `--name value` options and `--name` switches.
+struct Flags<'a> {
+    args: &'a [String],
+    pos: usize,
+}
+
+impl<'a> Flags<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Flags { args, pos: 0 }
+    }
+
+    /// The next flag name, or None at the end.
+    fn next_flag(&mut self) -> Option<&'a str> {
+        let flag = self.args.get(self.pos)?;
+        self.pos += 1;
+        Some(flag.as_str())
+    }
+
+    /// The value after flag `name`, parsed as a positive integer.
+    fn value_usize(&mut self, name: &str) -> Result<usize> {
+        let raw = self
+            .args
+            .get(self.pos)
+            .ok_or_else(|| usage_error(format!("{name} needs a value")))?;
+        self.pos += 1;
+        raw.parse::<usize>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| usage_error(format!("{name} expects a positive integer, found `{raw}`")))
+    }
+
+    fn value_str(&mut self, name: &str) -> Result<&'a str> {
+        let raw = self
+            .args
+            .get(self.pos)
+            .ok_or_else(|| usage_error(format!("{name} needs a value")))?;
+        self.pos += 1;
+        Ok(raw)
+    }
+}
+
+struct GemmArgs {
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    threads: Option<usize>,
+    reps: Option<usize>,
+    batch: usize,
+    isa: Isa,
+    json: bool,
+}
+
+fn parse_gemm_args(args: &[String]) -> Result<GemmArgs> {
+    let (mut m, mut n, mut k) = (None, None, None);
+    let mut g = GemmArgs {
+        m: 0,
+        n: 0,
+        k: 0,
+        trans_a: false,
+        trans_b: false,
+        threads: None,
+        reps: None,
+        batch: 1,
+        isa: Isa::detect(),
+        json: false,
+    };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--m" => m = Some(flags.value_usize(flag)?),
+            "--n" => n = Some(flags.value_usize(flag)?),
+            "--k" => k = Some(flags.value_usize(flag)?),
+            "--ta" => g.trans_a = true,
+            "--tb" => g.trans_b = true,
+            "--threads" => g.threads = Some(flags.value_usize(flag)?),
+            "--reps" => g.reps = Some(flags.value_usize(flag)?),
+            "--batch" => g.batch = flags.value_usize(flag)?,
+            "--isa" => {
+                let name = flags.value_str(flag)?;
+                g.isa = Isa::parse(name)
+                    .ok_or_else(|| usage_error(format!("unknown --isa `{name}`")))?;
+            }
+            "--json" => g.json = true,
+            other => return Err(usage_error(format!("gemm: unknown flag `{other}`"))),
+        }
+    }
+    let need = |v: Option<usize>, name: &str| {
+        v.ok_or_else(|| usage_error(format!("gemm: {name} is required")))
+    };
+    g.m = need(m, "--m")?;
+    g.n = need(n, "--n")?;
+    g.k = need(k, "--k")?;
+    Ok(g)
+}
+
+/// Deterministic values in [-1, 1) (a small LCG), so runs are reproducible.
+fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn bench_gemm(args: &[String]) -> Result<()> {
+    let g = parse_gemm_args(args)?;
+    if let Some(t) = g.threads {
+        pool::set_num_threads(t);
+    }
+    // Operands stored as the transposes say: op(A) is m x k, op(B) is k x n; tight strides;
+    // `batch` items back to back.
+    let (lda, ldb) = (
+        if g.trans_a { g.m } else { g.k },
+        if g.trans_b { g.k } else { g.n },
+    );
+    let (size_a, size_b, size_c) = (g.m * g.k, g.k * g.n, g.m * g.n);
+    let a = pseudo_random(g.batch * size_a, 1); // [batch, m, k] or [batch, k, m]
+    let b = pseudo_random(g.batch * size_b, 2); // [batch, k, n] or [batch, n, k]
+    let mut c = vec![0.0f32; g.batch * size_c]; // [batch, m, n]
+    let flops = 2.0 * (g.batch * g.m * g.n * g.k) as f64;
+    let timing = time_reps(g.reps, || {
+        if g.batch == 1 {
+            #[rustfmt::skip]
+            sgemm_with_isa(g.isa, g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0, &a, lda, &b, ldb, 0.0, &mut c, g.n);
+        } else {
+            #[rustfmt::skip]
+            sgemm_batched_with_isa(g.isa, g.batch, g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0,
+                &a, lda, size_a, &b, ldb, size_b, 0.0, &mut c, g.n, size_c);
+        }
+    });
+    let gflops = flops / timing.median / 1e9;
+    let threads = pool::num_threads();
+    if g.json {
+        let per_cpu = timing.cpu_seconds.map_or("null".to_string(), |cpu| {
+            format!("{:.2}", flops * timing.reps as f64 / cpu / 1e9)
+        });
+        #[rustfmt::skip]
+        println!(
+            "{{\"m\":{},\"n\":{},\"k\":{},\"batch\":{},\"ta\":{},\"tb\":{},\"isa\":\"{}\",\"threads\":{},\"reps\":{},\"gflops\":{:.2},\"ms_median\":{:.4},\"gflops_best\":{:.2},\"gflops_per_cpu_s\":{}}}",
+            g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.isa.name(), threads, timing.reps, gflops,
+            timing.median * 1e3, flops / timing.fastest / 1e9, per_cpu
+        );
+    } else {
+        #[rustfmt::skip]
+        println!(
+            "gemm {}x{}x{} batch={} ta={} tb={} isa={} threads={}: {:.1} GFLOP/s, median {:.3} ms over {} reps",
+            g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.isa.name(), threads, gflops, timing.median * 1e3, timing.reps
+        );
+    }
+    Ok(())
+}
+
+/// Wall-clock statistics of repeated runs, plus the CPU time they used.
+struct Timing {
+    reps: usize,
+    median: f64,
+    /// The fastest run: what the code does when the (shared) machine lets it.
+    fastest: f64,
+    /// CPU seconds of the whole process over the timed runs: flops per CPU-second shows what
+    /// the kernels achieve while they hold a core, even when other processes share the
+    /// machine (10 ms tick resolution, so None for runs under 50 ms; None off Linux).
+    cpu_seconds: Option<f64>,
+}
+
+/// One warm-up run (thread start, buffer growth, page faults), then `reps` timed runs
+/// (default: as many as fit in ~3 s, between 3 and 50).
+fn time_reps(reps: Option<usize>, mut run: impl FnMut()) -> Timing {
+    let mut timed = || {
+        let t = Instant::now();
+        run();
+        t.elapsed().as_secs_f64()
+    };
+    let first = timed();
+    let reps = reps.unwrap_or(((3.0 / first.max(1e-6)) as usize).clamp(3, 50));
+    let cpu_before = process_cpu_seconds();
+    let mut times: Vec<f64> = (0..reps).map(|_| timed()).collect();
+    let cpu_seconds = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before)
+        .filter(|&cpu| cpu > 0.05);
+    times.sort_by(f64::total_cmp);
+    Timing {
+        reps,
+        median: times[times.len() / 2],
+        fastest: times[0],
+        cpu_seconds,
+    }
+}
+
+/// User + system CPU time of this process so far, from /proc/self/stat (Linux only).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every mainstream Linux configuration.
+    Some(ticks / 100.0)
+}
+
+fn bench_peak(args: &[String]) -> Result<()> {
+    let (mut threads, mut json) = (pool::num_threads(), false);
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--threads" => threads = flags.value_usize(flag)?,
+            "--json" => json = true,
+            other => return Err(usage_error(format!("peak: unknown flag `{other}`"))),
+        }
+    }
+    // One second per width (not the library's 0.3 s) so CPU time, read in 10 ms ticks, is
+    // accurate: flops per CPU-second is the per-core peak even when other processes share the
+    // machine, which the wall-clock GFLOP/s is not.
+    let probe = |width| {
+        let cpu_before = process_cpu_seconds();
+        let p = peak::fma_probe(threads, width, Duration::from_secs(1))?;
+        let cpu = process_cpu_seconds()
+            .zip(cpu_before)
+            .map(|(a, b)| a - b)
+            .filter(|&c| c > 0.05);
+        Some((p.gflops(), cpu.map(|c| p.flops / c / 1e9)))
+    };
+    let avx2 = probe(peak::VectorWidth::Avx2);
+    let avx512 = probe(peak::VectorWidth::Avx512);
+    let fmt = |v: Option<f64>| v.map_or("null".to_string(), |g| format!("{g:.2}"));
+    let (wall2, cpu2) = (avx2.map(|p| p.0), avx2.and_then(|p| p.1));
+    let (wall5, cpu5) = (avx512.map(|p| p.0), avx512.and_then(|p| p.1));
+    if json {
+        #[rustfmt::skip]
+        println!(
+            "{{\"threads\":{threads},\"gflops\":{},\"gflops_avx512\":{},\"gflops_per_cpu_s\":{},\"gflops_avx512_per_cpu_s\":{}}}",
+            fmt(wall2), fmt(wall5), fmt(cpu2), fmt(cpu5)
+        );
+    } else {
+        #[rustfmt::skip]
+        println!(
+            "FMA peak, {threads} threads: AVX2 {} GFLOP/s ({} per CPU-second), AVX-512 {} GFLOP/s ({} per CPU-second)",
+            fmt(wall2), fmt(cpu2), fmt(wall5), fmt(cpu5)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `cf --data DIR [--kcore K] [--epochs N] [--seed S] [--batch B] [--lr LR] [--dropout P]
+//! [--patience N] [--max-len L] [--save FILE]`: trains SASRec on the training split of a data
+//! folder, selects the epoch on validation NDCG@10, and prints one JSON line with the test
+//! metrics of SASRec and of the popularity baseline. Progress per epoch goes to stderr.
+//!
+//! Histories are cut to the model's `max_len` (default 50) for validation and test, so SASRec
+//! reads as much history as it was trained on.
+
+use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
+use ilrec::rec::{leave_one_out, load_dataset, LoadOptions, Popularity};
+use ilrec::{Error, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const USAGE: &str = "usage: cf --data DIR [--kcore K (default 5, 0 = off)] [--epochs N (200)] \
+[--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] [--patience N (10)] \
+[--max-len L (50)] [--save FILE.safetensors]";
+
+struct Args {
+    data: PathBuf,
+    load: LoadOptions,
+    train: SasRecTrainOptions,
+    dropout: f32,
+    max_len: usize,
+    save: Option<PathBuf>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
+    let mut a = Args {
+        data: PathBuf::new(),
+        load: LoadOptions::default(),
+        train: SasRecTrainOptions::default(),
+        dropout: 0.2,
+        max_len: 50,
+        save: None,
+    };
+    let mut data = None;
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| Error::config(format!("{flag} needs a value"), USAGE))
+        };
+        match flag.as_str() {
+            "--data" => data = Some(PathBuf::from(value()?)),
+            "--kcore" => a.load.kcore = parse(&flag, value()?)?,
+            "--epochs" => a.train.epochs = parse(&flag, value()?)?,
+            "--seed" => a.train.seed = parse(&flag, value()?)?,
+            "--batch" => a.train.batch = parse(&flag, value()?)?,
+            "--lr" => a.train.lr = parse(&flag, value()?)?,
+            "--dropout" => a.dropout = parse(&flag, value()?)?,
+            "--patience" => a.train.patience = parse(&flag, value()?)?,
+            "--max-len" => a.max_len = parse(&flag, value()?)?,
+            "--save" => a.save = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
+            _ => return Err(Error::config(format!("unknown argument {flag}"), USAGE)),
+        }
+    }
+    a.data = data.ok_or_else(|| Error::config("--data DIR is required", USAGE))?;
+    Ok(a)
+}
+
+fn parse<T: std::str::FromStr>(flag: &str, value: String) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| Error::config(format!("{flag}: '{value}' is not a valid value"), USAGE))
+}
+
+fn run() -> Result<serde_json::Value> {
+    let args = parse_args(std::env::args().skip(1))?;
+    let dataset = load_dataset(&args.data, &args.load)?;
+    let split = leave_one_out(&dataset, args.max_len)?;
+    let config = SasRecConfig {
+        max_len: args.max_len,
+        dropout: args.dropout,
+        ..SasRecConfig::new(dataset.num_items())
+    };
+    let mut model = SasRec::new(config, args.train.seed)?;
+    let start = Instant::now();
+    let summary = model.train(&split, &args.train, |r| {
+        eprintln!(
+            "epoch {:3}  loss {:.4}  valid ndcg@10 {:.4}  hit@10 {:.4}{}  {:.1}s",
+            r.epoch,
+            r.train_loss,
+            r.valid.ndcg[2],
+            r.valid.hit[2],
+            if r.improved { " *" } else { "" },
+            r.seconds
+        )
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let test = model.evaluate(&split.test)?.mean();
+    let pop = Popularity::from_dataset(&dataset)
+        .evaluate(&split.test)
+        .mean();
+    if let Some(path) = &args.save {
+        model.save(path)?;
+    }
+    Ok(serde_json::json!({
+        "dataset": dataset.name,
+        "kcore": args.load.kcore,
+        "users": split.test.len(),
+        "items": dataset.num_items(),
+        "test_hit@5": test.hit_at(5),
+        "test_hit@10": test.hit_at(10),
+        "test_ndcg@5": test.ndcg_at(5),
+        "test_ndcg@10": test.ndcg_at(10),
+        "valid_ndcg@10": summary.best_valid.ndcg_at(10),
+        "epochs": summary.epochs_run,
+        "best_epoch": summary.best_epoch,
+        "seconds": seconds,
+        "pop_test_hit@10": pop.hit_at(10),
+        "pop_test_ndcg@10": pop.ndcg_at(10),
+        "config": {
+            "max_len": config.max_len, "hidden": config.hidden, "blocks": config.blocks,
+            "heads": config.heads, "dropout": config.dropout, "lr": args.train.lr,
+            "batch": args.train.batch, "patience": args.train.patience, "seed": args.train.seed,
+        },
+    }))
+}
+
+fn main() {
+    match run() {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("cf: {e}");
+            std::process::exit(1);
+        }
+    }
+}

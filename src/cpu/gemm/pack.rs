@@ -1,0 +1,245 @@
+//! Packing: copies a block of op(A) or op(B) into the contiguous, zero-padded layout that the
+//! microkernel streams through, and the reusable 64-byte-aligned buffers that hold it.
+//!
+//! Why pack: the microkernel reads, per step `p` of the k loop, MR consecutive values of A
+//! (one column of an MR-row sliver) and NR consecutive values of B (one row of an NR-column
+//! sliver). Packing makes both reads unit-stride whatever the transposes and leading dimensions
+//! are, keeps the working set in cache, and pads edges with zeros so the kernel never branches.
+//!
+//! Packed A (block of `mc` rows x `kc` depth): slivers of MR rows, sliver `s` at `s * MR * kc`,
+//! element (row r, depth p) at `p * MR + r`.
+//! Packed B (block of `kc` depth x `nc` cols): slivers of NR cols, sliver `s` at `s * NR * kc`,
+//! element (depth p, col c) at `p * NR + c`.
+
+/// A read-only view of op(X): logical element (r, c) is `data[r * ld + c]`, or
+/// `data[c * ld + r]` when `trans` (X stored transposed).
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+    pub trans: bool,
+}
+
+/// Packs rows `i0 .. i0+mc` x depth `p0 .. p0+kc` of op(A) into `dst` (MR-row slivers).
+pub fn pack_a<const MR: usize>(
+    a: Operand,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+    simd: bool,
+) {
+    for (s, sliver) in dst
+        .chunks_exact_mut(MR * kc)
+        .take(mc.div_ceil(MR))
+        .enumerate()
+    {
+        let rows = (mc - s * MR).min(MR);
+        let row0 = i0 + s * MR;
+        if !a.trans && simd && MR == 8 && rows == 8 {
+            let starts: [usize; 8] = std::array::from_fn(|r| (row0 + r) * a.ld + p0);
+            transpose_rows_into(a.data, starts, kc, sliver, MR);
+        } else if a.trans {
+            // A stored k x m: depth p of our rows is contiguous in memory.
+            for (p, d) in sliver.chunks_exact_mut(MR).enumerate() {
+                let start = (p0 + p) * a.ld + row0;
+                d[..rows].copy_from_slice(&a.data[start..start + rows]);
+                d[rows..].fill(0.0);
+            }
+        } else {
+            // A stored m x k: each of our rows is contiguous along depth; scatter with stride MR.
+            for r in 0..MR {
+                if r < rows {
+                    let start = (row0 + r) * a.ld + p0;
+                    let src = &a.data[start..start + kc];
+                    for (d, &v) in sliver.chunks_exact_mut(MR).zip(src) {
+                        d[r] = v;
+                    }
+                } else {
+                    sliver.chunks_exact_mut(MR).for_each(|d| d[r] = 0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Packs depth `p0 .. p0+kc` x cols `j0 .. j0+nc` of op(B) into `dst` (NR-col slivers).
+pub fn pack_b<const NR: usize>(
+    b: Operand,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+    simd: bool,
+) {
+    for (s, sliver) in dst
+        .chunks_exact_mut(NR * kc)
+        .take(nc.div_ceil(NR))
+        .enumerate()
+    {
+        let cols = (nc - s * NR).min(NR);
+        let col0 = j0 + s * NR;
+        if b.trans && simd && NR.is_multiple_of(8) && cols == NR {
+            // Groups of 8 columns: each is an 8-row transpose written at column offset c8.
+            for c8 in (0..NR).step_by(8) {
+                let starts: [usize; 8] = std::array::from_fn(|c| (col0 + c8 + c) * b.ld + p0);
+                transpose_rows_into(b.data, starts, kc, &mut sliver[c8..], NR);
+            }
+        } else if b.trans {
+            // B stored n x k (weights [out, in]): each of our cols is contiguous along depth.
+            for c in 0..NR {
+                if c < cols {
+                    let start = (col0 + c) * b.ld + p0;
+                    let src = &b.data[start..start + kc];
+                    for (d, &v) in sliver.chunks_exact_mut(NR).zip(src) {
+                        d[c] = v;
+                    }
+                } else {
+                    sliver.chunks_exact_mut(NR).for_each(|d| d[c] = 0.0);
+                }
+            }
+        } else {
+            // B stored k x n: depth p of our cols is contiguous in memory.
+            for (p, d) in sliver.chunks_exact_mut(NR).enumerate() {
+                let start = (p0 + p) * b.ld + col0;
+                d[..cols].copy_from_slice(&b.data[start..start + cols]);
+                d[cols..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Writes `dst[p * stride + r] = src[starts[r] + p]` for r in 0..8, p in 0..kc: eight source
+/// rows (contiguous along depth) become eight consecutive values per depth step.
+/// This is the scatter of packing a transposed B / plain A, done 8x8 at a time in registers.
+fn transpose_rows_into(src: &[f32], starts: [usize; 8], kc: usize, dst: &mut [f32], stride: usize) {
+    // Bounds are checked here once so the SIMD loop can use raw pointers.
+    for &s in &starts {
+        assert!(s + kc <= src.len(), "pack: source row out of range");
+    }
+    assert!(
+        kc == 0 || (kc - 1) * stride + 8 <= dst.len(),
+        "pack: destination too short"
+    );
+    let full = kc / 8 * 8;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: callers pass simd = true only when AVX2 is present; ranges checked above.
+    unsafe {
+        for p8 in (0..full).step_by(8) {
+            x86::transpose_8x8(
+                src.as_ptr(),
+                starts,
+                p8,
+                dst.as_mut_ptr().add(p8 * stride),
+                stride,
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let full = 0;
+    for p in full..kc {
+        for (r, &s) in starts.iter().enumerate() {
+            dst[p * stride + r] = src[s + p];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Transposes the 8x8 block `src[starts[r] + p8 + p]` (r, p < 8) into `dst[p * stride + r]`.
+    ///
+    /// # Safety
+    /// AVX2 is available; all 64 source and destination positions are in bounds.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose_8x8(
+        src: *const f32,
+        starts: [usize; 8],
+        p8: usize,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        let row = |r: usize| _mm256_loadu_ps(src.add(starts[r] + p8));
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (
+            row(0),
+            row(1),
+            row(2),
+            row(3),
+            row(4),
+            row(5),
+            row(6),
+            row(7),
+        );
+        // Interleave pairs: t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], ...
+        let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+        let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+        let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+        let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+        // Quads: u0 = rows 0-3 at depth 0 | rows 0-3 at depth 4, u1 = depth 1 | 5, ...
+        let (u0, u1) = (
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+        );
+        let (u2, u3) = (
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
+        );
+        let (u4, u5) = (
+            _mm256_shuffle_ps::<0x44>(t4, t6),
+            _mm256_shuffle_ps::<0xEE>(t4, t6),
+        );
+        let (u6, u7) = (
+            _mm256_shuffle_ps::<0x44>(t5, t7),
+            _mm256_shuffle_ps::<0xEE>(t5, t7),
+        );
+        // Join 128-bit halves: depth p for rows 0-3 and rows 4-7.
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (p, v) in out.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.add(p * stride), v);
+        }
+    }
+}
+
+/// One cache line of floats; a `Vec` of these is 64-byte aligned, as the aligned loads of the
+/// SIMD kernels require.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A growable, 64-byte-aligned f32 buffer that is reused across calls (never shrinks), so
+/// packing allocates only during warm-up.
+#[derive(Default)]
+pub struct PackBuf {
+    lines: Vec<Line>,
+}
+
+impl PackBuf {
+    /// The first `len` floats, growing the buffer if needed. Contents are unspecified.
+    pub fn get(&mut self, len: usize) -> &mut [f32] {
+        let lines = len.div_ceil(16);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, Line([0.0; 16]));
+        }
+        // SAFETY: `Line` is repr(C) of 16 f32 with no padding, so `lines` is a contiguous run of
+        // `lines.len() * 16` initialised f32 values.
+        let all = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.lines.as_mut_ptr() as *mut f32,
+                self.lines.len() * 16,
+            )
+        };
+        &mut all[..len]
+    }
+}

@@ -1,0 +1,151 @@
+//! The `lens` binary as a user runs it: the --json output's structure on the converted SmolLM2
+//! directory (skipped with a reason when absent), and bad input -> one line, exit status 2.
+
+mod common;
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const HF_DIR: &str = "data/models/smollm2-135m-hf";
+
+fn lens(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lens"))
+        .args(args)
+        .output()
+        .expect("the lens binary runs")
+}
+
+/// Asserts a bad-input failure: status 2, nothing on stdout, one stderr line holding `needle`.
+fn assert_bad_input(args: &[&str], needle: &str) {
+    let out = lens(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr:?}");
+    assert!(out.stdout.is_empty(), "{args:?}: printed to stdout");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} lacks {needle:?}"
+    );
+}
+
+#[test]
+fn bad_arguments_fail_with_one_line_and_status_2() {
+    let missing = "/nonexistent/model.gguf";
+    assert_bad_input(&["--model", missing, "--text", "hi"], "get-smollm2.sh");
+    assert_bad_input(&["--model", missing, "--text", ""], "--text is empty");
+    assert_bad_input(
+        &["--model", missing, "--text", "hi", "--top-k", "0"],
+        "--top-k",
+    );
+    assert_bad_input(
+        &["--model", missing, "--text", "hi", "--layers", "x"],
+        "bad lens layers",
+    );
+    assert_bad_input(&["--model", missing], "--text is required");
+    assert_bad_input(&["--text", "hi"], "--model is required");
+    assert_bad_input(
+        &["--model", missing, "--text", "hi", "--bogus"],
+        "unknown argument",
+    );
+}
+
+#[test]
+fn help_names_the_default_layers() {
+    let out = lens(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("every 10th block"), "{help}");
+}
+
+fn hf_dir() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(HF_DIR);
+    if p.join("model.safetensors").exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (run `bash scripts/get-smollm2.sh`)",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn layer_out_of_range_fails_with_status_2() {
+    let Some(dir) = hf_dir() else { return };
+    let dir = dir.to_str().expect("a UTF-8 path");
+    assert_bad_input(
+        &["--model", dir, "--text", "hi", "--layers", "31"],
+        "1..=30",
+    );
+    assert_bad_input(&["--model", dir, "--text", "hi", "--layers", "0"], "1..=30");
+}
+
+#[test]
+fn json_output_has_every_layer_position_and_sorted_top_k() {
+    let Some(dir) = hf_dir() else { return };
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let out = lens(&[
+        "--model",
+        dir,
+        "--text",
+        "Hello, my name is",
+        "--layers",
+        "5",
+        "--top-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    // Exactly one JSON object and nothing else.
+    let report: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON value");
+    let ids: Vec<u64> = report["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_u64().expect("an id"))
+        .collect();
+    // HF tokenizers' ids for this text (../shared/fixtures/smollm2/reference.json).
+    assert_eq!(ids, vec![19556, 28, 957, 1462, 314]);
+    let layers = report["layers"].as_object().expect("layers");
+    let mut names: Vec<&str> = layers.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["30", "5"], "the final layer is always added");
+    for (layer, positions) in layers {
+        let positions = positions.as_array().expect("positions");
+        assert_eq!(positions.len(), ids.len(), "layer {layer}");
+        for pair in positions {
+            let top_ids = pair[0].as_array().expect("ids");
+            let logits: Vec<f64> = pair[1]
+                .as_array()
+                .expect("logits")
+                .iter()
+                .map(|v| v.as_f64().expect("a logit"))
+                .collect();
+            assert_eq!(top_ids.len(), 3);
+            assert_eq!(logits.len(), 3);
+            assert!(logits.windows(2).all(|w| w[0] >= w[1]), "{logits:?}");
+        }
+    }
+    // The model's own top-1 after "Hello, my name is" is transformers' (the values themselves
+    // are checked in tests/smollm2.rs).
+    let last = &layers["30"][4][0][0];
+    assert_eq!(last.as_u64(), Some(reference_last_top1()));
+}
+
+/// Layer 30's top-1 id at the last position of the first reference prompt.
+fn reference_last_top1() -> u64 {
+    let path = common::fixture("smollm2/reference.json");
+    let text = std::fs::read_to_string(&path).expect("reference.json readable");
+    let json: Value = serde_json::from_str(&text).expect("reference.json is JSON");
+    json["prompts"][0]["layers"]["30"][4][0][0]
+        .as_u64()
+        .expect("an id")
+}
