@@ -69,6 +69,7 @@ pub fn fma_probe(threads: usize, width: VectorWidth, duration: Duration) -> Opti
 
 /// Runs `round` on `threads` threads until `duration` passes.
 /// `lanes` = f32 lanes per vector; one round is ITERS_PER_ROUND x CHAINS vector FMAs.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn run_threads(
     threads: usize,
     lanes: u64,

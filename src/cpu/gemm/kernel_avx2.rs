@@ -4,7 +4,6 @@
 //! leaves one spare. 12 independent FMA chains cover the FMA latency (4 cycles) x 2 FMA pipes,
 //! and each k step does 12 FMAs for 2 vector loads + 6 broadcasts.
 
-#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// Rows of C per call.
@@ -18,7 +17,6 @@ pub const NR: usize = 16;
 /// # Safety
 /// The CPU supports AVX2 and FMA; `a` holds `kc * 6` floats, `b` holds `kc * 16` floats and is
 /// 32-byte aligned; `c` points at a 6 x 16 tile with rows `ldc` floats apart.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn kernel_6x16(
     kc: usize,

@@ -5,7 +5,6 @@
 //! broadcast; 24 independent chains cover FMA latency x 2 pipes, and each k step does 24 FMAs for
 //! 3 vector loads + 8 broadcasts. 8 and 48 divide the model's sizes (512 rows, 576, 1536, 49152).
 
-#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// Rows of C per call.
@@ -19,7 +18,6 @@ pub const NR: usize = 48;
 /// # Safety
 /// The CPU supports AVX-512F; `a` holds `kc * 8` floats, `b` holds `kc * 48` floats and is
 /// 64-byte aligned; `c` points at an 8 x 48 tile with rows `ldc` floats apart.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn kernel_8x48(
     kc: usize,

@@ -23,7 +23,9 @@
 //! whatever the thread count: results are bitwise identical for 1 and N threads.
 
 mod isa;
+#[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
+#[cfg(target_arch = "x86_64")]
 mod kernel_avx512;
 mod kernel_scalar;
 mod pack;

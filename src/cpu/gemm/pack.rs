@@ -123,11 +123,16 @@ fn transpose_rows_into(src: &[f32], starts: [usize; 8], kc: usize, dst: &mut [f3
         kc == 0 || (kc - 1) * stride + 8 <= dst.len(),
         "pack: destination too short"
     );
-    let full = kc / 8 * 8;
+    // Whole 8x8 blocks go through registers (x86-64 only); the rest element by element.
+    let simd_end = if cfg!(target_arch = "x86_64") {
+        kc / 8 * 8
+    } else {
+        0
+    };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: callers pass simd = true only when AVX2 is present; ranges checked above.
     unsafe {
-        for p8 in (0..full).step_by(8) {
+        for p8 in (0..simd_end).step_by(8) {
             x86::transpose_8x8(
                 src.as_ptr(),
                 starts,
@@ -137,9 +142,7 @@ fn transpose_rows_into(src: &[f32], starts: [usize; 8], kc: usize, dst: &mut [f3
             );
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let full = 0;
-    for p in full..kc {
+    for p in simd_end..kc {
         for (r, &s) in starts.iter().enumerate() {
             dst[p * stride + r] = src[s + p];
         }
