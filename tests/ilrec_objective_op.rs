@@ -273,3 +273,56 @@ fn bad_inputs_are_errors() {
         .ilrec_objective(zv, &[], &bad, ItemVocab::All, &w)
         .is_err());
 }
+
+#[test]
+fn parts_with_the_batch_normaliser_add_up_to_the_whole_batch() {
+    use ilrec::ilrec::Normalizer;
+    let mut rng = Rng::new(11);
+    let z = Tensor::randn(&[3, V], 1.5, &mut rng);
+    let lens = Tensor::randn(&[3, V], 1.5, &mut rng);
+    let pos = positions();
+    let rows = |t: &Tensor, r: std::ops::Range<usize>| {
+        Tensor::from_vec(t.to_vec()[r.start * V..r.end * V].to_vec(), &[r.len(), V]).unwrap()
+    };
+    // whole batch
+    let mut t = Tape::new();
+    let (zv, lv) = (t.leaf(z.clone(), true), t.leaf(lens.clone(), true));
+    let (loss, whole) = t
+        .ilrec_objective(zv, &[lv], &pos, ItemVocab::All, &weights())
+        .unwrap();
+    let g = t.backward(loss).unwrap();
+    let (gz, gl) = (g.of(zv).unwrap().to_vec(), g.of(lv).unwrap().to_vec());
+    // two parts: rows 0..1 and 1..3, normalised by the whole batch's counts
+    let norm = Normalizer::of(&pos, 1);
+    let mut merged = ilrec::ilrec::ObjectiveTerms::default();
+    let (mut pz, mut pl) = (Vec::new(), Vec::new());
+    for r in [0..1, 1..3] {
+        let mut t = Tape::new();
+        let (zv, lv) = (
+            t.leaf(rows(&z, r.clone()), true),
+            t.leaf(rows(&lens, r.clone()), true),
+        );
+        let (loss, terms) = t
+            .ilrec_objective_part(zv, &[lv], &pos[r], ItemVocab::All, &weights(), norm)
+            .unwrap();
+        merged.merge(&terms);
+        let g = t.backward(loss).unwrap();
+        pz.extend(g.of(zv).unwrap().to_vec());
+        pl.extend(g.of(lv).unwrap().to_vec());
+    }
+    for (a, b) in [
+        (whole.total, merged.total),
+        (whole.ce, merged.ce),
+        (whole.crr, merged.crr),
+        (whole.cpd, merged.cpd),
+    ] {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    assert_eq!(
+        (whole.positions, whole.positions_with_negatives),
+        (merged.positions, merged.positions_with_negatives)
+    );
+    assert!((whole.mean_negatives - merged.mean_negatives).abs() < 1e-6);
+    assert_eq!(gz, pz);
+    assert_eq!(gl, pl);
+}

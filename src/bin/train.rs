@@ -15,7 +15,7 @@ use ilrec::ilrec::schedule::Schedule;
 use ilrec::ilrec::trainer::{
     run_stage, StageCheckpoint, StageConfig, StageState, StepConfig, TrainExample,
 };
-use ilrec::ilrec::ObjectiveWeights;
+use ilrec::ilrec::{LensLayers, ObjectiveWeights};
 use ilrec::model::config::LlamaConfig;
 use ilrec::model::llama::Llama;
 use ilrec::rec::decode::LlamaScorer;
@@ -50,7 +50,7 @@ Training:
   --batch B             examples per step [16]
   --sasrec-epochs N     SASRec training epochs (the CF reward model) [3]
   --lr LR               peak learning rate (cosine, 5% warm-up) [0.002]
-  --lens-layers L,..    logit-lens layers S (1..=num layers) [the four blocks below the top]
+  --lens-layers S       logit-lens layers: a list like 2,3 (blocks from 1), `lastK`, or `final` [last4: the four blocks below the top]
   --alpha A  --lambda L  --mu M  --margin G  --tau T   ILRec objective [0.1 0.1 1 0 1]
   --schedule joint|sequential   the two ILRec stages [joint]
   --ablation            also run w/o CPO, w/o CRR, w/o CPD, final-layer negatives
@@ -78,7 +78,7 @@ struct Options {
     finetune_epochs: f64,
     batch: usize,
     lr: f32,
-    lens_layers: Option<Vec<usize>>,
+    lens_layers: LensLayers,
     alpha: f32,
     lambda: f32,
     mu: f32,
@@ -636,6 +636,7 @@ enum ModelSource {
 fn resolve_model(opts: &Options) -> Result<(LlamaConfig, ModelSource)> {
     let preset = match opts.model.as_str() {
         "tiny" => Some(include_str!("../../data/presets/tiny.json")),
+        "mini" => Some(include_str!("../../data/presets/mini.json")),
         "small" => Some(include_str!("../../data/presets/small.json")),
         "base" => Some(include_str!("../../data/presets/base.json")),
         _ => None,
@@ -666,25 +667,14 @@ fn resolve_model(opts: &Options) -> Result<(LlamaConfig, ModelSource)> {
             )
         }
     };
-    let top = cfg.num_hidden_layers;
-    if let Some(layers) = &opts.lens_layers {
-        if let Some(&bad) = layers.iter().find(|&&l| l == 0 || l > top) {
-            return Err(Error::config(
-                format!("--lens-layers {bad} is outside the model's blocks 1..={top}"),
-                format!("pick lens layers between 1 and {top}"),
-            ));
-        }
-    }
+    // Checked here, before any long work: layers outside 1..=L are an error with a hint.
+    opts.lens_layers.resolve(cfg.num_hidden_layers)?;
     Ok((cfg, source))
 }
 
-/// Default S: the four blocks below the top, clipped to >= 1 (the top block alone for L = 1).
+/// S: by default the four blocks below the top, clipped to >= 1 (validated in `resolve_model`).
 fn lens_layers(opts: &Options, top: usize) -> Vec<usize> {
-    match &opts.lens_layers {
-        Some(layers) => layers.clone(),
-        None if top == 1 => vec![1],
-        None => (top.saturating_sub(4).max(1)..top).collect(),
-    }
+    opts.lens_layers.resolve(top).unwrap_or_else(|_| vec![top])
 }
 
 fn tokenizer_path(opts: &Options) -> Result<PathBuf> {
@@ -799,7 +789,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         finetune_epochs: 0.5,
         batch: 16,
         lr: 2e-3,
-        lens_layers: None,
+        lens_layers: LensLayers::default(),
         alpha: 0.1,
         lambda: 0.1,
         mu: 1.0,
@@ -834,14 +824,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--finetune-epochs" => o.finetune_epochs = num(flag, &value()?)?,
             "--batch" => o.batch = num(flag, &value()?)?,
             "--lr" => o.lr = num(flag, &value()?)?,
-            "--lens-layers" => {
-                let v = value()?;
-                o.lens_layers = Some(
-                    v.split(',')
-                        .map(|s| num(flag, s.trim()))
-                        .collect::<Result<_>>()?,
-                );
-            }
+            "--lens-layers" => o.lens_layers = LensLayers::parse(&value()?)?,
             "--alpha" => o.alpha = num(flag, &value()?)?,
             "--lambda" => o.lambda = num(flag, &value()?)?,
             "--mu" => o.mu = num(flag, &value()?)?,

@@ -79,6 +79,44 @@ pub struct ObjectiveTerms {
     pub mean_negatives: f32,
 }
 
+/// The denominators of the objective's means: n_t (response positions) and the number of CPD
+/// terms (item positions x lens layers). A batch split into micro-batches passes the whole
+/// batch's counts to each part, so that the parts' losses and gradients add up exactly to the
+/// whole batch's objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Normalizer {
+    pub positions: usize,
+    pub cpd_terms: usize,
+}
+
+impl Normalizer {
+    /// The counts of `positions` with `layers` lens layers.
+    pub fn of(positions: &[ResponsePosition], layers: usize) -> Normalizer {
+        let items = positions.iter().filter(|p| p.item_position).count();
+        Normalizer {
+            positions: positions.len(),
+            cpd_terms: items * layers,
+        }
+    }
+}
+
+impl ObjectiveTerms {
+    /// Adds the terms of another part of the same batch (both normalised by the batch's
+    /// [`Normalizer`]): losses add, counts add, the mean number of negatives is re-weighted.
+    pub fn merge(&mut self, other: &ObjectiveTerms) {
+        let positions = self.positions + other.positions;
+        let negatives = self.mean_negatives * self.positions as f32
+            + other.mean_negatives * other.positions as f32;
+        self.total += other.total;
+        self.ce += other.ce;
+        self.crr += other.crr;
+        self.cpd += other.cpd;
+        self.positions_with_negatives += other.positions_with_negatives;
+        self.mean_negatives = negatives / positions.max(1) as f32;
+        self.positions = positions;
+    }
+}
+
 impl Tape {
     /// The ILRec objective. `z`: final logits at the response positions (n_t, V); `lens[l]`: the
     /// logit lens of each layer in S at the same positions (n_t, V). Returns the scalar total.
@@ -90,15 +128,37 @@ impl Tape {
         item_vocab: ItemVocab<'_>,
         weights: &ObjectiveWeights,
     ) -> Result<(Var, ObjectiveTerms)> {
-        let (n_t, vocab) = check_shapes(self, z, lens, positions)?;
+        let norm = Normalizer::of(positions, lens.len());
+        self.ilrec_objective_part(z, lens, positions, item_vocab, weights, norm)
+    }
+
+    /// The objective of one part of a batch, with the means taken over the whole batch's counts
+    /// `norm` (see [`Normalizer`]); the parts' totals and gradients sum to the batch's.
+    pub fn ilrec_objective_part(
+        &mut self,
+        z: Var,
+        lens: &[Var],
+        positions: &[ResponsePosition],
+        item_vocab: ItemVocab<'_>,
+        weights: &ObjectiveWeights,
+        norm: Normalizer,
+    ) -> Result<(Var, ObjectiveTerms)> {
+        let (_, vocab) = check_shapes(self, z, lens, positions)?;
+        if norm.positions < positions.len() {
+            return Err(Error::config(
+                "ilrec_objective: the normaliser counts fewer positions than the part has",
+                "",
+            ));
+        }
         let want_grad = self.grad_enabled();
         let z_val = self.value(z).clone();
         let lens_vals: Vec<Tensor> = lens.iter().map(|&l| self.value(l).clone()).collect();
         let zs = z_val.data()?;
-        let n_item = positions.iter().filter(|p| p.item_position).count();
-        let n_cpd = (n_item * lens.len()).max(1);
+        let n_rows = positions.len();
+        let n_t = norm.positions;
+        let n_cpd = norm.cpd_terms.max(1);
         let mut grad_z = if want_grad {
-            vec![0.0f32; n_t * vocab]
+            vec![0.0f32; n_rows * vocab]
         } else {
             Vec::new()
         };
@@ -106,7 +166,7 @@ impl Tape {
             .iter()
             .map(|_| {
                 if want_grad {
-                    vec![0.0f32; n_t * vocab]
+                    vec![0.0f32; n_rows * vocab]
                 } else {
                     Vec::new()
                 }
@@ -163,7 +223,7 @@ impl Tape {
         let total = Tensor::scalar(terms.total);
         let mut inputs = vec![z];
         inputs.extend_from_slice(lens);
-        let shape = [n_t, vocab];
+        let shape = [n_rows, vocab];
         let out = self.record("ilrec_objective", total, &inputs, move |g, needs| {
             let s = g.item()?;
             let scaled = |v: Vec<f32>| -> Result<Tensor> {

@@ -13,7 +13,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use lens::LensLayers;
-pub use loss::{ItemVocab, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
+pub use loss::{ItemVocab, Normalizer, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
 pub use negatives::{
     crr_tokens, ensemble_logits, self_hard_negatives, Candidates, Ensemble, PositionNegatives,
 };

@@ -14,10 +14,10 @@
 //! SFT is the same path with no lens layers and alpha = lambda = mu = 0: no negatives are
 //! searched and the objective is exactly the mean cross-entropy over response tokens.
 
-use super::loss::{ItemVocab, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
+use super::loss::{ItemVocab, Normalizer, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
 use super::negatives::{crr_tokens, ensemble_logits, self_hard_negatives, Candidates, Ensemble};
 use super::schedule::Schedule;
-use crate::autograd::{Params, Tape};
+use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
 use crate::model::llama::{BatchInput, Llama};
 use crate::model::weights::{save_params, SafetensorsFile};
@@ -82,6 +82,13 @@ pub struct StepOutcome {
     pub tokens: usize,
 }
 
+/// How many micro-batches a batch is cut into. Each runs forward and backward on its own tape,
+/// on its own thread when the pool has two or more; their gradients are summed in a fixed
+/// order. Small models are dominated by per-op overhead that one thread cannot hide, so this
+/// data parallelism is what uses the second core. The count is a constant (not the number of
+/// threads), so the result does not depend on how many threads run it.
+const MICRO_BATCHES: usize = 2;
+
 /// Forward + objective + backward on one batch; gradients are left in `model.params`
 /// (previous gradients are cleared first). `cf` is needed when lambda > 0.
 pub fn compute_gradients(
@@ -91,6 +98,61 @@ pub fn compute_gradients(
     cf: Option<&SasRec>,
     cfg: &StepConfig,
 ) -> Result<StepOutcome> {
+    // The means of the objective are over the whole batch, whichever part a row is in.
+    let lengths: Vec<usize> = batch
+        .iter()
+        .map(|ex| trie.item_seq(ex.target).len())
+        .collect();
+    let norm = Normalizer {
+        positions: lengths.iter().sum(),
+        cpd_terms: lengths.iter().map(|n| n - 1).sum::<usize>() * cfg.lens_layers.len(),
+    };
+    let part_len = batch.len().div_ceil(MICRO_BATCHES).max(1);
+    let parts: Vec<&[&TrainExample]> = batch.chunks(part_len).collect();
+    let model_ref: &Llama = model;
+    let results: Vec<Result<(Grads, StepOutcome)>> = if crate::cpu::pool::num_threads() > 1 {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| {
+                    scope.spawn(move || part_gradients(model_ref, part, trie, cf, cfg, norm))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Autograd("a training thread panicked".into()))
+                    })
+                })
+                .collect()
+        })
+    } else {
+        parts
+            .iter()
+            .map(|part| part_gradients(model_ref, part, trie, cf, cfg, norm))
+            .collect()
+    };
+    model.params.zero_grad();
+    let mut outcome = StepOutcome::default();
+    for result in results {
+        let (grads, part) = result?;
+        model.params.accumulate(&grads)?;
+        outcome.terms.merge(&part.terms);
+        outcome.tokens += part.tokens;
+    }
+    Ok(outcome)
+}
+
+/// Forward + objective + backward of one micro-batch; the objective's means use `norm`.
+fn part_gradients(
+    model: &Llama,
+    batch: &[&TrainExample],
+    trie: &ItemTrie,
+    cf: Option<&SasRec>,
+    cfg: &StepConfig,
+    norm: Normalizer,
+) -> Result<(Grads, StepOutcome)> {
     let responses: Vec<&[u32]> = batch.iter().map(|ex| trie.item_seq(ex.target)).collect();
     let sequences: Vec<Vec<u32>> = batch
         .iter()
@@ -130,13 +192,16 @@ pub fn compute_gradients(
     let positions = response_positions(
         &tape, out.logits, &lens, &owners, &responses, batch, trie, cf, cfg,
     )?;
-    // CPD only where it can act: with mu = 0 the lens rows are needed for negatives only.
-    let (loss, terms) =
-        tape.ilrec_objective(out.logits, &lens, &positions, ItemVocab::All, &cfg.weights)?;
+    let (loss, terms) = tape.ilrec_objective_part(
+        out.logits,
+        &lens,
+        &positions,
+        ItemVocab::All,
+        &cfg.weights,
+        norm,
+    )?;
     let grads = tape.backward(loss)?;
-    model.params.zero_grad();
-    model.params.accumulate(&grads)?;
-    Ok(StepOutcome { terms, tokens })
+    Ok((grads, StepOutcome { terms, tokens }))
 }
 
 /// The per-row inputs of the objective: target, negatives, CF rewards, item/EOS flag.
