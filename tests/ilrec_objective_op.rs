@@ -326,3 +326,31 @@ fn parts_with_the_batch_normaliser_add_up_to_the_whole_batch() {
     assert_eq!(gz, pz);
     assert_eq!(gl, pl);
 }
+
+#[test]
+fn without_crr_the_cf_rewards_may_be_left_out() {
+    let z = Tensor::randn(&[3, V], 1.0, &mut Rng::new(12));
+    let no_rewards: Vec<ResponsePosition> = positions()
+        .into_iter()
+        .map(|p| ResponsePosition {
+            crr_log_rewards: vec![],
+            ..p
+        })
+        .collect();
+    let run = |w: ObjectiveWeights, pos: &[ResponsePosition]| {
+        let mut t = Tape::new();
+        let zv = t.leaf(z.clone(), true);
+        t.ilrec_objective(zv, &[], pos, ItemVocab::All, &w)
+            .map(|(_, terms)| terms)
+    };
+    let wo_crr = ObjectiveWeights {
+        lambda: 0.0,
+        ..weights()
+    };
+    let a = run(wo_crr, &no_rewards).unwrap();
+    let b = run(wo_crr, &positions()).unwrap();
+    assert_eq!(a.ce, b.ce);
+    assert_eq!(a.total, b.total);
+    // with CRR on, missing rewards are an error, not a silent zero
+    assert!(run(weights(), &no_rewards).is_err());
+}

@@ -289,3 +289,61 @@ fn bad_input_fails_fast_with_a_hint() {
     }
     let _ = std::fs::remove_dir_all(data);
 }
+
+#[test]
+fn ablations_and_the_sequential_schedule_add_their_rows() {
+    let data = scratch("data-c");
+    write_tiny_dataset(&data);
+    let run = scratch("run-c");
+    let mut args = train_args(&data, &run);
+    args.extend(
+        [
+            "--ablation",
+            "--schedule",
+            "sequential",
+            "--epochs",
+            "2",
+            "--finetune-epochs",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let stdout = run_ok(&args);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let methods: Vec<String> = last["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(&methods[..4], &["popularity", "sasrec", "sft", "ilrec"]);
+    assert_eq!(methods.len(), 8, "four ablation rows expected: {methods:?}");
+    for want in ["cpo", "crr", "cpd", "final"] {
+        assert!(
+            methods[4..].iter().any(|m| m.contains(want)),
+            "no ablation row mentions {want}: {methods:?}"
+        );
+    }
+    // Each ablation switched its own term off: its log has that term at zero weight, e.g. the
+    // w/o CPD run never pays a CPD loss in the total.
+    let log = log_records(&run);
+    let stage_of = |needle: &str| methods.iter().find(|m| m.contains(needle)).unwrap().clone();
+    let wo_cpd: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["stage"] == stage_of("cpd").as_str() && r.get("loss").is_some())
+        .collect();
+    assert!(!wo_cpd.is_empty());
+    for r in wo_cpd {
+        let (loss, ce, crr) = (
+            r["loss"].as_f64().unwrap(),
+            r["ce"].as_f64().unwrap(),
+            r["crr"].as_f64().unwrap(),
+        );
+        assert!(
+            (loss - (ce + 0.1 * crr)).abs() < 1e-4,
+            "w/o CPD must not pay CPD: {r}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&run);
+    let _ = std::fs::remove_dir_all(&data);
+}

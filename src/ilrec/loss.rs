@@ -181,7 +181,9 @@ impl Tape {
                 None
             };
             ce += cpo_row(z_row, pos, weights.alpha, 1.0 / n_t as f32, g_row)? as f64;
-            if !pos.negatives.is_empty() {
+            // CRR needs the CF rewards; a run without CRR (lambda = 0) may leave them out.
+            let crr_active = weights.lambda != 0.0 || !pos.crr_log_rewards.is_empty();
+            if !pos.negatives.is_empty() && crr_active {
                 let g_row = if want_grad {
                     Some(&mut grad_z[r * vocab..(r + 1) * vocab])
                 } else {
