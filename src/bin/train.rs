@@ -42,13 +42,13 @@ Data and model:
   --model PRESET|PATH   model preset (tiny, small, base) trained from scratch, or an HF checkpoint folder [tiny]
   --item-repr title     how items are written (only `title` for now) [title]
   --max-history N       history items in the LLM prompt [10]
-  --train-samples N     seeded subsample of training samples for the LLM, 0 = all [6000]
+  --train-samples N     seeded subsample of training samples for the LLM, 0 = all [20000]
   --valid-users N       seeded subset of validation users for model selection, 0 = all [200]
 Training:
   --epochs E            SFT warm-up passes over the training samples [1]
   --finetune-epochs E   passes of each continuation (ILRec and SFT from the warm-up) [0.5]
   --batch B             examples per step [16]
-  --sasrec-epochs N     SASRec training epochs (the CF reward model) [3]
+  --sasrec-epochs N     SASRec training epochs (the CF reward model) [10]
   --lr LR               peak learning rate (cosine, 5% warm-up) [0.002]
   --lens-layers S       logit-lens layers: a list like 2,3 (blocks from 1), `lastK`, or `final` [last4: the four blocks below the top]
   --alpha A  --lambda L  --mu M  --margin G  --tau T   ILRec objective [0.1 0.1 1 0 1]
@@ -783,7 +783,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         model: "tiny".into(),
         item_repr: "title".into(),
         max_history: 10,
-        train_samples: 6000,
+        train_samples: 20000,
         valid_users: 200,
         epochs: 1.0,
         finetune_epochs: 0.5,
@@ -798,7 +798,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         schedule: Schedule::Joint,
         ablation: false,
         beams: 20,
-        sasrec_epochs: 3,
+        sasrec_epochs: 10,
         checkpoint_every: 50,
         seed: 0,
         threads: 2,
