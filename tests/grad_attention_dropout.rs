@@ -2,13 +2,12 @@
 //! finite differences in every masking / head-sharing setting, shape errors; dropout's mask,
 //! statistics and gradient.
 
+mod common;
+use common::randn;
+
 use ilrec::autograd::GradCheck;
 use ilrec::rng::Rng;
 use ilrec::{Tape, Tensor, Var};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, 1.0, &mut Rng::new(seed))
-}
 
 /// One attention setting.
 #[derive(Clone, Debug)]

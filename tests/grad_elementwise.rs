@@ -1,12 +1,11 @@
 //! Finite-difference checks of the elementwise family and of the tape itself.
 
+mod common;
+use common::randn;
+
 use ilrec::autograd::GradCheck;
 use ilrec::rng::Rng;
 use ilrec::{Params, Tape, Tensor};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, 1.0, &mut Rng::new(seed))
-}
 
 /// Values bounded away from zero (for log, sqrt, div denominators).
 fn positive(shape: &[usize], seed: u64) -> Tensor {

@@ -1,14 +1,13 @@
 //! matmul / linear (and the sgemm contract beneath them): finite-difference gradients, values
 //! against naive f64 triple loops written here, and shape errors.
 
+mod common;
+use common::{assert_close, randn};
+
 use ilrec::autograd::GradCheck;
 use ilrec::cpu::gemm::{sgemm, sgemm_batched};
 use ilrec::rng::Rng;
 use ilrec::{Error, Tape, Tensor};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, 1.0, &mut Rng::new(seed))
-}
 
 /// Element (i, j) of op(X) where X is stored row-major with row length `cols`.
 fn at(x: &[f32], cols: usize, trans: bool, i: usize, j: usize) -> f64 {
@@ -46,16 +45,6 @@ fn naive_matmul(
         }
     }
     out
-}
-
-fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}: element {i}: got {g}, want {w}"
-        );
-    }
 }
 
 /// Stored shape of an operand: (rows, cols) of op(X), swapped when transposed, batch in front.

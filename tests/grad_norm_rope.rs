@@ -1,23 +1,11 @@
 //! RMSNorm, LayerNorm and RoPE: values against naive f64 references written here, gradients by
 //! finite differences, and the errors for bad shapes.
 
+mod common;
+use common::{assert_close, randn};
+
 use ilrec::autograd::GradCheck;
-use ilrec::rng::Rng;
 use ilrec::{Tape, Tensor};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, 1.0, &mut Rng::new(seed))
-}
-
-fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: got {g}, want {w}"
-        );
-    }
-}
 
 /// Runs a forward op on fresh leaves and returns its output values.
 fn forward(inputs: &[Tensor], f: impl Fn(&mut Tape, &[ilrec::Var]) -> ilrec::Var) -> Vec<f32> {

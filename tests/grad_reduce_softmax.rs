@@ -1,23 +1,11 @@
 //! Reductions, softmax / log_softmax and the losses: finite-difference gradients, values against
 //! naive f64 references written here (and hand computations), stability, and error cases.
 
+mod common;
+use common::{assert_close, randn};
+
 use ilrec::autograd::GradCheck;
-use ilrec::rng::Rng;
 use ilrec::{Error, Tape, Tensor};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, 1.0, &mut Rng::new(seed))
-}
-
-fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}: element {i}: got {g}, want {w}"
-        );
-    }
-}
 
 /// Naive f64 sum over `axis` of a rank-3 tensor, by explicit index arithmetic.
 fn naive_sum3(x: &[f32], s: [usize; 3], axis: usize) -> Vec<f64> {

@@ -1,23 +1,12 @@
 //! Shape ops, embedding and the losses: finite-difference gradients, values against naive
 //! references and hand computations written here, and error cases.
 
+mod common;
+use common::{assert_close, randn};
+
 use ilrec::autograd::GradCheck;
 use ilrec::rng::Rng;
 use ilrec::{Error, Tape, Tensor};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, 1.0, &mut Rng::new(seed))
-}
-
-fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}: element {i}: got {g}, want {w}"
-        );
-    }
-}
 
 // ---------------------------------------------------------------- cross-entropy and mse
 

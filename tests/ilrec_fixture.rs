@@ -160,7 +160,13 @@ fn run(f: &Fixture, check_against_json: bool) -> (ObjectiveTerms, Params) {
         let rewards = if neg.is_empty() {
             vec![]
         } else {
-            reference_log_rewards(f, b, prefix, &crr_tokens(&neg, y))
+            // the library's trie-based rewards, cross-checked against a direct sum over items
+            let k = crr_tokens(&neg, y);
+            let lib = token_log_rewards(&trie, prefix, &k, &p_cf(f, b)).unwrap();
+            for (a, w) in lib.iter().zip(reference_log_rewards(f, b, prefix, &k)) {
+                assert!((a - w).abs() < 1e-5, "trie rewards {a} vs direct {w}");
+            }
+            lib
         };
         if check_against_json {
             let e = expected

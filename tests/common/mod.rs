@@ -35,3 +35,19 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Normal(0, 1) entries from a seeded generator.
+pub fn randn(shape: &[usize], seed: u64) -> ilrec::Tensor {
+    ilrec::Tensor::randn(shape, 1.0, &mut ilrec::rng::Rng::new(seed))
+}
+
+/// Every `got[i]` within `tol * (1 + |want[i]|)` of the f64 reference `want[i]`.
+pub fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
