@@ -25,6 +25,7 @@ mod linalg;
 mod loss;
 mod norm;
 mod params;
+pub mod profile;
 mod reduce;
 mod rope;
 mod shape;

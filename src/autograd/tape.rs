@@ -9,8 +9,10 @@
 //! gradient accumulation over micro-batches works.
 
 use super::params::{ParamId, Params};
+use super::profile;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::time::Instant;
 
 /// A handle to a value on a tape (an index into its node list).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +46,8 @@ struct Node {
 pub struct Tape {
     nodes: Vec<Node>,
     grad_enabled: bool,
+    /// When the previous node was recorded (only with `ILREC_PROFILE`; see `profile.rs`).
+    profile_mark: Option<Instant>,
 }
 
 impl Default for Tape {
@@ -58,6 +62,7 @@ impl Tape {
         Tape {
             nodes: Vec::new(),
             grad_enabled: true,
+            profile_mark: None,
         }
     }
 
@@ -66,6 +71,7 @@ impl Tape {
         Tape {
             nodes: Vec::new(),
             grad_enabled: false,
+            profile_mark: None,
         }
     }
 
@@ -179,6 +185,9 @@ impl Tape {
     }
 
     fn push(&mut self, node: Node) -> Var {
+        if profile::enabled() {
+            profile::forward_mark(node.op, &mut self.profile_mark);
+        }
         self.nodes.push(node);
         Var(self.nodes.len() - 1)
     }
@@ -227,8 +236,12 @@ impl Tape {
                         .iter()
                         .map(|v| self.nodes[v.0].requires_grad)
                         .collect();
+                    let started = profile::enabled().then(Instant::now);
                     let input_grads = f(&g, &needs)?;
                     self.accumulate(op, &inputs, &needs, input_grads, &mut grads)?;
+                    if let Some(t) = started {
+                        profile::backward_time(op, t.elapsed().as_secs_f64());
+                    }
                 }
             }
         }

@@ -324,6 +324,9 @@ fn bench_train_step(args: &[String]) -> Result<()> {
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
     let cfg = LlamaConfig::from_file(path)?;
     let r = time_train_step(&cfg, batch, seq, steps, objective)?;
+    if let Some(table) = ilrec::autograd::profile::report() {
+        eprintln!("per-op time over all steps (warm-up included; ILREC_PROFILE):\n{table}");
+    }
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.2}"));
     let name = match objective {
         StepObjective::Sft => "sft",

@@ -4,6 +4,7 @@
 
 use super::config::LlamaConfig;
 use super::llama::{causal_lm_loss, shifted_targets, BatchInput, ForwardOutput, Llama};
+use crate::autograd::profile;
 use crate::error::Result;
 use crate::ilrec::loss::{ItemVocab, ObjectiveWeights, ResponsePosition};
 use crate::ilrec::negatives::{ensemble_logits, self_hard_negatives, Candidates, Ensemble};
@@ -259,14 +260,21 @@ fn train_step(
     let loss_value = tape.value(loss).item()?;
     let t1 = Instant::now();
     let grads = tape.backward(loss)?;
+    let backward_only = t1.elapsed().as_secs_f64();
     drop(tape);
     let t2 = Instant::now();
     model.params.accumulate(&grads)?;
     drop(grads);
+    let t_acc = Instant::now();
     clip_grad_norm(&mut model.params, 1.0)?;
+    let t_clip = Instant::now();
     opt.step(&mut model.params, opt.config.lr)?;
     model.params.zero_grad();
     let t3 = Instant::now();
+    profile::record_outside("tape drop", (t2 - t1).as_secs_f64() - backward_only);
+    profile::record_outside("params.accumulate", (t_acc - t2).as_secs_f64());
+    profile::record_outside("clip_grad_norm", (t_clip - t_acc).as_secs_f64());
+    profile::record_outside("AdamW step", (t3 - t_clip).as_secs_f64());
     let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
     let phases = StepPhases {
         forward: secs(t0, t1),
