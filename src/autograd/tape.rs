@@ -10,6 +10,7 @@
 
 use super::params::{ParamId, Params};
 use super::profile;
+use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::time::Instant;
@@ -286,12 +287,17 @@ impl Tape {
     }
 }
 
-/// acc += g (same shape).
+/// acc += g (same shape), in fixed chunks over the pool (elementwise: the same bits with any
+/// thread count).
 pub(crate) fn add_into(acc: &mut Tensor, g: &Tensor) -> Result<()> {
     let src = g.data()?;
-    for (a, b) in acc.data_mut()?.iter_mut().zip(src) {
-        *a += *b;
-    }
+    let dst = DisjointMut::new(acc.data_mut()?);
+    let n = dst.len().min(src.len());
+    for_each_chunk(n, CHUNK, |r| {
+        // SAFETY: chunks are disjoint.
+        let a = unsafe { dst.range(r.clone()) };
+        a.iter_mut().zip(&src[r]).for_each(|(a, b)| *a += *b);
+    });
     Ok(())
 }
 
