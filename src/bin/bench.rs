@@ -5,6 +5,7 @@
 //! bench peak [--threads T] [--json]
 //! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
 //!                  [--objective sft|ilrec] [--json]
+//! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
 //! step that BENCHMARKS.md compares with PyTorch (`bench/pytorch_step.py`); its logic lives in
@@ -13,14 +14,15 @@
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
 use ilrec::model::config::LlamaConfig;
-use ilrec::model::speed::{time_train_step, StepObjective};
+use ilrec::model::speed::{time_forward_backward, time_train_step, StepObjective};
 use ilrec::{Error, Result};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
-  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective sft|ilrec] [--json]";
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective sft|ilrec] [--json]
+  bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +30,7 @@ fn main() {
         Some("gemm") => bench_gemm(&args[1..]),
         Some("peak") => bench_peak(&args[1..]),
         Some("train-step") => bench_train_step(&args[1..]),
+        Some("decoder") => bench_decoder(&args[1..]),
         Some(other) => Err(usage_error(format!("unknown subcommand `{other}`"))),
         None => Err(usage_error("missing subcommand".to_string())),
     };
@@ -347,6 +350,39 @@ fn bench_train_step(args: &[String]) -> Result<()> {
             pool::num_threads(), r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
             r.ms_forward_median, r.ms_backward_median, r.ms_optimizer_median, r.tokens_per_s, r.gflops,
             opt(r.peak_rss_mb), r.last_loss
+        );
+    }
+    Ok(())
+}
+
+/// Decoder throughput (BENCHMARKS.md "Llama decoder"): forward tokens/s (no tape) and
+/// forward+backward tokens/s (all-row logits, next-token loss, gradients into the parameters).
+fn bench_decoder(args: &[String]) -> Result<()> {
+    let (mut config, mut batch, mut seq, mut steps, mut json) = (None, 4, 128, 3, false);
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--config" => config = Some(flags.value_str(flag)?),
+            "--batch" => batch = flags.value_usize(flag)?,
+            "--seq" => seq = flags.value_usize(flag)?,
+            "--steps" => steps = flags.value_usize(flag)?,
+            "--threads" => pool::set_num_threads(flags.value_usize(flag)?),
+            "--json" => json = true,
+            other => return Err(usage_error(format!("decoder: unknown flag `{other}`"))),
+        }
+    }
+    let path = config.ok_or_else(|| usage_error("decoder: --config is required".into()))?;
+    let cfg = LlamaConfig::from_file(path)?;
+    let (fwd, fwd_bwd) = time_forward_backward(&cfg, batch, seq, steps)?;
+    let threads = pool::num_threads();
+    if json {
+        #[rustfmt::skip]
+        println!(
+            "{{\"batch\":{batch},\"seq\":{seq},\"threads\":{threads},\"steps\":{steps},\"forward_tokens_per_s\":{fwd:.1},\"forward_backward_tokens_per_s\":{fwd_bwd:.1}}}"
+        );
+    } else {
+        println!(
+            "decoder B={batch} T={seq} threads={threads}: forward {fwd:.1} tokens/s, forward+backward {fwd_bwd:.1} tokens/s (mean of {steps} steps)"
         );
     }
     Ok(())
