@@ -60,6 +60,8 @@ impl Default for Tape {
 impl Tape {
     /// A tape that records gradients.
     pub fn new() -> Tape {
+        // Training steps free and reallocate the same large buffers: keep them in the process.
+        crate::cpu::alloc::retain_freed_memory();
         Tape {
             nodes: Vec::new(),
             grad_enabled: true,
