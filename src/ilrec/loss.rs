@@ -26,6 +26,8 @@
 
 use super::negatives::{crr_tokens, PositionNegatives};
 use crate::autograd::{Tape, Var};
+use crate::cpu::par::DisjointMut;
+use crate::cpu::pool::parallel_for;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -112,44 +114,57 @@ impl Tape {
                 }
             })
             .collect();
-        let (mut ce, mut crr, mut cpd) = (0.0f64, 0.0f64, 0.0f64);
-        for (r, pos) in positions.iter().enumerate() {
-            let z_row = &zs[r * vocab..(r + 1) * vocab];
-            let g_row = if want_grad {
-                Some(&mut grad_z[r * vocab..(r + 1) * vocab])
-            } else {
-                None
-            };
-            ce += cpo_row(z_row, pos, weights.alpha, 1.0 / n_t as f32, g_row)? as f64;
-            if !pos.negatives.is_empty() {
-                let g_row = if want_grad {
-                    Some(&mut grad_z[r * vocab..(r + 1) * vocab])
-                } else {
-                    None
+        // Rows are independent: each task computes one row's terms and writes that row of every
+        // gradient; the terms are then summed in row order (and per row: CPO, CRR, then the lens
+        // layers in order), exactly as a serial loop would, so the loss has the same bits with
+        // any thread count.
+        let n_lens = lens_vals.len();
+        let lens_data: Vec<&[f32]> = lens_vals.iter().map(|l| l.data()).collect::<Result<_>>()?;
+        // Per row: [cpo, crr, cpd of lens 0, cpd of lens 1, ...]; `Err` if a row failed.
+        let mut row_terms: Vec<Result<Vec<f32>>> = (0..n_t).map(|_| Ok(Vec::new())).collect();
+        {
+            let terms_w = DisjointMut::new(&mut row_terms);
+            let gz_w = DisjointMut::new(&mut grad_z);
+            let gl_w: Vec<DisjointMut<f32>> =
+                grad_lens.iter_mut().map(|g| DisjointMut::new(g)).collect();
+            parallel_for(n_t, &|r| {
+                let row = r * vocab..(r + 1) * vocab;
+                // SAFETY: task r writes only row r of each gradient (empty when no gradient is
+                // wanted) and cell r of the terms.
+                let (g_z, g_lens, cell) = unsafe {
+                    (
+                        want_grad.then(|| gz_w.range(row.clone())),
+                        gl_w.iter()
+                            .map(|g| want_grad.then(|| g.range(row.clone())))
+                            .collect::<Vec<_>>(),
+                        terms_w.range(r..r + 1),
+                    )
                 };
-                crr += crr_row(
-                    z_row,
-                    pos,
-                    weights.tau_r,
-                    weights.lambda / n_t as f32,
-                    g_row,
-                )? as f64;
+                cell[0] = row_objective(
+                    &zs[row.clone()],
+                    &lens_data,
+                    r,
+                    vocab,
+                    &positions[r],
+                    item_vocab,
+                    weights,
+                    n_t,
+                    n_cpd,
+                    g_z,
+                    g_lens,
+                );
+            });
+        }
+        let (mut ce, mut crr, mut cpd) = (0.0f64, 0.0f64, 0.0f64);
+        for (pos, t) in positions.iter().zip(row_terms) {
+            let t = t?;
+            ce += t[0] as f64;
+            if !pos.negatives.is_empty() {
+                crr += t[1] as f64;
             }
             if pos.item_position {
-                for (l, lv) in lens_vals.iter().enumerate() {
-                    let lens_row = &lv.data()?[r * vocab..(r + 1) * vocab];
-                    let g_row = if want_grad {
-                        Some(&mut grad_lens[l][r * vocab..(r + 1) * vocab])
-                    } else {
-                        None
-                    };
-                    cpd += cpd_row(
-                        z_row,
-                        lens_row,
-                        item_vocab,
-                        weights.mu / n_cpd as f32,
-                        g_row,
-                    ) as f64;
+                for l in 0..n_lens {
+                    cpd += t[2 + l] as f64;
                 }
             }
         }
@@ -185,6 +200,54 @@ impl Tape {
         });
         Ok((out, terms))
     }
+}
+
+/// All terms of one response position r (see the module docs): returns [CPO, CRR, CPD per lens
+/// layer] and adds the row's gradients into `g_z` and `g_lens[l]` (None: no gradient wanted).
+#[allow(clippy::too_many_arguments)]
+fn row_objective(
+    z_row: &[f32],
+    lens_data: &[&[f32]],
+    r: usize,
+    vocab: usize,
+    pos: &ResponsePosition,
+    item_vocab: ItemVocab<'_>,
+    weights: &ObjectiveWeights,
+    n_t: usize,
+    n_cpd: usize,
+    mut g_z: Option<&mut [f32]>,
+    g_lens: Vec<Option<&mut [f32]>>,
+) -> Result<Vec<f32>> {
+    let mut terms = vec![0.0f32; 2 + lens_data.len()];
+    terms[0] = cpo_row(
+        z_row,
+        pos,
+        weights.alpha,
+        1.0 / n_t as f32,
+        g_z.as_deref_mut(),
+    )?;
+    if !pos.negatives.is_empty() {
+        terms[1] = crr_row(
+            z_row,
+            pos,
+            weights.tau_r,
+            weights.lambda / n_t as f32,
+            g_z.as_deref_mut(),
+        )?;
+    }
+    if pos.item_position {
+        for (l, (lv, g_row)) in lens_data.iter().zip(g_lens).enumerate() {
+            let lens_row = &lv[r * vocab..(r + 1) * vocab];
+            terms[2 + l] = cpd_row(
+                z_row,
+                lens_row,
+                item_vocab,
+                weights.mu / n_cpd as f32,
+                g_row,
+            );
+        }
+    }
+    Ok(terms)
 }
 
 fn check_shapes(
