@@ -5,6 +5,8 @@
 use super::config::LlamaConfig;
 use super::llama::{causal_lm_loss, shifted_targets, BatchInput, ForwardOutput, Llama};
 use crate::autograd::profile;
+use crate::cpu::par::DisjointMut;
+use crate::cpu::pool::parallel_for;
 use crate::error::Result;
 use crate::ilrec::loss::{ItemVocab, ObjectiveWeights, ResponsePosition};
 use crate::ilrec::negatives::{ensemble_logits, self_hard_negatives, Candidates, Ensemble};
@@ -308,9 +310,19 @@ fn ilrec_terms(
     let z = tape.index_select(out.logits, &rows)?; // (n_t, V)
     let top = model.config.num_hidden_layers;
     let layers = (top.saturating_sub(ILREC_LENS_LAYERS)..top).filter(|&l| l >= 1);
-    let lens: Vec<Var> = layers
-        .map(|l| model.lens(tape, out, l, Some(&rows)))
-        .collect::<Result<_>>()?; // each (n_t, V)
+    // The lens of all layers in ONE head call: the layers' response rows stacked into
+    // (L*n_t, D), one final norm + LM head, split back into L (n_t, V) blocks. Row by row this is
+    // exactly `model.lens(tape, out, l, Some(&rows))` per layer, but the head's weight gradient
+    // (V x D, 113 MB for SmolLM2) is produced and accumulated once instead of L times.
+    let d = model.config.hidden_size;
+    let mut picked = Vec::new();
+    for l in layers {
+        let flat = tape.reshape(out.hidden[l], &[b * t, d])?; // (B*T, D)
+        picked.push(tape.index_select(flat, &rows)?); // (n_t, D)
+    }
+    let stacked = tape.concat(&picked, 0)?; // (L*n_t, D)
+    let lens_all = model.apply_head(tape, out.head, stacked, None)?; // (L*n_t, V)
+    let lens = tape.split(lens_all, 0, &vec![rows.len(); picked.len()])?; // L x (n_t, V)
     let vocab = model.config.vocab_size;
     let (z_val, lens_vals) = (
         tape.value(z).clone(),
@@ -319,28 +331,41 @@ fn ilrec_terms(
             .collect::<Vec<_>>(),
     );
     let zs = z_val.data()?;
-    let mut positions = Vec::with_capacity(rows.len());
-    for (i, &row) in rows.iter().enumerate() {
-        let y = targets[row] as u32;
-        let lens_rows: Vec<&[f32]> = lens_vals
-            .iter()
-            .map(|lv| lv.data().map(|d| &d[i * vocab..(i + 1) * vocab]))
-            .collect::<Result<_>>()?;
-        let z_m = ensemble_logits(&lens_rows, Ensemble::Mean)?;
-        let z_y = zs[i * vocab + y as usize];
-        let negatives = self_hard_negatives(z_y, &z_m, y, Candidates::Vocab(vocab), 0.0, 1.0)?;
-        let k = if negatives.is_empty() {
-            0
-        } else {
-            negatives.tokens.len() + 1
-        };
-        positions.push(ResponsePosition {
-            target: y,
-            negatives,
-            crr_log_rewards: vec![-1.0; k],
-            item_position: (i + 1) % r != 0,
+    // Mining is independent per position: one pool task each.
+    let mut mined: Vec<Result<ResponsePosition>> = (0..rows.len())
+        .map(|_| Ok(ResponsePosition::default()))
+        .collect();
+    {
+        let mined_w = DisjointMut::new(&mut mined);
+        parallel_for(rows.len(), &|i| {
+            let y = targets[rows[i]] as u32;
+            let position = lens_vals
+                .iter()
+                .map(|lv| lv.data().map(|d| &d[i * vocab..(i + 1) * vocab]))
+                .collect::<Result<Vec<&[f32]>>>()
+                .and_then(|lens_rows| ensemble_logits(&lens_rows, Ensemble::Mean))
+                .and_then(|z_m| {
+                    let z_y = zs[i * vocab + y as usize];
+                    self_hard_negatives(z_y, &z_m, y, Candidates::Vocab(vocab), 0.0, 1.0)
+                })
+                .map(|negatives| {
+                    let k = if negatives.is_empty() {
+                        0
+                    } else {
+                        negatives.tokens.len() + 1
+                    };
+                    ResponsePosition {
+                        target: y,
+                        negatives,
+                        crr_log_rewards: vec![-1.0; k],
+                        item_position: (i + 1) % r != 0,
+                    }
+                });
+            // SAFETY: task i writes cell i only.
+            unsafe { mined_w.range(i..i + 1)[0] = position };
         });
     }
+    let positions: Vec<ResponsePosition> = mined.into_iter().collect::<Result<_>>()?;
     let weights = ObjectiveWeights {
         alpha: 0.5,
         lambda: 0.5,
