@@ -307,22 +307,24 @@ fn ilrec_terms(
     let rows: Vec<usize> = (0..b)
         .flat_map(|row| (t - 1 - r..t - 1).map(move |p| row * t + p))
         .collect();
-    let z = tape.index_select(out.logits, &rows)?; // (n_t, V)
+    // The final logits z at the response rows and the lens of the ILREC_LENS_LAYERS blocks
+    // below the top, in ONE head call: the layers' response rows stacked into ((1+L)*n_t, D), one
+    // final norm + LM head, split back into (n_t, V) blocks. Row by row this is exactly
+    // `index_select(out.logits, rows)` and `model.lens(tape, out, l, Some(&rows))`, but the head's
+    // weight gradient (V x D, 113 MB for SmolLM2) is produced once instead of 1 + L times, and
+    // no (B*T, V) gradient is scattered for z (its rows are recomputed: 2 n_t D V FLOPs).
     let top = model.config.num_hidden_layers;
-    let layers = (top.saturating_sub(ILREC_LENS_LAYERS)..top).filter(|&l| l >= 1);
-    // The lens of all layers in ONE head call: the layers' response rows stacked into
-    // (L*n_t, D), one final norm + LM head, split back into L (n_t, V) blocks. Row by row this is
-    // exactly `model.lens(tape, out, l, Some(&rows))` per layer, but the head's weight gradient
-    // (V x D, 113 MB for SmolLM2) is produced and accumulated once instead of L times.
+    let lens_layers = (top.saturating_sub(ILREC_LENS_LAYERS)..top).filter(|&l| l >= 1);
     let d = model.config.hidden_size;
     let mut picked = Vec::new();
-    for l in layers {
+    for l in std::iter::once(top).chain(lens_layers) {
         let flat = tape.reshape(out.hidden[l], &[b * t, d])?; // (B*T, D)
         picked.push(tape.index_select(flat, &rows)?); // (n_t, D)
     }
-    let stacked = tape.concat(&picked, 0)?; // (L*n_t, D)
-    let lens_all = model.apply_head(tape, out.head, stacked, None)?; // (L*n_t, V)
-    let lens = tape.split(lens_all, 0, &vec![rows.len(); picked.len()])?; // L x (n_t, V)
+    let stacked = tape.concat(&picked, 0)?; // ((1+L)*n_t, D)
+    let heads = model.apply_head(tape, out.head, stacked, None)?; // ((1+L)*n_t, V)
+    let blocks = tape.split(heads, 0, &vec![rows.len(); picked.len()])?; // (1+L) x (n_t, V)
+    let (z, lens) = (blocks[0], blocks[1..].to_vec());
     let vocab = model.config.vocab_size;
     let (z_val, lens_vals) = (
         tape.value(z).clone(),
