@@ -227,13 +227,7 @@ fn row_objective(
         g_z.as_deref_mut(),
     )?;
     if !pos.negatives.is_empty() {
-        terms[1] = crr_row(
-            z_row,
-            pos,
-            weights.tau_r,
-            weights.lambda / n_t as f32,
-            g_z.as_deref_mut(),
-        )?;
+        terms[1] = crr_row(z_row, pos, weights.tau_r, weights.lambda / n_t as f32, g_z)?;
     }
     if pos.item_position {
         for (l, (lv, g_row)) in lens_data.iter().zip(g_lens).enumerate() {
