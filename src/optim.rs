@@ -13,6 +13,7 @@
 //! gradient are left alone (neither decayed nor moved).
 
 use crate::autograd::{ParamId, Params};
+use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -218,28 +219,54 @@ fn adamw_update(p: &mut [f32], g: &[f32], s: &mut Moments, c: &AdamWConfig, lr: 
     let bias2_sqrt = bias2_sqrt as f32;
     let keep = 1.0 - lr * decay;
     let (one_m_b1, one_m_b2) = (1.0 - c.beta1, 1.0 - c.beta2);
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(&mut s.m).zip(&mut s.v) {
-        *p *= keep;
-        *m += one_m_b1 * (g - *m);
-        *v = *v * c.beta2 + one_m_b2 * g * g;
-        let denom = v.sqrt() / bias2_sqrt + c.eps;
-        *p -= step_size * *m / denom;
-    }
+    // Elementwise and independent per element: fixed chunks over the pool give the same bits
+    // with any thread count.
+    let n = p.len();
+    let (p, m, v) = (
+        DisjointMut::new(p),
+        DisjointMut::new(&mut s.m[..n]),
+        DisjointMut::new(&mut s.v[..n]),
+    );
+    for_each_chunk(n, CHUNK, |r| {
+        // SAFETY: chunks are disjoint.
+        let (p, m, v) = unsafe { (p.range(r.clone()), m.range(r.clone()), v.range(r.clone())) };
+        for (((p, &g), m), v) in p.iter_mut().zip(&g[r]).zip(m).zip(v) {
+            *p *= keep;
+            *m += one_m_b1 * (g - *m);
+            *v = *v * c.beta2 + one_m_b2 * g * g;
+            let denom = v.sqrt() / bias2_sqrt + c.eps;
+            *p -= step_size * *m / denom;
+        }
+    });
 }
 
-/// Global L2 norm of all stored gradients (f64 accumulation).
+/// Global L2 norm of all stored gradients (f64 accumulation). Each gradient is summed in fixed
+/// chunks of [`CHUNK`] elements on the pool, and the chunk sums are added in order, so the
+/// result is the same with any thread count.
 pub fn grad_norm(params: &Params) -> f32 {
     let sum_sq: f64 = params
         .ids()
         .filter_map(|id| params.grad(id))
-        .map(|g| {
-            g.to_vec()
-                .iter()
-                .map(|&x| (x as f64) * (x as f64))
-                .sum::<f64>()
+        .map(|g| match g.data() {
+            Ok(x) => sum_of_squares(x),
+            Err(_) => sum_of_squares(&g.to_vec()), // half-precision storage
         })
         .sum();
     sum_sq.sqrt() as f32
+}
+
+/// sum x^2 in f64, per chunk in parallel, chunk sums added in index order.
+fn sum_of_squares(x: &[f32]) -> f64 {
+    let mut partial = vec![0.0f64; x.len().div_ceil(CHUNK)];
+    {
+        let out = DisjointMut::new(&mut partial);
+        for_each_chunk(x.len(), CHUNK, |r| {
+            let sum = x[r.clone()].iter().map(|&v| (v as f64) * (v as f64)).sum();
+            // SAFETY: one cell per chunk.
+            unsafe { out.range(r.start / CHUNK..r.start / CHUNK + 1)[0] = sum };
+        });
+    }
+    partial.iter().sum()
 }
 
 /// Scales every gradient so that the global norm is at most `max_norm` (PyTorch's
@@ -262,7 +289,11 @@ pub fn clip_grad_norm(params: &mut Params, max_norm: f32) -> Result<f32> {
 pub fn scale_grads(params: &mut Params, s: f32) -> Result<()> {
     for id in params.ids().collect::<Vec<_>>() {
         if let Some(g) = params.grad_mut(id) {
-            g.data_mut()?.iter_mut().for_each(|x| *x *= s);
+            let data = DisjointMut::new(g.data_mut()?);
+            for_each_chunk(data.len(), CHUNK, |r| {
+                // SAFETY: chunks are disjoint.
+                unsafe { data.range(r) }.iter_mut().for_each(|x| *x *= s);
+            });
         }
     }
     Ok(())

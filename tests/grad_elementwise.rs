@@ -201,3 +201,58 @@ fn gradcheck_catches_a_wrong_backward() {
     });
     assert!(r.is_err());
 }
+
+#[test]
+fn swiglu_gradients_values_and_errors() {
+    // Odd sizes, and more than one pool chunk (16384 elements) so the parallel split is exercised
+    // for the values; the finite-difference check uses a small tensor.
+    let (g, u) = (randn(&[5, 7], 41), randn(&[5, 7], 42));
+    let check = GradCheck::default();
+    check
+        .run(&[(g.clone(), true), (u.clone(), true)], |t, v| {
+            t.swiglu(v[0], v[1])
+        })
+        .unwrap();
+    check
+        .run(&[(g.clone(), true), (u.clone(), false)], |t, v| {
+            t.swiglu(v[0], v[1])
+        })
+        .unwrap();
+    check
+        .run(&[(g, false), (u, true)], |t, v| t.swiglu(v[0], v[1]))
+        .unwrap();
+
+    // Values and gradients against silu(g) * u written out in f64.
+    let n = 3 * 16384 + 17;
+    let (g, u, up) = (randn(&[n], 43), randn(&[n], 44), randn(&[n], 45));
+    let mut tape = Tape::new();
+    let (gv, uv) = (tape.leaf(g.clone(), true), tape.leaf(u.clone(), true));
+    let y = tape.swiglu(gv, uv).unwrap();
+    let out = tape.value(y).to_vec();
+    let grads = tape.backward_from(y, up.clone()).unwrap();
+    let (dg, du) = (
+        grads.of(gv).unwrap().to_vec(),
+        grads.of(uv).unwrap().to_vec(),
+    );
+    let (g, u, up) = (g.to_vec(), u.to_vec(), up.to_vec());
+    for i in 0..n {
+        let (x, w, o) = (g[i] as f64, u[i] as f64, up[i] as f64);
+        let s = 1.0 / (1.0 + (-x).exp());
+        let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs());
+        assert!(close(out[i], x * s * w), "value {i}");
+        assert!(close(du[i], o * x * s), "d_up {i}");
+        assert!(
+            close(dg[i], o * w * s * (1.0 + x * (1.0 - s))),
+            "d_gate {i}"
+        );
+    }
+
+    let mut tape = Tape::new();
+    let a = tape.leaf(randn(&[2, 3], 1), true);
+    let b = tape.leaf(randn(&[3, 2], 2), true);
+    let e = tape.swiglu(a, b).unwrap_err().to_string();
+    assert!(
+        e.contains("swiglu") && e.contains("[2, 3]") && e.contains("[3, 2]"),
+        "{e}"
+    );
+}

@@ -9,6 +9,8 @@
 //! The output has `a`'s shape; `b`'s gradient is the output gradient summed over the repeats.
 
 use super::tape::{Tape, Var};
+use crate::cpu::elementwise as cpu;
+use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -192,6 +194,53 @@ impl Tape {
             let s = sigmoid(x);
             s * (1.0 + x * (1.0 - s))
         })
+    }
+
+    /// SwiGLU: silu(gate) * up, fused (the Llama MLP's inner activation). One pass over both
+    /// inputs, no SiLU temporary on the tape; forward and backward run in fixed chunks over the
+    /// thread pool (bitwise independent of the thread count). Both inputs have the same shape.
+    pub fn swiglu(&mut self, gate: Var, up: Var) -> Result<Var> {
+        if self.shape(gate) != self.shape(up) {
+            return Err(Error::shape(
+                "swiglu",
+                format!(
+                    "gate {:?} and up {:?} must have the same shape",
+                    self.shape(gate),
+                    self.shape(up)
+                ),
+            ));
+        }
+        let (g_val, u_val) = (self.value(gate).clone(), self.value(up).clone());
+        let mut out = vec![0.0f32; g_val.numel()]; // same shape as gate
+        {
+            let (gs, us) = (g_val.data()?, u_val.data()?);
+            let dst = DisjointMut::new(&mut out);
+            for_each_chunk(gs.len(), CHUNK, |r| {
+                // SAFETY: chunks are disjoint.
+                let o = unsafe { dst.range(r.clone()) };
+                cpu::swiglu(&gs[r.clone()], &us[r], o);
+            });
+        }
+        let out = Tensor::from_vec(out, g_val.shape())?;
+        Ok(self.record("swiglu", out, &[gate, up], move |g, needs| {
+            let (gs, us, go) = (g_val.data()?, u_val.data()?, g.data()?);
+            let n = gs.len();
+            let mut d_gate = vec![0.0f32; if needs[0] { n } else { 0 }];
+            let mut d_up = vec![0.0f32; if needs[1] { n } else { 0 }];
+            {
+                let (dg, du) = (DisjointMut::new(&mut d_gate), DisjointMut::new(&mut d_up));
+                for_each_chunk(n, CHUNK, |r| {
+                    // SAFETY: chunks are disjoint; an unneeded gradient is empty.
+                    let (a, b) =
+                        unsafe { (dg.range_or_empty(r.clone()), du.range_or_empty(r.clone())) };
+                    cpu::swiglu_backward(&gs[r.clone()], &us[r.clone()], &go[r], a, b);
+                });
+            }
+            let wrap = |need: bool, v: Vec<f32>| -> Result<Option<Tensor>> {
+                need.then(|| Tensor::from_vec(v, g_val.shape())).transpose()
+            };
+            Ok(vec![wrap(needs[0], d_gate)?, wrap(needs[1], d_up)?])
+        }))
     }
 
     /// GELU, exact form x * Phi(x) with the normal CDF Phi (SASRec's FFN activation).

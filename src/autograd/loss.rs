@@ -12,6 +12,8 @@
 
 use super::softmax::{exp, log_sum_exp};
 use super::tape::{Tape, Var};
+use crate::cpu::par::DisjointMut;
+use crate::cpu::pool::parallel_for;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -74,16 +76,27 @@ impl Tape {
         let count = count_targets(targets, rows, vocab)?;
         let x = self.value(logits).clone();
 
-        // One log-sum-exp per row (NaN for ignored rows: never read).
+        // One log-sum-exp per row (NaN for ignored rows: never read), rows in parallel; the
+        // loss then sums the rows in order, so it does not depend on the thread count.
         let mut lse = vec![f32::NAN; rows];
         let mut total = 0.0f64;
         if vocab > 0 {
-            for ((row, &t), l) in x.data()?.chunks_exact(vocab).zip(targets).zip(&mut lse) {
-                if t == IGNORE_INDEX {
-                    continue;
+            let xs = x.data()?;
+            {
+                let lse_w = DisjointMut::new(&mut lse);
+                parallel_for(rows, &|r| {
+                    if targets[r] != IGNORE_INDEX {
+                        // SAFETY: one cell per task.
+                        unsafe {
+                            lse_w.range(r..r + 1)[0] = log_sum_exp(&xs[r * vocab..][..vocab])
+                        };
+                    }
+                });
+            }
+            for ((row, &t), &l) in xs.chunks_exact(vocab).zip(targets).zip(&lse) {
+                if t != IGNORE_INDEX {
+                    total += (l - row[t as usize]) as f64;
                 }
-                *l = log_sum_exp(row);
-                total += (*l - row[t as usize]) as f64;
             }
         }
         let loss = Tensor::scalar((total / count as f64) as f32);
@@ -94,17 +107,20 @@ impl Tape {
             // (N, V); ignored rows stay zero
             let mut dx = vec![0.0f32; rows * vocab];
             if vocab > 0 {
-                let xs = x.data()?.chunks_exact(vocab);
-                let per_row = xs.zip(dx.chunks_exact_mut(vocab)).zip(&targets).zip(&lse);
-                for (((row, drow), &t), &l) in per_row {
+                let xs = x.data()?;
+                let dx_w = DisjointMut::new(&mut dx);
+                parallel_for(rows, &|r| {
+                    let (t, l) = (targets[r], lse[r]);
                     if t == IGNORE_INDEX {
-                        continue;
+                        return;
                     }
-                    for (d, &v) in drow.iter_mut().zip(row) {
+                    // SAFETY: one row per task.
+                    let drow = unsafe { dx_w.range(r * vocab..(r + 1) * vocab) };
+                    for (d, &v) in drow.iter_mut().zip(&xs[r * vocab..][..vocab]) {
                         *d = scale * exp(v - l);
                     }
                     drow[t as usize] -= scale;
-                }
+                });
             }
             Ok(vec![Some(Tensor::from_vec(dx, &[rows, vocab])?)])
         }))

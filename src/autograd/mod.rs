@@ -25,6 +25,7 @@ mod linalg;
 mod loss;
 mod norm;
 mod params;
+pub mod profile;
 mod reduce;
 mod rope;
 mod shape;
@@ -34,4 +35,6 @@ mod tape;
 pub use elementwise::{erf, gelu, sigmoid, silu};
 pub use gradcheck::GradCheck;
 pub use params::{ParamId, Params};
+/// The vectorisable exp and 8-lane log-sum-exp, shared with the ILRec objective's row loops.
+pub(crate) use softmax::{exp as fast_exp, log_sum_exp};
 pub use tape::{BackwardFn, Grads, Tape, Var};

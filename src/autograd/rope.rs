@@ -10,7 +10,11 @@
 //! Positions are passed explicitly, which is how decoding with a KV cache offsets new tokens.
 
 use super::tape::{Tape, Var};
+use crate::cpu::par::{for_each_chunk, DisjointMut};
 use crate::error::{Error, Result};
+
+/// Rows (tokens) per pool task.
+const ROW_CHUNK: usize = 32;
 use crate::tensor::Tensor;
 
 /// cos and sin of every (position row, frequency) pair, each (position rows, D/2).
@@ -76,9 +80,36 @@ fn rotate(
 ) -> Result<Tensor> {
     let xs = x.data()?;
     let width = x.last_dim();
-    let half = table.half;
     let mut out = vec![0.0f32; xs.len()]; // (B, T, H*D)
-    for (r, (xr, or)) in xs.chunks(width).zip(out.chunks_mut(width)).enumerate() {
+    if width == 0 {
+        return Tensor::from_vec(out, x.shape());
+    }
+    let out_w = DisjointMut::new(&mut out);
+    // Rows are independent: fixed row ranges on the pool.
+    for_each_chunk(xs.len() / width, ROW_CHUNK, |rows| {
+        // SAFETY: each task owns rows `rows` of out.
+        let out = unsafe { out_w.range(rows.start * width..rows.end * width) };
+        let xs = &xs[rows.start * width..rows.end * width];
+        rotate_rows(xs, out, rows.start, width, table, seq, per_token, sin_sign);
+    });
+    Tensor::from_vec(out, x.shape())
+}
+
+/// Rotates rows `first..` (`xs`, `out`: whole rows of `width`) of a (B, T, H*D) tensor.
+#[allow(clippy::too_many_arguments)]
+fn rotate_rows(
+    xs: &[f32],
+    out: &mut [f32],
+    first: usize,
+    width: usize,
+    table: &RopeTable,
+    seq: usize,
+    per_token: bool,
+    sin_sign: f32,
+) {
+    let half = table.half;
+    for (i, (xr, or)) in xs.chunks(width).zip(out.chunks_mut(width)).enumerate() {
+        let r = first + i;
         let p = if per_token { r } else { r % seq };
         let cos = &table.cos[p * half..(p + 1) * half];
         let sin = &table.sin[p * half..(p + 1) * half];
@@ -92,7 +123,6 @@ fn rotate(
             }
         }
     }
-    Tensor::from_vec(out, x.shape())
 }
 
 /// Validates the arguments of `rope`; returns (B, T).

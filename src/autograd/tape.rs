@@ -9,8 +9,11 @@
 //! gradient accumulation over micro-batches works.
 
 use super::params::{ParamId, Params};
+use super::profile;
+use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::time::Instant;
 
 /// A handle to a value on a tape (an index into its node list).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +47,8 @@ struct Node {
 pub struct Tape {
     nodes: Vec<Node>,
     grad_enabled: bool,
+    /// When the previous node was recorded (only with `ILREC_PROFILE`; see `profile.rs`).
+    profile_mark: Option<Instant>,
 }
 
 impl Default for Tape {
@@ -55,9 +60,12 @@ impl Default for Tape {
 impl Tape {
     /// A tape that records gradients.
     pub fn new() -> Tape {
+        // Training steps free and reallocate the same large buffers: keep them in the process.
+        crate::cpu::alloc::retain_freed_memory();
         Tape {
             nodes: Vec::new(),
             grad_enabled: true,
+            profile_mark: None,
         }
     }
 
@@ -66,6 +74,7 @@ impl Tape {
         Tape {
             nodes: Vec::new(),
             grad_enabled: false,
+            profile_mark: None,
         }
     }
 
@@ -179,6 +188,9 @@ impl Tape {
     }
 
     fn push(&mut self, node: Node) -> Var {
+        if profile::enabled() {
+            profile::forward_mark(node.op, &mut self.profile_mark);
+        }
         self.nodes.push(node);
         Var(self.nodes.len() - 1)
     }
@@ -227,8 +239,12 @@ impl Tape {
                         .iter()
                         .map(|v| self.nodes[v.0].requires_grad)
                         .collect();
+                    let started = profile::enabled().then(Instant::now);
                     let input_grads = f(&g, &needs)?;
                     self.accumulate(op, &inputs, &needs, input_grads, &mut grads)?;
+                    if let Some(t) = started {
+                        profile::backward_time(op, t.elapsed().as_secs_f64());
+                    }
                 }
             }
         }
@@ -273,12 +289,17 @@ impl Tape {
     }
 }
 
-/// acc += g (same shape).
+/// acc += g (same shape), in fixed chunks over the pool (elementwise: the same bits with any
+/// thread count).
 pub(crate) fn add_into(acc: &mut Tensor, g: &Tensor) -> Result<()> {
     let src = g.data()?;
-    for (a, b) in acc.data_mut()?.iter_mut().zip(src) {
-        *a += *b;
-    }
+    let dst = DisjointMut::new(acc.data_mut()?);
+    let n = dst.len().min(src.len());
+    for_each_chunk(n, CHUNK, |r| {
+        // SAFETY: chunks are disjoint.
+        let a = unsafe { dst.range(r.clone()) };
+        a.iter_mut().zip(&src[r]).for_each(|(a, b)| *a += *b);
+    });
     Ok(())
 }
 

@@ -3,24 +3,34 @@
 //! ```text
 //! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
+//! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
+//!                  [--objective sft|ilrec] [--json]
+//! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
-//! Each subcommand is one function taking its own argument list, so more (e.g. `train-step`)
-//! can be added as further match arms in `main`.
+//! Each subcommand is one function taking its own argument list. `train-step` times the training
+//! step that BENCHMARKS.md compares with PyTorch (`bench/pytorch_step.py`); its logic lives in
+//! `ilrec::model::speed`.
 
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
+use ilrec::model::config::LlamaConfig;
+use ilrec::model::speed::{time_forward_backward, time_train_step, StepObjective};
 use ilrec::{Error, Result};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
-  bench peak [--threads T] [--json]";
+  bench peak [--threads T] [--json]
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective sft|ilrec] [--json]
+  bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("gemm") => bench_gemm(&args[1..]),
         Some("peak") => bench_peak(&args[1..]),
+        Some("train-step") => bench_train_step(&args[1..]),
+        Some("decoder") => bench_decoder(&args[1..]),
         Some(other) => Err(usage_error(format!("unknown subcommand `{other}`"))),
         None => Err(usage_error("missing subcommand".to_string())),
     };
@@ -283,6 +293,96 @@ fn bench_peak(args: &[String]) -> Result<()> {
         println!(
             "FMA peak, {threads} threads: AVX2 {} GFLOP/s ({} per CPU-second), AVX-512 {} GFLOP/s ({} per CPU-second)",
             fmt(wall2), fmt(cpu2), fmt(wall5), fmt(cpu5)
+        );
+    }
+    Ok(())
+}
+
+fn bench_train_step(args: &[String]) -> Result<()> {
+    let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
+    let (mut objective, mut json) = (StepObjective::Sft, false);
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--config" => config = Some(flags.value_str(flag)?),
+            "--batch" => batch = flags.value_usize(flag)?,
+            "--seq" => seq = flags.value_usize(flag)?,
+            "--steps" => steps = flags.value_usize(flag)?,
+            "--threads" => pool::set_num_threads(flags.value_usize(flag)?),
+            "--objective" => {
+                objective = match flags.value_str(flag)? {
+                    "sft" => StepObjective::Sft,
+                    "ilrec" => StepObjective::Ilrec,
+                    other => {
+                        return Err(usage_error(format!(
+                            "train-step: --objective is sft or ilrec, found `{other}`"
+                        )))
+                    }
+                }
+            }
+            "--json" => json = true,
+            other => return Err(usage_error(format!("train-step: unknown flag `{other}`"))),
+        }
+    }
+    let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
+    let cfg = LlamaConfig::from_file(path)?;
+    let r = time_train_step(&cfg, batch, seq, steps, objective)?;
+    if let Some(table) = ilrec::autograd::profile::report() {
+        eprintln!("per-op time over all steps (warm-up included; ILREC_PROFILE):\n{table}");
+    }
+    let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.2}"));
+    let name = match objective {
+        StepObjective::Sft => "sft",
+        StepObjective::Ilrec => "ilrec",
+    };
+    if json {
+        #[rustfmt::skip]
+        println!(
+            "{{\"impl\":\"ilrec-rs\",\"objective\":\"{name}\",\"batch\":{batch},\"seq\":{seq},\"threads\":{},\"steps\":{},\"ms_per_step_median\":{:.1},\"ms_per_step_min\":{:.1},\"ms_per_step_max\":{:.1},\"ms_forward_median\":{:.1},\"ms_backward_median\":{:.1},\"ms_optimizer_median\":{:.1},\"tokens_per_s\":{:.1},\"gflops\":{:.2},\"gflops_per_cpu_s\":{},\"peak_rss_mb\":{},\"loss\":{:.5}}}",
+            pool::num_threads(), r.steps, r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
+            r.ms_forward_median, r.ms_backward_median, r.ms_optimizer_median, r.tokens_per_s, r.gflops,
+            opt(r.gflops_per_cpu_s), opt(r.peak_rss_mb), r.last_loss
+        );
+    } else {
+        #[rustfmt::skip]
+        println!(
+            "train-step {name} B={batch} T={seq} threads={}: median {:.1} ms/step (min {:.1}, max {:.1}; forward {:.1}, backward {:.1}, optimizer {:.1}), {:.1} tokens/s, {:.1} GFLOP/s, peak RSS {} MiB, loss {:.4}",
+            pool::num_threads(), r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
+            r.ms_forward_median, r.ms_backward_median, r.ms_optimizer_median, r.tokens_per_s, r.gflops,
+            opt(r.peak_rss_mb), r.last_loss
+        );
+    }
+    Ok(())
+}
+
+/// Decoder throughput (BENCHMARKS.md "Llama decoder"): forward tokens/s (no tape) and
+/// forward+backward tokens/s (all-row logits, next-token loss, gradients into the parameters).
+fn bench_decoder(args: &[String]) -> Result<()> {
+    let (mut config, mut batch, mut seq, mut steps, mut json) = (None, 4, 128, 3, false);
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--config" => config = Some(flags.value_str(flag)?),
+            "--batch" => batch = flags.value_usize(flag)?,
+            "--seq" => seq = flags.value_usize(flag)?,
+            "--steps" => steps = flags.value_usize(flag)?,
+            "--threads" => pool::set_num_threads(flags.value_usize(flag)?),
+            "--json" => json = true,
+            other => return Err(usage_error(format!("decoder: unknown flag `{other}`"))),
+        }
+    }
+    let path = config.ok_or_else(|| usage_error("decoder: --config is required".into()))?;
+    let cfg = LlamaConfig::from_file(path)?;
+    let (fwd, fwd_bwd) = time_forward_backward(&cfg, batch, seq, steps)?;
+    let threads = pool::num_threads();
+    if json {
+        #[rustfmt::skip]
+        println!(
+            "{{\"batch\":{batch},\"seq\":{seq},\"threads\":{threads},\"steps\":{steps},\"forward_tokens_per_s\":{fwd:.1},\"forward_backward_tokens_per_s\":{fwd_bwd:.1}}}"
+        );
+    } else {
+        println!(
+            "decoder B={batch} T={seq} threads={threads}: forward {fwd:.1} tokens/s, forward+backward {fwd_bwd:.1} tokens/s (mean of {steps} steps)"
         );
     }
     Ok(())

@@ -120,6 +120,101 @@ unsafe fn silu_backward_avx2(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) {
     silu_backward_loop(x, grad_out, grad_in);
 }
 
+/// `out = silu(gate) * up`: the SwiGLU gate of the Llama MLP in one pass (no SiLU temporary).
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert_same_len("swiglu", "up", gate.len(), up.len());
+    assert_same_len("swiglu", "out", gate.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { swiglu_avx2(gate, up, out) };
+    }
+    swiglu_loop(gate, up, out);
+}
+
+/// Gradients of `silu(gate) * up` given `grad_out`: `d_gate = grad_out * up * silu'(gate)`,
+/// `d_up = grad_out * silu(gate)`. Either output may be empty (not needed).
+pub fn swiglu_backward(
+    gate: &[f32],
+    up: &[f32],
+    grad_out: &[f32],
+    d_gate: &mut [f32],
+    d_up: &mut [f32],
+) {
+    let n = gate.len();
+    assert_same_len("swiglu_backward", "up", n, up.len());
+    assert_same_len("swiglu_backward", "grad_out", n, grad_out.len());
+    for (what, len) in [("d_gate", d_gate.len()), ("d_up", d_up.len())] {
+        assert!(
+            len == n || len == 0,
+            "cpu::elementwise::swiglu_backward: {what} has length {len}, expected {n} or 0"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { swiglu_backward_avx2(gate, up, grad_out, d_gate, d_up) };
+    }
+    swiglu_backward_loop(gate, up, grad_out, d_gate, d_up);
+}
+
+#[inline(always)]
+fn swiglu_loop(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &x), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = x * sigmoid(x) * u;
+    }
+}
+
+#[inline(always)]
+fn swiglu_backward_loop(
+    gate: &[f32],
+    up: &[f32],
+    grad_out: &[f32],
+    d_gate: &mut [f32],
+    d_up: &mut [f32],
+) {
+    match (d_gate.is_empty(), d_up.is_empty()) {
+        (false, false) => {
+            let it = d_gate.iter_mut().zip(d_up.iter_mut()).zip(gate).zip(up);
+            for ((((dg, du), &x), &u), &g) in it.zip(grad_out) {
+                let s = sigmoid(x);
+                *du = g * (x * s);
+                *dg = g * u * (s * (1.0 + x * (1.0 - s)));
+            }
+        }
+        (false, true) => {
+            for (((dg, &x), &u), &g) in d_gate.iter_mut().zip(gate).zip(up).zip(grad_out) {
+                let s = sigmoid(x);
+                *dg = g * u * (s * (1.0 + x * (1.0 - s)));
+            }
+        }
+        (true, false) => {
+            for ((du, &x), &g) in d_up.iter_mut().zip(gate).zip(grad_out) {
+                *du = g * (x * sigmoid(x));
+            }
+        }
+        (true, true) => {}
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    swiglu_loop(gate, up, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn swiglu_backward_avx2(
+    gate: &[f32],
+    up: &[f32],
+    grad_out: &[f32],
+    d_gate: &mut [f32],
+    d_up: &mut [f32],
+) {
+    swiglu_backward_loop(gate, up, grad_out, d_gate, d_up);
+}
+
 /// `1 / (1 + e^-x)`, safe for any finite x without a branch: for x < -88, e^-x is +inf and the
 /// result is exactly 0 (true value below 1e-38); for x > 87, e^-x is 0 or below 2e-38 and the
 /// result is exactly 1. Never NaN for finite x.

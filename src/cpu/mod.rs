@@ -7,8 +7,12 @@
 //!   microkernels chosen at run time), plain and batched
 //! - [`peak`]         FMA-throughput probe: the GFLOP/s ceiling the GEMM is measured against
 //! - [`elementwise`]  add, mul, scale, silu, axpy, ... over slices
+//! - [`alloc`]        malloc tuning: freed training buffers stay in the process for reuse
+//! - [`par`]          fixed work splits over the pool, disjoint writes into one buffer
 
+pub mod alloc;
 pub mod elementwise;
 pub mod gemm;
+pub mod par;
 pub mod peak;
 pub mod pool;

@@ -414,8 +414,7 @@ impl Llama {
         let w_down = tape.param(&self.params, p.down_proj);
         let gate = tape.linear(n2, w_gate, None)?; // (B,T,F)
         let up = tape.linear(n2, w_up, None)?; // (B,T,F)
-        let gate = tape.silu(gate)?;
-        let inner = tape.mul(gate, up)?;
+        let inner = tape.swiglu(gate, up)?; // silu(gate) * up, (B,T,F)
         let mlp_out = tape.linear(inner, w_down, None)?; // (B,T,D)
         tape.add(x, mlp_out)
     }
