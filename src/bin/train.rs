@@ -42,7 +42,7 @@ Data and model:
   --model PRESET|PATH   model preset (tiny, small, base) trained from scratch, or an HF checkpoint folder [tiny]
   --item-repr title     how items are written (only `title` for now) [title]
   --max-history N       history items in the LLM prompt [10]
-  --train-samples N     seeded subsample of training samples for the LLM, 0 = all [20000]
+  --train-samples N     seeded subsample of training samples for the LLM, 0 = all [0 = all]
   --valid-users N       seeded subset of validation users for model selection, 0 = all [200]
 Training:
   --epochs E            SFT warm-up passes over the training samples [1]
@@ -783,7 +783,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         model: "tiny".into(),
         item_repr: "title".into(),
         max_history: 10,
-        train_samples: 20000,
+        train_samples: 0,
         valid_users: 200,
         epochs: 1.0,
         finetune_epochs: 0.5,
