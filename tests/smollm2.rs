@@ -213,54 +213,9 @@ fn gguf_metadata_tokenizer_matches_hf_cases() {
     let gguf = GgufFile::open(&path).expect("the GGUF opens");
     let json = hf_tokenizer_json(&gguf).expect("tokenizer metadata");
     let origin = path.display().to_string();
-    let base = Tokenizer::from_json(&json, &origin).expect("tokenizer builds");
+    let make = || Tokenizer::from_json(&json, &origin).expect("tokenizer builds");
     let cases_path = common::fixture("tokenizers/smollm2/cases.jsonl");
-    let cases = std::fs::read_to_string(&cases_path).expect("cases.jsonl readable");
-    let mut failures = Vec::new();
-    let mut count = 0;
-    for (line_no, line) in cases
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        count += 1;
-        let case: Value = serde_json::from_str(line).expect("cases.jsonl line is JSON");
-        let text = case["text"].as_str().expect("text");
-        let added: Vec<String> = case["added_tokens"]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default();
-        let fresh;
-        let tokenizer = if added.is_empty() {
-            &base
-        } else {
-            let mut t = Tokenizer::from_json(&json, &origin).unwrap();
-            let ids = t.add_tokens(&added, false);
-            let first = base.vocab_size() as u32;
-            assert_eq!(ids, (first..first + added.len() as u32).collect::<Vec<_>>());
-            fresh = t;
-            &fresh
-        };
-        let expected = ids_of(&case["ids"]);
-        let ids = tokenizer.encode(text);
-        if ids != expected {
-            failures.push(format!(
-                "line {}: {text:?}\n  ours {ids:?}\n  HF   {expected:?}",
-                line_no + 1
-            ));
-        }
-        let decoded = tokenizer.decode(&expected, false);
-        if decoded != case["decoded"].as_str().expect("decoded") {
-            failures.push(format!("line {}: decode gave {decoded:?}", line_no + 1));
-        }
-    }
-    assert!(count > 0, "cases.jsonl is empty");
-    assert!(
-        failures.is_empty(),
-        "{} of {count} cases differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    common::check_tokenizer_cases("gguf tokenizer", &make, &cases_path);
 }
 
 /// "The capital of France is" as the single user turn of SmolLM2's ChatML template (without

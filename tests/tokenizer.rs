@@ -10,67 +10,8 @@ use serde_json::Value;
 fn check_cases(set: &str) -> usize {
     let tokenizer_path = common::fixture(&format!("tokenizers/{set}/tokenizer.json"));
     let cases_path = common::fixture(&format!("tokenizers/{set}/cases.jsonl"));
-    let base = Tokenizer::from_file(&tokenizer_path).expect("fixture tokenizer loads");
-    let cases = std::fs::read_to_string(&cases_path).expect("cases.jsonl readable");
-    let mut failures = Vec::new();
-    let mut count = 0;
-    for (line_no, line) in cases
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        count += 1;
-        let case: Value = serde_json::from_str(line).expect("cases.jsonl line is JSON");
-        let text = case["text"].as_str().expect("text");
-        let expected_ids: Vec<u32> = case["ids"]
-            .as_array()
-            .expect("ids")
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let added: Vec<String> = case["added_tokens"]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default();
-        // Cases with added tokens need a fresh tokenizer, as make_cases.py builds one.
-        let fresh;
-        let tokenizer = if added.is_empty() {
-            &base
-        } else {
-            let mut t = Tokenizer::from_file(&tokenizer_path).unwrap();
-            let ids = t.add_tokens(&added, false);
-            let first = base.vocab_size() as u32;
-            assert_eq!(
-                ids,
-                (first..first + added.len() as u32).collect::<Vec<_>>(),
-                "{set}: added ids"
-            );
-            fresh = t;
-            &fresh
-        };
-        let ids = tokenizer.encode(text);
-        if ids != expected_ids {
-            failures.push(format!(
-                "{set} line {}: {text:?}\n  ours {ids:?}\n  HF   {expected_ids:?}",
-                line_no + 1
-            ));
-        }
-        let decoded = tokenizer.decode(&expected_ids, false);
-        if decoded != case["decoded"].as_str().expect("decoded") {
-            failures.push(format!(
-                "{set} line {}: decode gave {decoded:?}",
-                line_no + 1
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(count > 0, "{set}: cases.jsonl is empty");
-    count
+    let make = || Tokenizer::from_file(&tokenizer_path).expect("fixture tokenizer loads");
+    common::check_tokenizer_cases(set, &make, &cases_path)
 }
 
 #[test]

@@ -51,3 +51,75 @@ pub fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
         );
     }
 }
+
+/// Runs every line of a tokenizer `cases.jsonl` (fixture layout: text, added_tokens, ids,
+/// decoded) against tokenizers made by `make` (a fresh one for cases that add tokens, as
+/// make_cases.py does): ids exact, decode(ids) equal to HF's. Returns the number of cases.
+pub fn check_tokenizer_cases(
+    label: &str,
+    make: &dyn Fn() -> ilrec::tokenizer::Tokenizer,
+    cases_path: &std::path::Path,
+) -> usize {
+    use serde_json::Value;
+    let base = make();
+    let cases = std::fs::read_to_string(cases_path).expect("cases.jsonl readable");
+    let ids_of = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for (line_no, line) in cases
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        count += 1;
+        let case: Value = serde_json::from_str(line).expect("cases.jsonl line is JSON");
+        let text = case["text"].as_str().expect("text");
+        let added: Vec<String> = case["added_tokens"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        let fresh;
+        let tokenizer = if added.is_empty() {
+            &base
+        } else {
+            let mut t = make();
+            let ids = t.add_tokens(&added, false);
+            let first = base.vocab_size() as u32;
+            assert_eq!(
+                ids,
+                (first..first + added.len() as u32).collect::<Vec<_>>(),
+                "{label}: added ids"
+            );
+            fresh = t;
+            &fresh
+        };
+        let expected = ids_of(&case["ids"]);
+        let ids = tokenizer.encode(text);
+        if ids != expected {
+            failures.push(format!(
+                "{label} line {}: {text:?}\n  ours {ids:?}\n  HF   {expected:?}",
+                line_no + 1
+            ));
+        }
+        let decoded = tokenizer.decode(&expected, false);
+        if decoded != case["decoded"].as_str().expect("decoded") {
+            failures.push(format!(
+                "{label} line {}: decode gave {decoded:?}",
+                line_no + 1
+            ));
+        }
+    }
+    assert!(count > 0, "{label}: cases.jsonl is empty");
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    count
+}
