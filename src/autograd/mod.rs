@@ -6,7 +6,7 @@
 //! - [`GradCheck`] checks any op against central finite differences.
 //!
 //! Typical step:
-//! ```ignore
+//! ```text
 //! let mut tape = Tape::new();
 //! let loss = model.loss(&mut tape, &params, &batch)?;
 //! let grads = tape.backward(loss)?;
