@@ -17,6 +17,8 @@ use ilrec::ilrec::trainer::{
 };
 use ilrec::ilrec::{LensLayers, ObjectiveWeights};
 use ilrec::model::config::LlamaConfig;
+use ilrec::model::gguf::GgufFile;
+use ilrec::model::gguf_hf::{hf_config, hf_tokenizer_json};
 use ilrec::model::llama::Llama;
 use ilrec::rec::decode::LlamaScorer;
 use ilrec::rec::eval::{evaluate, EvalOutcome};
@@ -39,7 +41,7 @@ Usage: train [options]
 Data and model:
   --data DIR            data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small]
   --kcore K             k-core filter, 0 = off [5]
-  --model PRESET|PATH   model preset (tiny, small, base) trained from scratch, or an HF checkpoint folder [tiny]
+  --model PRESET|PATH   preset (tiny, mini, small, base) trained from scratch, an HF checkpoint folder or a .gguf file [tiny]
   --item-repr title     how items are written (only `title` for now) [title]
   --max-history N       history items in the LLM prompt [10]
   --train-samples N     seeded subsample of training samples for the LLM, 0 = all [0 = all]
@@ -138,7 +140,13 @@ fn run(opts: &Options, started: Instant) -> Result<()> {
         split.valid.len(),
         split.test.len()
     );
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
+    let tokenizer = match &model_config.1 {
+        ModelSource::Gguf(path) => {
+            let json = hf_tokenizer_json(&GgufFile::open(path)?)?;
+            Tokenizer::from_json(&json, &path.display().to_string())?
+        }
+        _ => Tokenizer::from_file(&tokenizer_path)?,
+    };
     let eos = tokenizer.token_to_id("<|endoftext|>").ok_or_else(|| {
         Error::config(
             "the tokenizer has no <|endoftext|> token",
@@ -156,7 +164,9 @@ fn run(opts: &Options, started: Instant) -> Result<()> {
     )?;
     let vocab = match model_config.1 {
         ModelSource::Scratch => VocabMap::from_tokens(encoded.all_token_streams(), &[eos]),
-        ModelSource::Pretrained(_) => VocabMap::identity(model_config.0.vocab_size),
+        ModelSource::Pretrained(_) | ModelSource::Gguf(_) => {
+            VocabMap::identity(model_config.0.vocab_size)
+        }
     };
     vocab.save(&run_dir.join("vocab_map.json"))?;
     let item_seqs: Vec<Vec<u32>> = encoded
@@ -226,6 +236,7 @@ fn run(opts: &Options, started: Instant) -> Result<()> {
             Llama::from_config(cfg, opts.seed)?
         }
         ModelSource::Pretrained(dir) => Llama::from_dir(dir)?,
+        ModelSource::Gguf(path) => Llama::from_gguf(path)?.0,
     };
     let log_path = run_dir.join("log.jsonl");
     let ckpt_root = run_dir.join("ckpt");
@@ -630,6 +641,8 @@ fn subsample(samples: &[Sample], n: usize, seed: u64) -> Vec<Sample> {
 enum ModelSource {
     Scratch,
     Pretrained(PathBuf),
+    /// A GGUF file (e.g. SmolLM2 from scripts/get-smollm2.sh): weights and tokenizer inside.
+    Gguf(PathBuf),
 }
 
 /// A preset name (embedded config.json, trained from scratch) or an HF checkpoint folder.
@@ -650,6 +663,14 @@ fn resolve_model(opts: &Options) -> Result<(LlamaConfig, ModelSource)> {
                 ModelSource::Scratch,
             )
         }
+        None if opts.model.ends_with(".gguf") && Path::new(&opts.model).is_file() => {
+            let path = PathBuf::from(&opts.model);
+            let config = hf_config(&GgufFile::open(&path)?)?;
+            (
+                LlamaConfig::from_json(&config, &path)?,
+                ModelSource::Gguf(path),
+            )
+        }
         None => {
             let dir = PathBuf::from(&opts.model);
             if !dir.join("config.json").is_file() {
@@ -658,7 +679,7 @@ fn resolve_model(opts: &Options) -> Result<(LlamaConfig, ModelSource)> {
                         "--model {}: not a preset and not a folder with config.json",
                         opts.model
                     ),
-                    "use a preset (tiny, small, base) or an HF checkpoint folder",
+                    "use a preset (tiny, mini, small, base), an HF checkpoint folder or a .gguf file",
                 ));
             }
             (
