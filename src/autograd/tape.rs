@@ -150,30 +150,28 @@ impl Tape {
         inputs: &[Var],
         backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Var {
-        let requires_grad =
-            self.grad_enabled && inputs.iter().any(|v| self.nodes[v.0].requires_grad);
-        let grad_fn = if requires_grad {
-            GradFn::Op(Box::new(backward))
-        } else {
-            GradFn::Constant
-        };
-        self.push(Node {
-            value,
-            op,
-            inputs: inputs.to_vec(),
-            requires_grad,
-            grad_fn,
-            param: None,
-        })
+        self.push_op(op, value, inputs, || GradFn::Op(Box::new(backward)))
     }
 
     /// Appends the output of an op that has no backward. If an input needs a gradient the node is
     /// marked so that `backward` fails when the loss depends on it.
     pub fn record_no_backward(&mut self, op: &'static str, value: Tensor, inputs: &[Var]) -> Var {
+        self.push_op(op, value, inputs, || GradFn::Missing)
+    }
+
+    /// An op node: `grad_fn()` when some input needs a gradient (and recording is on), else a
+    /// constant.
+    fn push_op(
+        &mut self,
+        op: &'static str,
+        value: Tensor,
+        inputs: &[Var],
+        grad_fn: impl FnOnce() -> GradFn,
+    ) -> Var {
         let requires_grad =
             self.grad_enabled && inputs.iter().any(|v| self.nodes[v.0].requires_grad);
         let grad_fn = if requires_grad {
-            GradFn::Missing
+            grad_fn()
         } else {
             GradFn::Constant
         };
