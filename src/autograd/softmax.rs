@@ -10,6 +10,9 @@
 //! The row kernels are `pub(crate)`: the fused cross-entropy uses the same max/log-sum-exp code.
 
 use super::tape::{Tape, Var};
+/// The crate's vectorisable exp (<= 3 ulp, tested in `cpu::elementwise`): the libm call does
+/// not vectorise, and softmax over a 49152-wide vocabulary is dominated by exp.
+pub(crate) use crate::cpu::elementwise::exp_f32 as exp;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -66,49 +69,6 @@ pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
         return max; // empty row, or every entry -inf: the sum is 0
     }
     max + sum_exp_shifted(row, max).ln()
-}
-
-/// exp(x) in f32 to about 2 ulp, written so that a loop over a slice vectorises (the libm call
-/// does not, and softmax over a 49152-wide vocabulary is dominated by exp).
-///
-/// exp(x) = 2^n * exp(r) with n = round(x / ln 2) and r = x - n ln 2 in [-ln2/2, ln2/2]; exp(r)
-/// is its Taylor polynomial to degree 7 (truncation error r^8/8! < 5e-9 relative); 2^n is built
-/// directly in the exponent bits. x < -87 gives 0 (true value < 1.7e-38), x > 88.3 gives +inf
-/// (true overflow starts at 88.72), NaN gives NaN.
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    const LO: f32 = -87.0;
-    const HI: f32 = 88.3;
-    // ln 2 split in a part with few mantissa bits (n * LN2_HI is exact) and the rest.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5 * 2^23 rounds to an integer, which lands in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let clamped = x.clamp(LO, HI);
-    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = clamped - n * LN2_HI - n * LN2_LO;
-    // Horner form of sum_{i<=7} r^i / i!
-    let mut p = 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    let two_n = f32::from_bits(((n_int + 127) as u32) << 23);
-    let y = p * two_n;
-    if x < LO {
-        0.0
-    } else if x > HI {
-        f32::INFINITY
-    } else if x.is_nan() {
-        x
-    } else {
-        y
-    }
 }
 
 /// out = softmax(row). A row that is entirely -inf (fully masked) gives zeros, not NaN.
@@ -211,22 +171,6 @@ impl Tape {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_matches_f64_across_its_range() {
-        let mut x = -87.0f32;
-        while x < 88.3 {
-            let want = (x as f64).exp();
-            let rel = ((exp(x) as f64 - want) / want).abs();
-            assert!(rel < 3e-7, "exp({x}) = {} vs {want}", exp(x));
-            x += 0.001_3;
-        }
-        assert_eq!(exp(-100.0), 0.0);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(100.0), f32::INFINITY);
-        assert!(exp(f32::NAN).is_nan());
-    }
 
     #[test]
     fn row_reductions_with_tails_and_nan() {
