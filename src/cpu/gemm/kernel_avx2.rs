@@ -27,6 +27,12 @@ pub unsafe fn kernel_6x16(
     alpha: f32,
     beta: f32,
 ) {
+    // Ask for the C tile now (6 rows of 64 bytes, each possibly over two lines): the k loop
+    // hides the miss, and the read-modify-write at the end then hits L1.
+    for r in 0..MR {
+        _mm_prefetch::<_MM_HINT_T0>(c.add(r * ldc) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(c.add(r * ldc + NR - 1) as *const i8);
+    }
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {

@@ -30,6 +30,10 @@ pub fn pack_a<const MR: usize>(
     dst: &mut [f32],
     simd: bool,
 ) {
+    if a.trans {
+        // A stored k x m: depth p of all our rows is one contiguous run of the source.
+        return pack_rows_into_slivers::<MR>(a, p0, kc, i0, mc, dst);
+    }
     for (s, sliver) in dst
         .chunks_exact_mut(MR * kc)
         .take(mc.div_ceil(MR))
@@ -37,16 +41,12 @@ pub fn pack_a<const MR: usize>(
     {
         let rows = (mc - s * MR).min(MR);
         let row0 = i0 + s * MR;
-        if !a.trans && simd && MR == 8 && rows == 8 {
+        if simd && MR == 8 && rows == 8 {
             let starts: [usize; 8] = std::array::from_fn(|r| (row0 + r) * a.ld + p0);
             transpose_rows_into(a.data, starts, kc, sliver, MR);
-        } else if a.trans {
-            // A stored k x m: depth p of our rows is contiguous in memory.
-            for (p, d) in sliver.chunks_exact_mut(MR).enumerate() {
-                let start = (p0 + p) * a.ld + row0;
-                d[..rows].copy_from_slice(&a.data[start..start + rows]);
-                d[rows..].fill(0.0);
-            }
+        } else if simd && MR == 6 && rows == 6 {
+            let starts: [usize; 6] = std::array::from_fn(|r| (row0 + r) * a.ld + p0);
+            transpose_6_rows_into(a.data, starts, kc, sliver);
         } else {
             // A stored m x k: each of our rows is contiguous along depth; scatter with stride MR.
             for r in 0..MR {
@@ -64,6 +64,44 @@ pub fn pack_a<const MR: usize>(
     }
 }
 
+/// Packs `x` where each source row `p0 + p` holds depth step `p` of all `len` wanted values
+/// (op(A)^T stored k x m, or B stored k x n) into W-wide slivers: value `c` of row `p` goes to
+/// sliver `c / W`, position `p * W + c % W`; the last sliver is zero-padded.
+///
+/// Why row by row (not sliver by sliver): each source row is then read once, front to back,
+/// a whole cache line at a time; sliver by sliver touched `kc` far-apart rows per sliver (one
+/// page each for wide matrices) and re-read each line from L2 for the next sliver.
+fn pack_rows_into_slivers<const W: usize>(
+    x: Operand,
+    p0: usize,
+    kc: usize,
+    c0: usize,
+    len: usize,
+    dst: &mut [f32],
+) {
+    let full = len / W;
+    let tail = len - full * W;
+    let slivers = len.div_ceil(W);
+    assert!(dst.len() >= slivers * W * kc, "pack: destination too short");
+    for p in 0..kc {
+        let start = (p0 + p) * x.ld + c0;
+        let src = &x.data[start..start + len];
+        if p + PREFETCH_ROWS < kc {
+            // Rows of a wide matrix are pages apart, and a run of `len` floats is too short for
+            // the hardware prefetcher to ramp up: ask for a later row's lines now.
+            prefetch_run(&x.data[start + PREFETCH_ROWS * x.ld..][..len]);
+        }
+        for (s, chunk) in src.chunks_exact(W).enumerate() {
+            dst[s * W * kc + p * W..][..W].copy_from_slice(chunk);
+        }
+        if tail > 0 {
+            let d = &mut dst[full * W * kc + p * W..][..W];
+            d[..tail].copy_from_slice(&src[full * W..]);
+            d[tail..].fill(0.0);
+        }
+    }
+}
+
 /// Packs depth `p0 .. p0+kc` x cols `j0 .. j0+nc` of op(B) into `dst` (NR-col slivers).
 pub fn pack_b<const NR: usize>(
     b: Operand,
@@ -74,6 +112,10 @@ pub fn pack_b<const NR: usize>(
     dst: &mut [f32],
     simd: bool,
 ) {
+    if !b.trans {
+        // B stored k x n: depth p of all our cols is one contiguous run of the source.
+        return pack_rows_into_slivers::<NR>(b, p0, kc, j0, nc, dst);
+    }
     for (s, sliver) in dst
         .chunks_exact_mut(NR * kc)
         .take(nc.div_ceil(NR))
@@ -81,13 +123,13 @@ pub fn pack_b<const NR: usize>(
     {
         let cols = (nc - s * NR).min(NR);
         let col0 = j0 + s * NR;
-        if b.trans && simd && NR.is_multiple_of(8) && cols == NR {
+        if simd && NR.is_multiple_of(8) && cols == NR {
             // Groups of 8 columns: each is an 8-row transpose written at column offset c8.
             for c8 in (0..NR).step_by(8) {
                 let starts: [usize; 8] = std::array::from_fn(|c| (col0 + c8 + c) * b.ld + p0);
                 transpose_rows_into(b.data, starts, kc, &mut sliver[c8..], NR);
             }
-        } else if b.trans {
+        } else {
             // B stored n x k (weights [out, in]): each of our cols is contiguous along depth.
             for c in 0..NR {
                 if c < cols {
@@ -100,15 +142,26 @@ pub fn pack_b<const NR: usize>(
                     sliver.chunks_exact_mut(NR).for_each(|d| d[c] = 0.0);
                 }
             }
-        } else {
-            // B stored k x n: depth p of our cols is contiguous in memory.
-            for (p, d) in sliver.chunks_exact_mut(NR).enumerate() {
-                let start = (p0 + p) * b.ld + col0;
-                d[..cols].copy_from_slice(&b.data[start..start + cols]);
-                d[cols..].fill(0.0);
-            }
         }
     }
+}
+
+/// How many source rows ahead `pack_rows_into_slivers` prefetches (~ DRAM latency / row time).
+const PREFETCH_ROWS: usize = 8;
+
+/// Hints the CPU to load every cache line of `run` (no effect off x86-64).
+fn prefetch_run(run: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in run.chunks(16) {
+        // SAFETY: prefetching never faults; SSE is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = run;
 }
 
 /// Writes `dst[p * stride + r] = src[starts[r] + p]` for r in 0..8, p in 0..kc: eight source
@@ -149,11 +202,53 @@ fn transpose_rows_into(src: &[f32], starts: [usize; 8], kc: usize, dst: &mut [f3
     }
 }
 
+/// `dst[p * 6 + r] = src[starts[r] + p]` for r in 0..6, p in 0..kc: the 6-row sliver of the
+/// AVX2 kernel's A, packed through the same 8x8 register transpose.
+///
+/// The transpose gets rows 0 and 1 again as its rows 6 and 7, and its eight 8-float results
+/// are stored 6 floats apart, in depth order: the two extra lanes of each store fall on the
+/// first two values of the next depth step and are overwritten by the next store. Only the
+/// last store of a block spills past its block, so the final block (whose spill would leave
+/// `dst`) goes through the scalar tail instead.
+fn transpose_6_rows_into(src: &[f32], starts: [usize; 6], kc: usize, dst: &mut [f32]) {
+    const MR: usize = 6;
+    for &s in &starts {
+        assert!(s + kc <= src.len(), "pack: source row out of range");
+    }
+    assert!(dst.len() >= kc * MR, "pack: destination too short");
+    // Block b writes dst[48b .. 48b + 50]: inside dst while 8b + 9 <= kc.
+    let simd_end = if cfg!(target_arch = "x86_64") && kc > 0 {
+        (kc - 1) / 8 * 8
+    } else {
+        0
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let starts8 = [
+            starts[0], starts[1], starts[2], starts[3], starts[4], starts[5], starts[0], starts[1],
+        ];
+        for p8 in (0..simd_end).step_by(8) {
+            // SAFETY: callers pass simd = true only when AVX2 is present; the source rows are
+            // checked above, and this block's stores end at (p8 + 8) * 6 + 2 <= kc * 6.
+            unsafe {
+                x86::transpose_8x8(src.as_ptr(), starts8, p8, dst.as_mut_ptr().add(p8 * MR), MR)
+            };
+        }
+    }
+    for p in simd_end..kc {
+        for (r, &s) in starts.iter().enumerate() {
+            dst[p * MR + r] = src[s + p];
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
     /// Transposes the 8x8 block `src[starts[r] + p8 + p]` (r, p < 8) into `dst[p * stride + r]`.
+    ///
+    /// The eight results are stored in depth order (`transpose_6_rows_into` relies on it).
     ///
     /// # Safety
     /// AVX2 is available; all 64 source and destination positions are in bounds.
