@@ -664,3 +664,20 @@ fn qwen2_sliding_window_survives_save_and_load() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// `linear` RoPE scaling with factor 2 divides every frequency by 2, so positions 0, 2, 4, ...
+/// must give exactly the logits plain RoPE gives at 0, 1, 2, ... (both products are exact in f32).
+#[test]
+fn linear_rope_scaling_interpolates_positions() {
+    use ilrec::model::rope_scaling::RopeScaling;
+    let case = load_case("tiny-llama");
+    let mut config = case.model.config.clone();
+    config.rope_scaling = RopeScaling::Linear { factor: 2.0 };
+    let linear = Llama::from_params(config, case.model.params.clone()).unwrap();
+    let mut doubled = case.input.clone();
+    doubled.positions = Some((0..case.input.seq).map(|t| 2 * t).collect());
+    let want = logits_of(&case.model, &case.input, None);
+    assert_eq!(logits_of(&linear, &doubled, None).to_vec(), want.to_vec());
+    // ...and differ from plain RoPE at the same positions.
+    assert!(max_abs_diff(&logits_of(&linear, &case.input, None), &want) > 1e-3);
+}

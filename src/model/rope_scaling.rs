@@ -214,7 +214,7 @@ impl RopeFields<'_> {
                     key,
                     format!(
                         "missing (required by rope_type {})",
-                        kind.unwrap_or(&Value::Null)
+                        kind.and_then(Value::as_str).unwrap_or("default")
                     ),
                 )
             })
