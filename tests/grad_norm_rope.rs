@@ -307,3 +307,94 @@ fn rope_refuses_bad_arguments() {
     assert!(t.rope(x, 2, 6, &[0, 1, 2], 0.0).is_err());
     assert!(t.rope(x, 2, 6, &[0; 6], 1e4).is_ok());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Qwen3's per-head q/k RMSNorm (a (B*T*H, head_dim) view of the RMSNorm op).
+
+#[test]
+fn per_head_rms_norm_normalises_each_head_with_a_shared_scale() {
+    use ilrec::model::qk_norm::per_head_rms_norm;
+    let (b, t, h, hd) = (2, 3, 4, 6);
+    let x = randn(&[b, t, h * hd], 81);
+    let w = randn(&[hd], 82);
+    let y = forward(&[x.clone(), w.clone()], |tp, v| {
+        per_head_rms_norm(tp, v[0], v[1], hd, 1e-6).unwrap()
+    });
+    // Every head of every token is its own row of hd values, all scaled by the same w.
+    let want = rms_norm_ref(&x.to_vec(), &w.to_vec(), 1e-6);
+    assert_close(&y, &want, 1e-5, "per-head rms_norm");
+    GradCheck::default()
+        .run(&[(x.clone(), true), (w, true)], |tp, v| {
+            per_head_rms_norm(tp, v[0], v[1], hd, 1e-6)
+        })
+        .unwrap();
+    let mut tape = Tape::new();
+    let xv = tape.leaf(x, false);
+    let bad = tape.leaf(Tensor::zeros(&[5]), false);
+    let e = per_head_rms_norm(&mut tape, xv, bad, 5, 1e-6).unwrap_err();
+    assert!(e.to_string().contains("heads of 5"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE with given (scaled) inverse frequencies.
+
+#[test]
+fn rope_with_default_frequencies_is_plain_rope_bit_for_bit() {
+    let (h, d) = (3, 8);
+    let x = randn(&[2, 5, h * d], 91);
+    let positions = [0usize, 3, 4, 9, 17];
+    let inv_freq = ilrec::autograd::default_inv_freq(d, 10_000.0);
+    let plain = forward(&[x.clone()], |tp, v| {
+        tp.rope(v[0], h, d, &positions, 10_000.0).unwrap()
+    });
+    let given = forward(&[x], |tp, v| {
+        tp.rope_with_inv_freq(v[0], h, d, &positions, &inv_freq)
+            .unwrap()
+    });
+    assert_eq!(plain, given);
+}
+
+#[test]
+fn rope_with_llama3_frequencies_rotates_by_them_and_has_a_checked_gradient() {
+    use ilrec::model::rope_scaling::RopeScaling;
+    let (h, d, theta) = (2, 16, 500_000.0f32);
+    let scaling = RopeScaling::Llama3 {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 64,
+    };
+    let inv_freq = scaling.inv_freq(d, theta);
+    let x = randn(&[1, 4, h * d], 92);
+    let positions = [1usize, 5, 20, 63];
+    let y = forward(&[x.clone()], |tp, v| {
+        tp.rope_with_inv_freq(v[0], h, d, &positions, &inv_freq)
+            .unwrap()
+    });
+    // rotate_half with angle pos * inv_freq[i], in f64.
+    let xs = x.to_vec();
+    let mut want = vec![0.0f64; xs.len()];
+    for (r, &p) in positions.iter().enumerate() {
+        for head in 0..h {
+            let base = r * h * d + head * d;
+            for i in 0..d / 2 {
+                let a = p as f64 * inv_freq[i] as f64;
+                let (x1, x2) = (xs[base + i] as f64, xs[base + i + d / 2] as f64);
+                want[base + i] = x1 * a.cos() - x2 * a.sin();
+                want[base + i + d / 2] = x2 * a.cos() + x1 * a.sin();
+            }
+        }
+    }
+    assert_close(&y, &want, 1e-5, "llama3 rope");
+    GradCheck::default()
+        .run(&[(x, true)], |tp, v| {
+            tp.rope_with_inv_freq(v[0], h, d, &positions, &inv_freq)
+        })
+        .unwrap();
+    let mut tape = Tape::new();
+    let xv = tape.leaf(Tensor::zeros(&[1, 4, h * d]), false);
+    let e = tape
+        .rope_with_inv_freq(xv, h, d, &positions, &inv_freq[1..])
+        .unwrap_err();
+    assert!(e.to_string().contains("inverse frequencies"), "{e}");
+}

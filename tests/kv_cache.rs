@@ -80,3 +80,39 @@ fn reordered_beams_continue_their_parents_sequences() {
     }
     assert!(cache.reorder(&[3]).is_err());
 }
+
+/// The fixture's first input row, as token ids.
+fn reference_row(name: &str) -> Vec<u32> {
+    let path = common::fixture(&format!("{name}/reference.safetensors"));
+    let reference = ilrec::model::weights::SafetensorsFile::open(path).unwrap();
+    let (ids, shape) = reference.tensor_i64("input_ids").unwrap();
+    ids[..shape[1]].iter().map(|&x| x as u32).collect()
+}
+
+/// Llama 3.1 (llama3-scaled RoPE at cached positions) and Qwen3 (per-head q/k norms before the
+/// cached keys): a prompt, then one token at a time, equals the full forward at every position.
+#[test]
+fn llama31_and_qwen3_decode_like_the_full_forward() {
+    for name in ["tiny-llama31", "tiny-qwen3"] {
+        let model = Llama::from_dir(common::fixture(name)).unwrap();
+        let ids = reference_row(name);
+        let full = full_logits(&model, &ids);
+        let prompt = ids.len() / 3;
+        let mut cache = model.new_cache(1);
+        let mut tape = Tape::inference();
+        let first = model
+            .forward_cached(&mut tape, &ids[..prompt], prompt, &mut cache)
+            .unwrap();
+        let d = max_diff(&tape.value(first).to_vec(), &full[prompt - 1]);
+        assert!(d < 1e-4, "{name}: prompt logits differ by {d}");
+        for t in prompt..ids.len() {
+            let mut tape = Tape::inference();
+            let z = model
+                .forward_cached(&mut tape, &ids[t..t + 1], 1, &mut cache)
+                .unwrap();
+            let d = max_diff(&tape.value(z).to_vec(), &full[t]);
+            assert!(d < 1e-4, "{name}: position {t} differs by {d}");
+        }
+        assert_eq!(cache.len(), ids.len());
+    }
+}

@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 const ABS_TOL: f32 = 1e-4;
 const GRAD_REL_TOL: f32 = 1e-3;
 
+/// Every model fixture: Llama, Qwen2 (q/k/v biases), Llama 3.1 (llama3 RoPE scaling) and Qwen3
+/// (per-head q/k norms, head_dim != hidden / heads).
+const FAMILIES: [&str; 4] = ["tiny-llama", "tiny-qwen2", "tiny-llama31", "tiny-qwen3"];
+
 /// The fixture's model, its reference file, input batch and labels.
 struct Case {
     dir: PathBuf,
@@ -142,10 +146,20 @@ fn tiny_qwen2_matches_transformers() {
     check_against_reference("tiny-qwen2");
 }
 
+#[test]
+fn tiny_llama31_matches_transformers() {
+    check_against_reference("tiny-llama31");
+}
+
+#[test]
+fn tiny_qwen3_matches_transformers() {
+    check_against_reference("tiny-qwen3");
+}
+
 /// The loss computed on response rows only (Llama::lm_loss) equals the full-logits loss.
 #[test]
 fn loss_on_selected_rows_equals_reference_loss() {
-    for name in ["tiny-llama", "tiny-qwen2"] {
+    for name in FAMILIES {
         let case = load_case(name);
         let mut tape = Tape::new();
         let (loss, _) = case
@@ -209,9 +223,12 @@ fn tiny_random_config(tied: bool, qwen2: bool) -> LlamaConfig {
 /// After one LM backward every trainable tensor has a finite, non-zero gradient.
 #[test]
 fn every_parameter_receives_a_gradient() {
-    let mut models = vec![load_case("tiny-llama").model, load_case("tiny-qwen2").model];
+    let mut models: Vec<Llama> = FAMILIES.iter().map(|n| load_case(n).model).collect();
     models.push(Llama::from_config(tiny_random_config(true, true), 3).unwrap());
     models.push(Llama::from_config(tiny_random_config(false, false), 4).unwrap());
+    let mut qwen3 = LlamaConfig::from_file(fixture("tiny-qwen3/config.json")).unwrap();
+    qwen3.vocab_size = 96;
+    models.push(Llama::from_config(qwen3, 5).unwrap());
     for mut model in models {
         let (b, t) = (2, 7);
         let ids: Vec<u32> = (0..b * t).map(|i| (i * 13 % 90 + 3) as u32).collect();
@@ -251,7 +268,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// A right-padded row gives the same logits on its real positions as the same sequence alone.
 #[test]
 fn right_padding_does_not_change_real_positions() {
-    for name in ["tiny-llama", "tiny-qwen2"] {
+    for name in FAMILIES {
         let case = load_case(name);
         let t = case.input.seq;
         let long: Vec<u32> = case.input.ids[..t].to_vec();
@@ -373,7 +390,7 @@ fn assert_same_params(a: &Llama, b: &Llama) {
 
 #[test]
 fn save_then_load_round_trips_bit_for_bit() {
-    for name in ["tiny-llama", "tiny-qwen2"] {
+    for name in FAMILIES {
         let model = load_case(name).model;
         let dir = temp_dir(&format!("save-{name}"));
         model.save(&dir).unwrap();
@@ -498,4 +515,169 @@ fn half_precision_checkpoints_load_as_rounded_f32() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Keys of a transformers-written config.json that do not change the model's maths (training
+/// and bookkeeping options); every other key of the original must come back from `save`.
+const BOOKKEEPING_KEYS: [&str; 7] = [
+    "attention_dropout",
+    "initializer_range",
+    "pad_token_id",
+    "pretraining_tp",
+    "transformers_version",
+    "use_cache",
+    "layer_types",
+];
+
+/// `save` writes a config.json that says what transformers' own says: for Llama 3.1 and Qwen3,
+/// every key of the fixture's config (written by transformers 5) that shapes the model is present
+/// with the same value (rope_parameters included, field by field), and Llama 3.1's scaling is
+/// also written in transformers 4's `rope_scaling` spelling.
+#[test]
+fn saved_config_json_agrees_with_the_transformers_written_one() {
+    for name in ["tiny-llama31", "tiny-qwen3"] {
+        let model = load_case(name).model;
+        let dir = temp_dir(&format!("config-{name}"));
+        model.save(&dir).unwrap();
+        let read = |p: PathBuf| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+        };
+        let original = read(fixture(&format!("{name}/config.json")));
+        let saved = read(dir.join("config.json"));
+        for (key, want) in original.as_object().unwrap() {
+            if BOOKKEEPING_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            assert_eq!(saved.get(key), Some(want), "{name}: config key `{key}`");
+        }
+        let params = &original["rope_parameters"];
+        if params["rope_type"] == "llama3" {
+            let mut v4 = params.clone();
+            v4.as_object_mut().unwrap().remove("rope_theta");
+            assert_eq!(saved["rope_scaling"], v4, "{name}: transformers 4 spelling");
+            assert_eq!(saved["rope_theta"], params["rope_theta"]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A copy of a fixture directory with its config.json replaced by `edit(config)`.
+fn fixture_with_config(name: &str, tag: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let src = fixture(name);
+    let dir = temp_dir(tag);
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_diff(&a.to_vec(), &b.to_vec())
+}
+
+/// The Llama 3.1 fixture's config rewritten in transformers 4's spelling (rope_scaling plus a
+/// top-level rope_theta) gives the reference logits; without the scaling it does not, so the
+/// fixture really pins the llama3 frequencies down.
+#[test]
+fn llama31_in_the_transformers_4_spelling_gives_the_same_logits() {
+    let case = load_case("tiny-llama31");
+    let want = case.reference.tensor_f32("logits").unwrap();
+    let v4 = fixture_with_config("tiny-llama31", "llama31-v4", |c| {
+        let mut params = c["rope_parameters"].take();
+        let theta = params
+            .as_object_mut()
+            .unwrap()
+            .remove("rope_theta")
+            .unwrap();
+        let o = c.as_object_mut().unwrap();
+        o.remove("rope_parameters");
+        o.insert("rope_theta".into(), theta);
+        o.insert("rope_scaling".into(), params);
+    });
+    let model = Llama::from_dir(&v4).unwrap();
+    assert_eq!(model.config, case.model.config);
+    let got = logits_of(&model, &case.input, None);
+    assert!(max_abs_diff(&got, &want) <= ABS_TOL);
+
+    let plain = fixture_with_config("tiny-llama31", "llama31-plain", |c| {
+        c["rope_parameters"]["rope_type"] = "default".into();
+    });
+    let unscaled = logits_of(&Llama::from_dir(&plain).unwrap(), &case.input, None);
+    let d = max_abs_diff(&unscaled, &want);
+    assert!(
+        d > 100.0 * ABS_TOL,
+        "plain RoPE is only {d} from the llama3 reference"
+    );
+    for dir in [v4, plain] {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A qwen3 checkpoint without its q_norm scales is refused, naming the file and the tensor.
+#[test]
+fn qwen3_checkpoint_without_q_norm_is_refused() {
+    let src = fixture("tiny-qwen3");
+    let dir = temp_dir("qwen3-no-qnorm");
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let original = SafetensorsFile::open(src.join("model.safetensors")).unwrap();
+    let victim = "model.layers.0.self_attn.q_norm.weight";
+    assert!(original.contains(victim), "the fixture has {victim}");
+    let tensors: Vec<_> = original
+        .names()
+        .into_iter()
+        .filter(|n| n != victim)
+        .map(|n| {
+            let t = original.tensor_f32(&n).unwrap();
+            let bytes = t.to_vec().iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n, safetensors::Dtype::F32, t.shape().to_vec(), bytes)
+        })
+        .collect();
+    write_safetensors(&dir.join("model.safetensors"), &tensors);
+    let e = match Llama::from_dir(&dir) {
+        Ok(_) => panic!("a qwen3 checkpoint without {victim} must not load"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("model.safetensors") && e.contains(victim), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Qwen2 config with its sliding window switched on keeps it through save and load.
+#[test]
+fn qwen2_sliding_window_survives_save_and_load() {
+    let dir = fixture_with_config("tiny-qwen2", "qwen2-window", |c| {
+        c["use_sliding_window"] = true.into();
+        c["sliding_window"] = 64.into();
+        c["max_window_layers"] = 1.into();
+    });
+    let model = Llama::from_dir(&dir).unwrap();
+    assert_eq!(model.config.sliding_window, Some(64));
+    let saved = temp_dir("qwen2-window-saved");
+    model.save(&saved).unwrap();
+    let back = Llama::from_dir(&saved).unwrap();
+    assert_same_params(&model, &back);
+    assert_eq!(back.config.sliding_window, Some(64));
+    assert_eq!(back.config.max_window_layers, Some(1));
+    for d in [dir, saved] {
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+/// `linear` RoPE scaling with factor 2 divides every frequency by 2, so positions 0, 2, 4, ...
+/// must give exactly the logits plain RoPE gives at 0, 1, 2, ... (both products are exact in f32).
+#[test]
+fn linear_rope_scaling_interpolates_positions() {
+    use ilrec::model::rope_scaling::RopeScaling;
+    let case = load_case("tiny-llama");
+    let mut config = case.model.config.clone();
+    config.rope_scaling = RopeScaling::Linear { factor: 2.0 };
+    let linear = Llama::from_params(config, case.model.params.clone()).unwrap();
+    let mut doubled = case.input.clone();
+    doubled.positions = Some((0..case.input.seq).map(|t| 2 * t).collect());
+    let want = logits_of(&case.model, &case.input, None);
+    assert_eq!(logits_of(&linear, &doubled, None).to_vec(), want.to_vec());
+    // ...and differ from plain RoPE at the same positions.
+    assert!(max_abs_diff(&logits_of(&linear, &case.input, None), &want) > 1e-3);
 }

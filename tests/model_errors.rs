@@ -236,13 +236,19 @@ fn config_with_a_missing_field_is_named() {
 #[test]
 fn unsupported_options_are_refused_not_ignored() {
     let dir = copy_of_tiny_llama("options");
-    let cases: [(&str, serde_json::Value, &str); 4] = [
+    let cases: [(&str, serde_json::Value, &str); 5] = [
         (
             "rope_scaling",
-            serde_json::json!({"rope_type": "llama3", "factor": 8.0}),
-            "llama3",
+            serde_json::json!({"rope_type": "yarn", "factor": 8.0}),
+            "yarn",
         ),
-        ("model_type", serde_json::json!("qwen3"), "qwen3"),
+        (
+            // llama3 scaling without its band limits cannot be computed
+            "rope_scaling",
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0}),
+            "rope_scaling.low_freq_factor",
+        ),
+        ("model_type", serde_json::json!("gemma2"), "gemma2"),
         ("hidden_act", serde_json::json!("gelu"), "hidden_act"),
         ("mlp_bias", serde_json::json!(true), "mlp_bias"),
     ];

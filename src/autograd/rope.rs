@@ -24,18 +24,24 @@ struct RopeTable {
     half: usize,
 }
 
+/// HF's default inverse frequencies of a head of width `head_dim`, in f32 as PyTorch computes
+/// them: `inv_freq[i] = 1 / theta^(2i / D)`, i < D/2. Scaled RoPE variants (Llama 3.1's, linear)
+/// start from these (see `model::rope_scaling`).
+pub fn default_inv_freq(head_dim: usize, theta: f32) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
+        .collect()
+}
+
 impl RopeTable {
-    /// Computed exactly as HF does in f32, so that logits match PyTorch: `inv_freq = 1 /
-    /// theta^(arange(0, D, 2) / D)`, `angle = pos * inv_freq`, then cos and sin of the f32 angle.
-    fn new(positions: &[usize], head_dim: usize, theta: f32) -> RopeTable {
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+    /// `angle = pos * inv_freq` in f32, then cos and sin of the f32 angle, as HF does, so that
+    /// logits match PyTorch.
+    fn new(positions: &[usize], inv_freq: &[f32]) -> RopeTable {
+        let half = inv_freq.len();
         let mut cos = Vec::with_capacity(positions.len() * half); // (position rows, D/2)
         let mut sin = Vec::with_capacity(positions.len() * half); // (position rows, D/2)
         for &p in positions {
-            for &f in &inv_freq {
+            for &f in inv_freq {
                 let angle = p as f32 * f;
                 cos.push(angle.cos());
                 sin.push(angle.sin());
@@ -48,7 +54,8 @@ impl RopeTable {
 impl Tape {
     /// RoPE on `x`: (B, T, H*D) with H = `n_heads`, D = `head_dim` (even). `positions` has
     /// length T (shared by every sequence of the batch) or B*T (one position per token, e.g. left
-    /// padding or a KV-cache offset per sequence). `theta` is the config's `rope_theta`.
+    /// padding or a KV-cache offset per sequence). `theta` is the config's `rope_theta`; plain
+    /// (unscaled) frequencies, see [`default_inv_freq`].
     pub fn rope(
         &mut self,
         x: Var,
@@ -57,8 +64,28 @@ impl Tape {
         positions: &[usize],
         theta: f32,
     ) -> Result<Var> {
-        let (batch, seq) = check_rope_args(self.shape(x), n_heads, head_dim, positions, theta)?;
-        let table = RopeTable::new(positions, head_dim, theta);
+        if !(theta > 0.0 && theta.is_finite()) {
+            return Err(Error::config(
+                format!("rope: theta must be a positive finite number, got {theta}"),
+                "use the model config's rope_theta (e.g. 10000)",
+            ));
+        }
+        let inv_freq = default_inv_freq(head_dim, theta);
+        self.rope_with_inv_freq(x, n_heads, head_dim, positions, &inv_freq)
+    }
+
+    /// RoPE with given inverse frequencies (D/2 of them, one per rotated pair): what scaled
+    /// variants use. Same layout and positions as [`Tape::rope`].
+    pub fn rope_with_inv_freq(
+        &mut self,
+        x: Var,
+        n_heads: usize,
+        head_dim: usize,
+        positions: &[usize],
+        inv_freq: &[f32],
+    ) -> Result<Var> {
+        let (batch, seq) = check_rope_args(self.shape(x), n_heads, head_dim, positions, inv_freq)?;
+        let table = RopeTable::new(positions, inv_freq);
         // Row r = b * T + t of x uses position row r when positions are per token, t otherwise.
         let per_token = positions.len() == batch * seq && batch > 1;
         let xt = self.value(x);
@@ -131,7 +158,7 @@ fn check_rope_args(
     n_heads: usize,
     head_dim: usize,
     positions: &[usize],
-    theta: f32,
+    inv_freq: &[f32],
 ) -> Result<(usize, usize)> {
     if head_dim == 0 || !head_dim.is_multiple_of(2) {
         return Err(Error::shape(
@@ -159,10 +186,14 @@ fn check_rope_args(
             ),
         ));
     }
-    if !(theta > 0.0 && theta.is_finite()) {
-        return Err(Error::config(
-            format!("rope: theta must be a positive finite number, got {theta}"),
-            "use the model config's rope_theta (e.g. 10000)",
+    if inv_freq.len() != head_dim / 2 || inv_freq.iter().any(|f| !f.is_finite()) {
+        return Err(Error::shape(
+            "rope",
+            format!(
+                "need head_dim / 2 = {} finite inverse frequencies, got {}",
+                head_dim / 2,
+                inv_freq.len()
+            ),
         ));
     }
     Ok((batch, seq))

@@ -1,26 +1,31 @@
 //! `config.json` of a Hugging Face Llama-family checkpoint, read into [`LlamaConfig`].
 //!
-//! Supported `model_type`s: `llama` (Llama 2/3, SmolLM/SmolLM2, TinyLlama), `qwen2` (Qwen2, Qwen2.5)
-//! and `mistral`. They share one block (RMSNorm, RoPE, GQA attention, SwiGLU MLP); what differs is
-//! captured by a few fields (biases, head_dim, tied head, rope theta). Options that would change the
-//! maths in ways this crate does not implement (rope scaling, activations other than SiLU, MLP
-//! biases, sliding windows shorter than the input) are refused with an error naming the field,
-//! instead of producing silently wrong numbers.
+//! Supported `model_type`s: `llama` (Llama 2/3/3.1/3.2, SmolLM/SmolLM2, TinyLlama), `qwen2` (Qwen2,
+//! Qwen2.5), `qwen3` and `mistral`. They share one block (RMSNorm, RoPE, GQA attention, SwiGLU
+//! MLP); what differs is captured by a few fields (biases, head_dim, tied head, rope theta and
+//! scaling) and, for qwen3, a per-head RMSNorm on queries and keys ([`LlamaConfig::qk_norm`]).
+//! Options that would change the maths in ways this crate does not implement (rope types other
+//! than default / linear / llama3, activations other than SiLU, MLP biases, sliding windows
+//! shorter than the input) are refused with an error naming the field, instead of producing
+//! silently wrong numbers.
 //!
-//! Both spellings of the rope base are accepted: transformers 4's top-level `rope_theta` and
-//! transformers 5's `rope_parameters: {rope_type, rope_theta}`.
+//! Both spellings of the rope settings are accepted: transformers 4's `rope_scaling` object with a
+//! top-level `rope_theta`, and transformers 5's `rope_parameters: {rope_type, rope_theta, ...}`
+//! (see `rope_scaling.rs`). `to_json` writes both, with the same values.
 
+use super::rope_scaling::{shortest_f64, RopeScaling};
 use crate::error::{Error, Result};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
 /// The `model_type`s this crate implements.
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "qwen2", "mistral"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["llama", "qwen2", "qwen3", "mistral"];
 
 /// Architecture hyper-parameters of a Llama-family decoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
-    /// `llama`, `qwen2` or `mistral`; decides the architecture name written back by `to_json`.
+    /// `llama`, `qwen2`, `qwen3` or `mistral`; decides the architecture name written back by
+    /// `to_json` and, for qwen3, the per-head q/k norms.
     pub model_type: String,
     /// Width of the residual stream (D).
     pub hidden_size: usize,
@@ -36,10 +41,12 @@ pub struct LlamaConfig {
     pub head_dim: usize,
     pub rms_norm_eps: f32,
     pub rope_theta: f32,
+    /// Frequency scaling of RoPE (`llama3` for Llama 3.1 / 3.2, `linear`, or none).
+    pub rope_scaling: RopeScaling,
     pub vocab_size: usize,
     /// The LM head reuses the embedding matrix (no `lm_head.weight` in the checkpoint).
     pub tie_word_embeddings: bool,
-    /// q/k/v projections have biases (always for qwen2; `attention_bias` for llama/mistral).
+    /// q/k/v projections have biases (always for qwen2; `attention_bias` for llama/qwen3/mistral).
     pub qkv_bias: bool,
     /// The output projection has a bias (llama with `attention_bias: true`; never for qwen2).
     pub o_bias: bool,
@@ -52,6 +59,9 @@ pub struct LlamaConfig {
     /// Attention window; inputs longer than it are refused by the forward (we only implement
     /// full causal attention, which equals windowed attention while seq <= window).
     pub sliding_window: Option<usize>,
+    /// Qwen2/Qwen3: layers from this index on use the window (kept so `to_json` gives
+    /// transformers the same layer layout); None for other families or when not given.
+    pub max_window_layers: Option<usize>,
 }
 
 impl LlamaConfig {
@@ -87,12 +97,14 @@ impl LlamaConfig {
         let num_attention_heads = r.required_usize("num_attention_heads")?;
         let (qkv_bias, o_bias) = match model_type.as_str() {
             "qwen2" => (true, false),
+            // qwen3 (like llama) has one `attention_bias` flag, default false.
             _ => {
                 let b = r.optional_bool("attention_bias")?.unwrap_or(false);
                 (b, b)
             }
         };
         let eos_token_ids = r.token_ids("eos_token_id")?;
+        let (rope_theta, rope_scaling) = r.rope()?;
         let cfg = LlamaConfig {
             hidden_size,
             intermediate_size: r.required_usize("intermediate_size")?,
@@ -104,11 +116,14 @@ impl LlamaConfig {
                 .unwrap_or(num_attention_heads),
             head_dim: match r.optional_usize("head_dim")? {
                 Some(d) => d,
+                // Qwen3Config's default; the other families derive it from the widths.
+                None if model_type == "qwen3" => 128,
                 None if num_attention_heads > 0 => hidden_size / num_attention_heads,
                 None => 0, // rejected by validate below
             },
             rms_norm_eps: r.required_f32("rms_norm_eps")?,
-            rope_theta: r.rope_theta()?,
+            rope_theta,
+            rope_scaling,
             vocab_size: r.required_usize("vocab_size")?,
             // LlamaConfig, Qwen2Config and MistralConfig all default to an untied head.
             tie_word_embeddings: r.optional_bool("tie_word_embeddings")?.unwrap_or(false),
@@ -121,6 +136,10 @@ impl LlamaConfig {
                 .optional_usize("max_position_embeddings")?
                 .unwrap_or(default_max_positions(&model_type)),
             sliding_window: r.sliding_window(&model_type)?,
+            max_window_layers: match model_type.as_str() {
+                "qwen2" | "qwen3" => r.optional_usize("max_window_layers")?,
+                _ => None,
+            },
             model_type,
         };
         cfg.validate(origin.as_ref())?;
@@ -176,7 +195,7 @@ impl LlamaConfig {
                 origin,
                 format!(
                     "biases q/k/v {} and o {} cannot be expressed by model_type `{}` \
-                     (qwen2: q/k/v only; llama/mistral: all four or none)",
+                     (qwen2: q/k/v only; llama/qwen3/mistral: all four or none)",
                     self.qkv_bias, self.o_bias, self.model_type
                 ),
             ));
@@ -201,10 +220,21 @@ impl LlamaConfig {
         self.num_key_value_heads * self.head_dim
     }
 
+    /// Qwen3: queries and keys pass a per-head RMSNorm (`q_norm`, `k_norm`) before RoPE.
+    pub fn qk_norm(&self) -> bool {
+        self.model_type == "qwen3"
+    }
+
+    /// The rotary inverse frequencies (head_dim / 2 of them) every RoPE of this model uses.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        self.rope_scaling.inv_freq(self.head_dim, self.rope_theta)
+    }
+
     /// The HF class name written to `architectures`.
     pub fn architecture(&self) -> &'static str {
         match self.model_type.as_str() {
             "qwen2" => "Qwen2ForCausalLM",
+            "qwen3" => "Qwen3ForCausalLM",
             "mistral" => "MistralForCausalLM",
             _ => "LlamaForCausalLM",
         }
@@ -225,13 +255,17 @@ impl LlamaConfig {
         put("num_key_value_heads", json!(self.num_key_value_heads));
         put("head_dim", json!(self.head_dim));
         put("hidden_act", json!("silu"));
-        put("rms_norm_eps", json!(self.rms_norm_eps as f64));
-        // Both spellings, so that transformers 4 (rope_theta) and 5 (rope_parameters) agree.
-        put("rope_theta", json!(self.rope_theta as f64));
-        put(
-            "rope_parameters",
-            json!({"rope_type": "default", "rope_theta": self.rope_theta as f64}),
-        );
+        put("rms_norm_eps", json!(shortest_f64(self.rms_norm_eps)));
+        // Both spellings, so that transformers 4 (rope_theta + rope_scaling) and 5
+        // (rope_parameters; a rope_scaling present takes precedence there) read the same values.
+        put("rope_theta", json!(shortest_f64(self.rope_theta)));
+        let scaling = self.rope_scaling.to_json();
+        if self.rope_scaling != RopeScaling::None {
+            put("rope_scaling", Value::Object(scaling.clone()));
+        }
+        let mut parameters = scaling;
+        parameters.insert("rope_theta".into(), json!(shortest_f64(self.rope_theta)));
+        put("rope_parameters", Value::Object(parameters));
         put("vocab_size", json!(self.vocab_size));
         put("tie_word_embeddings", json!(self.tie_word_embeddings));
         put(
@@ -240,11 +274,20 @@ impl LlamaConfig {
         );
         if self.model_type != "qwen2" {
             put("attention_bias", json!(self.qkv_bias));
+        }
+        if self.model_type == "llama" || self.model_type == "mistral" {
             put("mlp_bias", json!(false));
         }
-        if self.model_type == "mistral" || self.model_type == "qwen2" {
+        if self.model_type == "mistral" {
             put("sliding_window", json!(self.sliding_window));
-            put("use_sliding_window", json!(false));
+        }
+        if self.model_type == "qwen2" || self.model_type == "qwen3" {
+            // Qwen reads the window only when `use_sliding_window` is set.
+            put("sliding_window", json!(self.sliding_window));
+            put("use_sliding_window", json!(self.sliding_window.is_some()));
+            if let Some(n) = self.max_window_layers {
+                put("max_window_layers", json!(n));
+            }
         }
         put("bos_token_id", json!(self.bos_token_id));
         put(
@@ -263,7 +306,7 @@ impl LlamaConfig {
 
 fn default_max_positions(model_type: &str) -> usize {
     match model_type {
-        "qwen2" => 32768,
+        "qwen2" | "qwen3" => 32768,
         "mistral" => 131072,
         _ => 2048,
     }
@@ -346,25 +389,68 @@ impl FieldReader<'_> {
         }
     }
 
-    /// The rope base from `rope_parameters` (transformers 5) or `rope_theta` (transformers 4);
-    /// 10000 (the HF default) when neither is present.
-    fn rope_theta(&self) -> Result<f32> {
-        if let Some(params) = self.get("rope_parameters") {
-            let params = params.as_object().ok_or_else(|| {
-                self.error(
+    /// (rope_theta, scaling) from `rope_scaling` (transformers 4) and/or `rope_parameters`
+    /// (transformers 5). When both are present they must describe the same scaling; theta is
+    /// read inside either object first, then at the top level, else 10000 (the HF default).
+    fn rope(&self) -> Result<(f32, RopeScaling)> {
+        let scaling_obj = self.optional_object("rope_scaling")?;
+        let params_obj = self.optional_object("rope_parameters")?;
+        if let Some(p) = params_obj {
+            if p.values().any(Value::is_object) {
+                return Err(self.error(
                     "rope_parameters",
-                    format!("expected an object, found {params}"),
-                )
-            })?;
-            refuse_rope_type("rope_parameters", params, self)?;
-            if let Some(theta) = params.get("rope_theta").filter(|v| !v.is_null()) {
-                return self.as_f32("rope_parameters.rope_theta", theta);
+                    "per-layer-type rope parameters (nested objects) are not implemented",
+                ));
             }
         }
-        match self.get("rope_theta") {
-            Some(v) => self.as_f32("rope_theta", v),
-            None => Ok(10000.0),
+        let parse = |obj: Option<&Map<String, Value>>, field: &str| {
+            obj.map(|o| RopeScaling::from_json(o, field, self.origin))
+                .transpose()
+        };
+        let scaling = match (
+            parse(scaling_obj, "rope_scaling")?,
+            parse(params_obj, "rope_parameters")?,
+        ) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(self.error(
+                    "rope_scaling",
+                    format!("{a:?} disagrees with rope_parameters {b:?} (keep one of the two)"),
+                ))
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => RopeScaling::None,
+        };
+        if let Some(p) = self.get("partial_rotary_factor") {
+            if p.as_f64() != Some(1.0) {
+                return Err(self.error(
+                    "partial_rotary_factor",
+                    format!("{p}: partial RoPE is not implemented"),
+                ));
+            }
         }
+        let inner_theta = [
+            ("rope_scaling", scaling_obj),
+            ("rope_parameters", params_obj),
+        ]
+        .into_iter()
+        .find_map(|(field, obj)| Some((field, obj?.get("rope_theta").filter(|v| !v.is_null())?)));
+        let theta = match inner_theta {
+            Some((field, v)) => self.as_f32(&format!("{field}.rope_theta"), v)?,
+            None => match self.get("rope_theta") {
+                Some(v) => self.as_f32("rope_theta", v)?,
+                None => 10000.0,
+            },
+        };
+        Ok((theta, scaling))
+    }
+
+    fn optional_object(&self, field: &str) -> Result<Option<&Map<String, Value>>> {
+        self.get(field)
+            .map(|v| {
+                v.as_object()
+                    .ok_or_else(|| self.error(field, format!("expected an object, found {v}")))
+            })
+            .transpose()
     }
 
     /// The attention window when one is switched on.
@@ -378,7 +464,9 @@ impl FieldReader<'_> {
         };
         let on = match model_type {
             // Qwen2 ships a `sliding_window` value but only uses it when this flag is set.
-            "qwen2" => self.optional_bool("use_sliding_window")?.unwrap_or(false) || by_layer_types,
+            "qwen2" | "qwen3" => {
+                self.optional_bool("use_sliding_window")?.unwrap_or(false) || by_layer_types
+            }
             _ => window.is_some() || by_layer_types,
         };
         if on && window.is_none() {
@@ -400,36 +488,11 @@ impl FieldReader<'_> {
                 ));
             }
         }
-        if let Some(scaling) = self.get("rope_scaling") {
-            let obj = scaling.as_object().ok_or_else(|| {
-                self.error(
-                    "rope_scaling",
-                    format!("expected an object, found {scaling}"),
-                )
-            })?;
-            refuse_rope_type("rope_scaling", obj, self)?;
-        }
         if self.optional_bool("mlp_bias")? == Some(true) {
             return Err(self.error("mlp_bias", "MLP biases are not implemented"));
         }
         Ok(())
     }
-}
-
-/// Errors unless the rope parameters describe plain RoPE (`rope_type` absent or `default`).
-fn refuse_rope_type(field: &str, params: &Map<String, Value>, r: &FieldReader) -> Result<()> {
-    let kind = params
-        .get("rope_type")
-        .or_else(|| params.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    if kind != "default" {
-        return Err(r.error(
-            field,
-            format!("rope_type `{kind}` is not implemented (only plain RoPE, `default`)"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -491,13 +554,25 @@ mod tests {
         assert!(e.contains("cfg.json") && e.contains("hidden_size"), "{e}");
 
         let mut v = llama_json();
-        v["model_type"] = json!("qwen3");
-        assert!(err_of(v).contains("qwen3"));
+        v["model_type"] = json!("gemma");
+        let e = err_of(v);
+        assert!(e.contains("gemma") && e.contains("qwen3"), "{e}");
 
         let mut v = llama_json();
-        v["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0});
+        v["rope_scaling"] = json!({"rope_type": "longrope", "factor": 8.0});
         let e = err_of(v);
-        assert!(e.contains("rope_scaling") && e.contains("llama3"), "{e}");
+        assert!(
+            e.contains("cfg.json") && e.contains("rope_scaling") && e.contains("longrope"),
+            "{e}"
+        );
+        assert!(
+            e.contains("llama3"),
+            "the error lists what is supported: {e}"
+        );
+
+        let mut v = llama_json();
+        v["rope_parameters"] = json!({"full_attention": {"rope_type": "default"}});
+        assert!(err_of(v).contains("per-layer"));
 
         let mut v = llama_json();
         v["rope_parameters"]["rope_type"] = json!("yarn");
@@ -527,5 +602,101 @@ mod tests {
             LlamaConfig::from_json(&v, "a").unwrap().sliding_window,
             Some(4096)
         );
+    }
+
+    fn llama31_scaling() -> Value {
+        json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    }
+
+    /// Llama 3.1 as transformers 4 writes it (rope_scaling + top-level theta) and as
+    /// transformers 5 does (rope_parameters with theta inside) are the same config.
+    #[test]
+    fn llama3_scaling_reads_from_both_spellings() {
+        let mut v4 = llama_json();
+        let o = v4.as_object_mut().unwrap();
+        o.remove("rope_parameters");
+        o.insert("rope_theta".into(), json!(500000.0));
+        o.insert("rope_scaling".into(), llama31_scaling());
+        let c4 = LlamaConfig::from_json(&v4, "v4.json").unwrap();
+        let mut v5 = llama_json();
+        let mut params = llama31_scaling();
+        params["rope_theta"] = json!(500000.0);
+        v5["rope_parameters"] = params;
+        let c5 = LlamaConfig::from_json(&v5, "v5.json").unwrap();
+        assert_eq!(c4, c5);
+        assert_eq!(c4.rope_theta, 500000.0);
+        assert_eq!(
+            c4.rope_scaling,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192
+            }
+        );
+        // Written back: both spellings, each readable on its own to the same config.
+        let written = c4.to_json();
+        assert_eq!(LlamaConfig::from_json(&written, "w").unwrap(), c4);
+        for keep in ["rope_scaling", "rope_parameters"] {
+            let mut only = written.clone();
+            let o = only.as_object_mut().unwrap();
+            o.remove(if keep == "rope_scaling" {
+                "rope_parameters"
+            } else {
+                "rope_scaling"
+            });
+            if keep == "rope_parameters" {
+                o.remove("rope_theta");
+            }
+            assert_eq!(
+                LlamaConfig::from_json(&only, keep).unwrap(),
+                c4,
+                "{keep} alone"
+            );
+        }
+        // Two spellings that disagree are refused rather than guessed between.
+        let mut both = v5.clone();
+        both["rope_scaling"] = json!({"rope_type": "linear", "factor": 2.0});
+        let e = err_of(both);
+        assert!(
+            e.contains("rope_scaling") && e.contains("rope_parameters"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn qwen3_has_qk_norm_and_its_own_defaults() {
+        let mut v = llama_json();
+        v["model_type"] = json!("qwen3");
+        v.as_object_mut().unwrap().remove("head_dim");
+        let c = LlamaConfig::from_json(&v, "a").unwrap();
+        assert!(c.qk_norm() && !c.qkv_bias && !c.o_bias);
+        assert_eq!(c.head_dim, 128, "Qwen3Config's default head_dim");
+        assert_eq!(c.architecture(), "Qwen3ForCausalLM");
+        assert_eq!(LlamaConfig::from_json(&c.to_json(), "b").unwrap(), c);
+        let plain = LlamaConfig::from_json(&llama_json(), "a").unwrap();
+        assert!(!plain.qk_norm());
+    }
+
+    /// A Qwen2 config with its window switched on keeps it through to_json (transformers reads
+    /// the window only with use_sliding_window: true).
+    #[test]
+    fn qwen_sliding_window_survives_to_json() {
+        for model_type in ["qwen2", "qwen3"] {
+            let mut v = llama_json();
+            v["model_type"] = json!(model_type);
+            v["sliding_window"] = json!(4096);
+            v["use_sliding_window"] = json!(true);
+            v["max_window_layers"] = json!(2);
+            let c = LlamaConfig::from_json(&v, "a").unwrap();
+            assert_eq!(
+                (c.sliding_window, c.max_window_layers),
+                (Some(4096), Some(2))
+            );
+            let written = c.to_json();
+            assert_eq!(written["use_sliding_window"], json!(true), "{model_type}");
+            assert_eq!(LlamaConfig::from_json(&written, "b").unwrap(), c);
+        }
     }
 }

@@ -1,14 +1,17 @@
-//! The Llama-family decoder (Llama 2/3, SmolLM, Qwen2/2.5, Mistral) on the autograd tape.
+//! The Llama-family decoder (Llama 2/3/3.1/3.2, SmolLM, Qwen2/2.5, Qwen3, Mistral) on the autograd
+//! tape.
 //!
 //! ```text
 //! ids (B,T) -> embedding -> h^0 (B,T,D)
 //! for block l = 1..=L:
 //!     a   = h + o_proj(attention(rope(q_proj(N1 h)), rope(k_proj(N1 h)), v_proj(N1 h)))
+//!           (qwen3: rope(Nq q_proj(N1 h)), rope(Nk k_proj(N1 h)), Nq/Nk per-head RMSNorms)
 //!     h^l = a + down_proj(silu(gate_proj(N2 a)) * up_proj(N2 a))
 //! logits = lm_head(N_final h^L)
 //! ```
 //! N are RMSNorms with learned scales; attention is causal grouped-query attention (Hq query heads
-//! share Hkv key/value heads); padding is on the right and masked out as keys.
+//! share Hkv key/value heads); padding is on the right and masked out as keys. RoPE's frequencies
+//! come from `LlamaConfig::rope_inv_freq` (plain, linear or Llama 3.1 scaling).
 //!
 //! The forward returns every raw block output h^l: ILRec's logit lens applies the final norm and
 //! LM head to intermediate blocks (z^l = W N(h^l)), through the same [`Llama::head`] function the
@@ -40,6 +43,9 @@ pub struct BlockParams {
     pub k_bias: Option<ParamId>,
     pub v_bias: Option<ParamId>,
     pub o_bias: Option<ParamId>,
+    /// Qwen3's per-head RMSNorm scales of queries and keys (head_dim each).
+    pub q_norm: Option<ParamId>,
+    pub k_norm: Option<ParamId>,
     pub post_norm: ParamId,
     pub gate_proj: ParamId,
     pub up_proj: ParamId,
@@ -143,6 +149,10 @@ pub fn expected_tensors(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
             out.push((p("self_attn.k_proj.bias"), vec![kv]));
             out.push((p("self_attn.v_proj.bias"), vec![kv]));
         }
+        if cfg.qk_norm() {
+            out.push((p("self_attn.q_norm.weight"), vec![cfg.head_dim]));
+            out.push((p("self_attn.k_norm.weight"), vec![cfg.head_dim]));
+        }
         out.push((p("self_attn.o_proj.weight"), vec![d, q]));
         if cfg.o_bias {
             out.push((p("self_attn.o_proj.bias"), vec![d]));
@@ -241,6 +251,8 @@ impl Llama {
                 k_bias: opt(p("self_attn.k_proj.bias"), config.qkv_bias)?,
                 v_bias: opt(p("self_attn.v_proj.bias"), config.qkv_bias)?,
                 o_bias: opt(p("self_attn.o_proj.bias"), config.o_bias)?,
+                q_norm: opt(p("self_attn.q_norm.weight"), config.qk_norm())?,
+                k_norm: opt(p("self_attn.k_norm.weight"), config.qk_norm())?,
                 post_norm: id(p("post_attention_layernorm.weight"))?,
                 gate_proj: id(p("mlp.gate_proj.weight"))?,
                 up_proj: id(p("mlp.up_proj.weight"))?,
@@ -397,8 +409,13 @@ impl Llama {
         let q = tape.linear(n1, wq, bq)?; // (B,T,Hq*hd)
         let k = tape.linear(n1, wk, bk)?; // (B,T,Hkv*hd)
         let v = tape.linear(n1, wv, bv)?; // (B,T,Hkv*hd)
-        let q = tape.rope(q, hq, hd, positions, c.rope_theta)?;
-        let k = tape.rope(k, hkv, hd, positions, c.rope_theta)?;
+        let (q, k) = match (p.q_norm, p.k_norm) {
+            (Some(nq), Some(nk)) => (self.head_norm(tape, q, nq)?, self.head_norm(tape, k, nk)?),
+            _ => (q, k),
+        };
+        let inv_freq = c.rope_inv_freq(); // (hd/2), the same for q, k and every block
+        let q = tape.rope_with_inv_freq(q, hq, hd, positions, &inv_freq)?;
+        let k = tape.rope_with_inv_freq(k, hkv, hd, positions, &inv_freq)?;
         let (k, v) = match cache {
             Some(cache) => cache.append(tape, k, v)?, // (B,Tc+T,Hkv*hd) each
             None => (k, v),
@@ -422,6 +439,13 @@ impl Llama {
     fn rms_norm(&self, tape: &mut Tape, x: Var, weight: ParamId) -> Result<Var> {
         let w = tape.param(&self.params, weight);
         tape.rms_norm(x, w, self.config.rms_norm_eps)
+    }
+
+    /// Qwen3's RMSNorm of every head of q or k ((B,T,H*hd) in and out), before RoPE.
+    fn head_norm(&self, tape: &mut Tape, x: Var, weight: ParamId) -> Result<Var> {
+        let w = tape.param(&self.params, weight);
+        let (hd, eps) = (self.config.head_dim, self.config.rms_norm_eps);
+        super::qk_norm::per_head_rms_norm(tape, x, w, hd, eps)
     }
 
     /// Fetches the final norm and LM head; a tied head reuses the embedding's tape leaf, so the

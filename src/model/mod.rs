@@ -1,6 +1,8 @@
 //! Model files and the Llama-family decoder.
 //!
-//! - [`config`]      `config.json` -> [`LlamaConfig`](config::LlamaConfig) (llama, qwen2, mistral)
+//! - [`config`]      `config.json` -> [`LlamaConfig`](config::LlamaConfig) (llama, qwen2, qwen3, mistral)
+//! - [`rope_scaling`] RoPE inverse frequencies: default, `linear`, `llama3` (Llama 3.1 / 3.2)
+//! - [`qk_norm`]     Qwen3's per-head RMSNorm of queries and keys
 //! - [`weights`]     safetensors reading (single or sharded, memory-mapped) and writing
 //! - [`llama`]       the decoder: embedding, blocks, final norm, LM head; logit lens; vocab resize
 //! - [`speed`]       forward / forward+backward throughput on random weights (BENCHMARKS.md)
@@ -19,5 +21,7 @@ pub mod gguf_quant;
 pub mod kv_cache;
 pub mod llama;
 pub mod load;
+pub mod qk_norm;
+pub mod rope_scaling;
 pub mod speed;
 pub mod weights;

@@ -28,6 +28,7 @@ pub fn smollm2_135m_shape() -> LlamaConfig {
         head_dim: 64,
         rms_norm_eps: 1e-5,
         rope_theta: 100000.0,
+        rope_scaling: super::rope_scaling::RopeScaling::None,
         vocab_size: 49152,
         tie_word_embeddings: true,
         qkv_bias: false,
@@ -37,6 +38,7 @@ pub fn smollm2_135m_shape() -> LlamaConfig {
         eos_token_ids: vec![2],
         max_position_embeddings: 8192,
         sliding_window: None,
+        max_window_layers: None,
     }
 }
 
