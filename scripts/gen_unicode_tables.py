@@ -155,7 +155,9 @@ def write_nfkd_table(path):
         for cp, start, n in entries:
             f.write(f"    (0x{cp:X}, {start}, {n}),\n")
         f.write("];\n\n")
-        f.write("/// The code points of all compatibility mappings, back to back.\n")
+        f.write("/// The code points of all compatibility mappings, back to back (eight per line; rustfmt\n")
+        f.write("/// would repack them, so it is told to leave the generated layout alone).\n")
+        f.write("#[rustfmt::skip]\n")
         f.write(f"pub static COMPAT_CHARS: [u32; {len(flat)}] = [\n")
         for i in range(0, len(flat), 8):
             f.write("    " + " ".join(f"0x{c:X}," for c in flat[i:i + 8]) + "\n")

@@ -962,7 +962,10 @@ fn fixture_blocks(st: &safetensors::SafeTensors, ty: &str) -> (Vec<u8>, Vec<f32>
 fn cycled(st: &safetensors::SafeTensors, ty: &str, n_values: usize) -> (Vec<u8>, Vec<f32>) {
     let (raw, values) = fixture_blocks(st, ty);
     let n_blocks_fixture = st.tensor(&format!("{ty}.raw")).unwrap().shape()[0];
-    let (block_bytes, block_values) = (raw.len() / n_blocks_fixture, values.len() / n_blocks_fixture);
+    let (block_bytes, block_values) = (
+        raw.len() / n_blocks_fixture,
+        values.len() / n_blocks_fixture,
+    );
     let blocks = n_values / block_values;
     let mut bytes = Vec::with_capacity(blocks * block_bytes);
     let mut expected = Vec::with_capacity(n_values);
@@ -1007,7 +1010,11 @@ fn a_model_of_mixed_quant_types_loads_tensor_by_tensor() {
         w = w.tensor(name, dims, id, data);
         expected.push((name, values));
     }
-    for norm in ["blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", "output_norm.weight"] {
+    for norm in [
+        "blk.0.attn_norm.weight",
+        "blk.0.ffn_norm.weight",
+        "output_norm.weight",
+    ] {
         w = w.tensor(norm, &[h], 0, f32_le(&vec![1.0; h as usize]));
     }
     let path = w.write("mixed-model.gguf");
@@ -1022,7 +1029,10 @@ fn a_model_of_mixed_quant_types_loads_tensor_by_tensor() {
             _ => values,
         };
         assert!(
-            got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()) && got.len() == want.len(),
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+                && got.len() == want.len(),
             "{hf_name}: loaded values differ from the reference dequantisation"
         );
     }
@@ -1031,15 +1041,28 @@ fn a_model_of_mixed_quant_types_loads_tensor_by_tensor() {
 #[test]
 fn undecodable_types_and_bad_block_counts_name_the_tensor() {
     // Q8_K (id 15) has a known layout but is not a weight format we decode.
-    let path = Writer::new().tensor("blk.0.w", &[256], 15, vec![0; 292]).write("q8k.gguf");
-    let err = GgufFile::open(&path).unwrap().dequantize("blk.0.w").unwrap_err().to_string();
-    assert!(err.contains("blk.0.w") && err.contains("Q8_K") && err.contains("Q4_K"), "{err}");
+    let path = Writer::new()
+        .tensor("blk.0.w", &[256], 15, vec![0; 292])
+        .write("q8k.gguf");
+    let err = GgufFile::open(&path)
+        .unwrap()
+        .dequantize("blk.0.w")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("blk.0.w") && err.contains("Q8_K") && err.contains("Q4_K"),
+        "{err}"
+    );
     // IQ2_XXS (id 16): unknown layout, refused at open with its name.
-    let path = Writer::new().tensor("blk.0.iq", &[256], 16, vec![0; 66]).write("iq.gguf");
+    let path = Writer::new()
+        .tensor("blk.0.iq", &[256], 16, vec![0; 66])
+        .write("iq.gguf");
     assert_err_contains(&path, "IQ2_XXS");
     assert_err_contains(&path, "blk.0.iq");
     // A Q4_K row of 128 values is half a block.
-    let path = Writer::new().tensor("blk.0.half", &[128, 2], 12, vec![0; 144]).write("half.gguf");
+    let path = Writer::new()
+        .tensor("blk.0.half", &[128, 2], 12, vec![0; 144])
+        .write("half.gguf");
     assert_err_contains(&path, "blk.0.half");
     assert_err_contains(&path, "Q4_K block size 256");
 }
@@ -1054,13 +1077,28 @@ fn sentencepiece_gguf() -> (PathBuf, serde_json::Value) {
     )
     .unwrap();
     let vocab = fixture["model"]["vocab"].as_object().unwrap();
-    let mut tokens: Vec<(&str, u64)> = vocab.iter().map(|(t, id)| (t.as_str(), id.as_u64().unwrap())).collect();
+    let mut tokens: Vec<(&str, u64)> = vocab
+        .iter()
+        .map(|(t, id)| (t.as_str(), id.as_u64().unwrap()))
+        .collect();
     tokens.sort_by_key(|&(_, id)| id);
     let mut first_merge = std::collections::HashMap::new();
-    for (rank, m) in fixture["model"]["merges"].as_array().unwrap().iter().enumerate() {
-        first_merge.entry(m.as_str().unwrap().replace(' ', "")).or_insert(rank);
+    for (rank, m) in fixture["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        first_merge
+            .entry(m.as_str().unwrap().replace(' ', ""))
+            .or_insert(rank);
     }
-    let specials: Vec<&str> = fixture["added_tokens"].as_array().unwrap().iter().map(|t| t["content"].as_str().unwrap()).collect();
+    let specials: Vec<&str> = fixture["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["content"].as_str().unwrap())
+        .collect();
     let unk = fixture["model"]["unk_token"].as_str().unwrap();
     let mut scores = Vec::new();
     let mut types = Vec::new();
@@ -1079,12 +1117,19 @@ fn sentencepiece_gguf() -> (PathBuf, serde_json::Value) {
     }
     let w = tiny_llama("default");
     let mut w2 = Writer::new();
-    for (k, v) in w.kvs.into_iter().filter(|(k, _)| !k.starts_with("tokenizer.")) {
+    for (k, v) in w
+        .kvs
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("tokenizer."))
+    {
         w2 = w2.kv(&k, v);
     }
     let w2 = w2
         .kv("tokenizer.ggml.model", String("llama".into()))
-        .kv("tokenizer.ggml.tokens", Array(tokens.iter().map(|(t, _)| String(t.to_string())).collect()))
+        .kv(
+            "tokenizer.ggml.tokens",
+            Array(tokens.iter().map(|(t, _)| String(t.to_string())).collect()),
+        )
         .kv("tokenizer.ggml.scores", Array(scores))
         .kv("tokenizer.ggml.token_type", Array(types))
         .kv("tokenizer.ggml.bos_token_id", U32(1))
@@ -1104,12 +1149,22 @@ fn sentencepiece_tokenizer_from_gguf_matches_hf() {
     assert_eq!(json["model"]["byte_fallback"], true);
     assert_eq!(json["model"]["unk_token"], "<unk>");
     assert_eq!(json["normalizer"], fixture["normalizer"]);
-    let special: Vec<&str> = json["added_tokens"].as_array().unwrap().iter().map(|t| t["content"].as_str().unwrap()).collect();
+    let special: Vec<&str> = json["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["content"].as_str().unwrap())
+        .collect();
     assert_eq!(special, ["<unk>", "<s>", "</s>"]);
-    assert_eq!(json["post_processor"]["single"][0]["SpecialToken"]["id"], "<s>");
+    assert_eq!(
+        json["post_processor"]["single"][0]["SpecialToken"]["id"],
+        "<s>"
+    );
     // Encoding and decoding through it give HF's ids on the fixture cases.
     let origin = path.display().to_string();
-    let make = || ilrec::tokenizer::Tokenizer::from_json(&json, &origin).expect("tokenizer from GGUF loads");
+    let make = || {
+        ilrec::tokenizer::Tokenizer::from_json(&json, &origin).expect("tokenizer from GGUF loads")
+    };
     let n = common::check_tokenizer_cases(
         "llama2 via GGUF",
         &make,
@@ -1120,7 +1175,12 @@ fn sentencepiece_tokenizer_from_gguf_matches_hf() {
 
 #[test]
 fn sentencepiece_gguf_without_scores_or_with_an_unknown_model_is_refused() {
-    let g = GgufFile::open(tiny_llama("default").kv("x", GgufValue::U8(0)).write("gpt2-ok.gguf")).unwrap();
+    let g = GgufFile::open(
+        tiny_llama("default")
+            .kv("x", GgufValue::U8(0))
+            .write("gpt2-ok.gguf"),
+    )
+    .unwrap();
     assert!(gguf_hf::hf_tokenizer_json(&g).is_ok());
     let mut w = tiny_llama("default");
     for (k, v) in w.kvs.iter_mut() {
@@ -1133,7 +1193,16 @@ fn sentencepiece_gguf_without_scores_or_with_an_unknown_model_is_refused() {
     let err = gguf_hf::hf_tokenizer_json(&g).unwrap_err().to_string();
     assert!(err.contains("tokenizer.ggml.scores"), "{err}");
     let mut w = tiny_llama("default");
-    w.kvs.iter_mut().find(|(k, _)| k == "tokenizer.ggml.model").unwrap().1 = GgufValue::String("bert".into());
-    let err = gguf_hf::hf_tokenizer_json(&GgufFile::open(w.write("bert.gguf")).unwrap()).unwrap_err().to_string();
-    assert!(err.contains("bert") && err.contains("llama") && err.contains("gpt2"), "{err}");
+    w.kvs
+        .iter_mut()
+        .find(|(k, _)| k == "tokenizer.ggml.model")
+        .unwrap()
+        .1 = GgufValue::String("bert".into());
+    let err = gguf_hf::hf_tokenizer_json(&GgufFile::open(w.write("bert.gguf")).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bert") && err.contains("llama") && err.contains("gpt2"),
+        "{err}"
+    );
 }

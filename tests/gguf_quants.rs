@@ -42,7 +42,11 @@ fn load_case(st: &SafeTensors, name: &str) -> Case {
     assert_eq!(raw.dtype(), Dtype::U8, "{name}.raw");
     assert_eq!(values.dtype(), Dtype::F32, "{name}.f32");
     let (blocks, per_block) = (values.shape()[0], values.shape()[1]);
-    assert_eq!(raw.shape()[0], blocks, "{name}: block counts of .raw and .f32");
+    assert_eq!(
+        raw.shape()[0],
+        blocks,
+        "{name}: block counts of .raw and .f32"
+    );
     let reference = values
         .data()
         .chunks_exact(4)
@@ -81,12 +85,20 @@ fn every_block_type_matches_the_reference_bit_for_bit() {
         let case = load_case(&st, name);
         let (per_block, bytes_per_block) = ty.block_layout();
         assert_eq!(case.per_block, per_block, "{name}: values per block");
-        assert_eq!(case.raw.len(), case.blocks * bytes_per_block, "{name}: bytes");
+        assert_eq!(
+            case.raw.len(),
+            case.blocks * bytes_per_block,
+            "{name}: bytes"
+        );
         let got = dequantize(ty, &case.raw, case.blocks * per_block).expect(name);
         assert_bits_equal(&got, &case.reference, name);
     }
     // The fixture covers exactly the types listed here: a new type in it must be added above.
-    let raw_names = st.names().into_iter().filter(|n| n.ends_with(".raw")).count();
+    let raw_names = st
+        .names()
+        .into_iter()
+        .filter(|n| n.ends_with(".raw"))
+        .count();
     assert_eq!(raw_names, TYPES.len(), "types in the fixture");
 }
 

@@ -55,7 +55,8 @@ fn llama2_cases_match_hf() {
 #[test]
 fn llama2_item_titles_match_hf() {
     let tokenizer_path = common::fixture("tokenizers/llama2/tokenizer.json");
-    let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama2_titles.jsonl");
+    let cases =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama2_titles.jsonl");
     assert!(cases.is_file(), "{} is missing", cases.display());
     let make = || Tokenizer::from_file(&tokenizer_path).expect("fixture tokenizer loads");
     let n = common::check_tokenizer_cases("llama2 titles", &make, &cases);
@@ -67,14 +68,17 @@ fn llama2_item_titles_match_hf() {
 #[test]
 fn llama2_decode_round_trip() {
     let t = Tokenizer::from_file(common::fixture("tokenizers/llama2/tokenizer.json")).unwrap();
-    let titles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama2_titles.jsonl");
+    let titles =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama2_titles.jsonl");
     let cases = std::fs::read_to_string(common::fixture("tokenizers/llama2/cases.jsonl")).unwrap()
         + &std::fs::read_to_string(&titles).unwrap();
     let mut checked = 0;
     for line in cases.lines().filter(|l| !l.trim().is_empty()) {
         let case: Value = serde_json::from_str(line).unwrap();
         let text = case["text"].as_str().unwrap();
-        if case["decoded"] != case["text"] || !case["added_tokens"].as_array().is_none_or(|a| a.is_empty()) {
+        if case["decoded"] != case["text"]
+            || !case["added_tokens"].as_array().is_none_or(|a| a.is_empty())
+        {
             continue;
         }
         assert_eq!(t.decode(&t.encode(text), false), text);
@@ -92,7 +96,8 @@ fn sentencepiece_variants_match_hf() {
         &std::fs::read_to_string(common::fixture("tokenizers/llama2/tokenizer.json")).unwrap(),
     )
     .unwrap();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sentencepiece_variants.jsonl");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sentencepiece_variants.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (mut failures, mut count) = (Vec::new(), 0);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -106,19 +111,34 @@ fn sentencepiece_variants_match_hf() {
         for case in variant["cases"].as_array().unwrap() {
             count += 1;
             let text = case["text"].as_str().unwrap();
-            let expected: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let expected: Vec<u32> = case["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
             let ids = t.encode(text);
             if ids != expected {
-                failures.push(format!("{name}: {text:?}\n  ours {ids:?}\n  HF   {expected:?}"));
+                failures.push(format!(
+                    "{name}: {text:?}\n  ours {ids:?}\n  HF   {expected:?}"
+                ));
             }
             let decoded = t.decode(&expected, false);
             if decoded != case["decoded"].as_str().unwrap() {
-                failures.push(format!("{name}: {text:?} decodes to {decoded:?}, HF {:?}", case["decoded"]));
+                failures.push(format!(
+                    "{name}: {text:?} decodes to {decoded:?}, HF {:?}",
+                    case["decoded"]
+                ));
             }
         }
     }
     assert!(count > 0, "no variant cases");
-    assert!(failures.is_empty(), "{} of {count} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -130,17 +150,35 @@ fn unsupported_components_are_one_line_errors() {
         .unwrap()
     };
     let cases = [
-        ("normalizer", serde_json::json!({"type": "Replace", "pattern": {"Regex": "[0-9]+"}, "content": ""}), "[0-9]+"),
-        ("normalizer", serde_json::json!({"type": "StripAccents"}), "StripAccents"),
-        ("pre_tokenizer", serde_json::json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}), "sometimes"),
+        (
+            "normalizer",
+            serde_json::json!({"type": "Replace", "pattern": {"Regex": "[0-9]+"}, "content": ""}),
+            "[0-9]+",
+        ),
+        (
+            "normalizer",
+            serde_json::json!({"type": "StripAccents"}),
+            "StripAccents",
+        ),
+        (
+            "pre_tokenizer",
+            serde_json::json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}),
+            "sometimes",
+        ),
         ("decoder", serde_json::json!({"type": "CTC"}), "CTC"),
     ];
     for (key, component, needle) in cases {
         let mut json = base();
         json[key] = component;
         let err = load_error_named(&json, "llama2/tokenizer.json");
-        assert!(err.contains(needle) && err.contains("llama2/tokenizer.json"), "{err}");
-        assert!(!err.contains('\n') && !err.contains("Some(") && !err.contains("None"), "{err}");
+        assert!(
+            err.contains(needle) && err.contains("llama2/tokenizer.json"),
+            "{err}"
+        );
+        assert!(
+            !err.contains('\n') && !err.contains("Some(") && !err.contains("None"),
+            "{err}"
+        );
     }
 }
 

@@ -443,8 +443,8 @@ fn read_tensor_info(cur: &mut Cursor, alignment: u64) -> Result<GgufTensorInfo> 
     }
     let type_id = cur.u32(&name)?;
     let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
-        let known = gguf_quant::unknown_type_name(type_id)
-            .map_or_else(String::new, |n| format!(" ({n})"));
+        let known =
+            gguf_quant::unknown_type_name(type_id).map_or_else(String::new, |n| format!(" ({n})"));
         cur.error(format!(
             "tensor {name}: ggml type id {type_id}{known} is not supported (supported: {})",
             gguf_quant::DECODED_TYPES

@@ -97,7 +97,12 @@ fn llama_tokenizer_json(gguf: &GgufFile) -> Result<Value> {
         _ => merges_from_scores(&tokens, &scores(gguf, tokens.len())?)?,
     };
     let unk_id = match opt_usize(gguf, "tokenizer.ggml.unknown_token_id")? {
-        Some(id) => Some(checked_id(gguf, "tokenizer.ggml.unknown_token_id", id, tokens.len())?),
+        Some(id) => Some(checked_id(
+            gguf,
+            "tokenizer.ggml.unknown_token_id",
+            id,
+            tokens.len(),
+        )?),
         None => types.iter().position(|&t| t == token_type::UNKNOWN),
     };
     let byte_fallback = types.contains(&token_type::BYTE) || vocab.contains_key("<0x00>");
@@ -108,7 +113,9 @@ fn llama_tokenizer_json(gguf: &GgufFile) -> Result<Value> {
         .zip(&types)
         .enumerate()
         .filter_map(|(id, (content, &ty))| match ty {
-            token_type::CONTROL | token_type::UNKNOWN => Some(added_token(id, content, true, false)),
+            token_type::CONTROL | token_type::UNKNOWN => {
+                Some(added_token(id, content, true, false))
+            }
             token_type::USER_DEFINED => Some(added_token(id, content, false, false)),
             _ => None,
         })
@@ -140,7 +147,12 @@ fn llama_tokenizer_json(gguf: &GgufFile) -> Result<Value> {
 }
 
 /// The `model` object of tokenizer.json.
-fn bpe_model(vocab: Map<String, Value>, merges: Vec<Value>, unk: Option<&str>, byte_fallback: bool) -> Value {
+fn bpe_model(
+    vocab: Map<String, Value>,
+    merges: Vec<Value>,
+    unk: Option<&str>,
+    byte_fallback: bool,
+) -> Value {
     json!({
         "type": "BPE",
         "dropout": null,
@@ -219,8 +231,16 @@ fn bos_eos_post_processor(gguf: &GgufFile, tokens: &[&str]) -> Result<Value> {
     let mut single = Vec::new();
     let mut specials = Map::new();
     let wants = [
-        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id", true),
-        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id", false),
+        (
+            "tokenizer.ggml.add_bos_token",
+            "tokenizer.ggml.bos_token_id",
+            true,
+        ),
+        (
+            "tokenizer.ggml.add_eos_token",
+            "tokenizer.ggml.eos_token_id",
+            false,
+        ),
     ];
     for (i, (flag_key, id_key, default)) in wants.into_iter().enumerate() {
         if !opt_bool(gguf, flag_key)?.unwrap_or(default) {
@@ -230,7 +250,10 @@ fn bos_eos_post_processor(gguf: &GgufFile, tokens: &[&str]) -> Result<Value> {
             continue;
         };
         let token = tokens[checked_id(gguf, id_key, id, tokens.len())?];
-        specials.insert(token.to_string(), json!({"id": token, "ids": [id], "tokens": [token]}));
+        specials.insert(
+            token.to_string(),
+            json!({"id": token, "ids": [id], "tokens": [token]}),
+        );
         let item = json!({"SpecialToken": {"id": token, "type_id": 0}});
         if i == 0 {
             single.push(item);

@@ -30,7 +30,10 @@ pub fn decode_chain(tokens: Vec<String>) -> Vec<String> {
         }
         match String::from_utf8(std::mem::take(run)) {
             Ok(text) => out.push(text),
-            Err(e) => out.extend(std::iter::repeat_n("\u{FFFD}".to_string(), e.as_bytes().len())),
+            Err(e) => out.extend(std::iter::repeat_n(
+                "\u{FFFD}".to_string(),
+                e.as_bytes().len(),
+            )),
         }
     };
     for token in tokens {
@@ -58,8 +61,13 @@ mod tests {
     fn runs_of_bytes_become_text() {
         assert_eq!(byte_token(10), "<0x0A>");
         // Values from HF tokenizers 0.23's decoders.ByteFallback().decode.
-        let tokens = strings(&["<0xE6>", "<0x97>", "a", "<0xE6>", "<0x97>", "<0xA5>", "<0x+A>", "<0xzz>"]);
+        let tokens = strings(&[
+            "<0xE6>", "<0x97>", "a", "<0xE6>", "<0x97>", "<0xA5>", "<0x+A>", "<0xzz>",
+        ]);
         assert_eq!(decode_chain(tokens).concat(), "\u{FFFD}\u{FFFD}a日\n<0xzz>");
-        assert_eq!(decode_chain(strings(&["▁hi", "<0x21>"])), strings(&["▁hi", "!"]));
+        assert_eq!(
+            decode_chain(strings(&["▁hi", "<0x21>"])),
+            strings(&["▁hi", "!"])
+        );
     }
 }

@@ -22,10 +22,17 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     ByteLevel,
-    Replace { pattern: Pattern, content: String },
+    Replace {
+        pattern: Pattern,
+        content: String,
+    },
     ByteFallback,
     Fuse,
-    Strip { content: char, start: usize, stop: usize },
+    Strip {
+        content: char,
+        start: usize,
+        stop: usize,
+    },
     Metaspace(Metaspace),
 }
 
@@ -75,7 +82,9 @@ fn parse_into(value: &serde_json::Value, origin: &str, steps: &mut Vec<Step>) ->
             let items = value
                 .get("decoders")
                 .and_then(|d| d.as_array())
-                .ok_or_else(|| Error::format(origin, "decoder Sequence: `decoders` is not an array"))?;
+                .ok_or_else(|| {
+                    Error::format(origin, "decoder Sequence: `decoders` is not an array")
+                })?;
             for item in items {
                 parse_into(item, origin, steps)?;
             }
@@ -158,9 +167,18 @@ fn byte_level_text(tokens: &[String]) -> String {
 /// `token` without up to `start` leading and `stop` trailing copies of `content`.
 fn strip(token: &str, content: char, start: usize, stop: usize) -> String {
     let chars: Vec<char> = token.chars().collect();
-    let lead = chars.iter().take(start).take_while(|&&c| c == content).count();
+    let lead = chars
+        .iter()
+        .take(start)
+        .take_while(|&&c| c == content)
+        .count();
     let rest = &chars[lead..];
-    let trail = rest.iter().rev().take(stop).take_while(|&&c| c == content).count();
+    let trail = rest
+        .iter()
+        .rev()
+        .take(stop)
+        .take_while(|&&c| c == content)
+        .count();
     rest[..rest.len() - trail].iter().collect()
 }
 
@@ -188,7 +206,10 @@ mod tests {
             {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
             {"type": "ByteFallback"}, {"type": "Fuse"},
             {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}));
-        assert_eq!(d.decode(&["▁Hello", "▁world", "<0x21>", "▁", "<0xE6>", "<0x97>", "<0xA5>"]), "Hello world! 日");
+        assert_eq!(
+            d.decode(&["▁Hello", "▁world", "<0x21>", "▁", "<0xE6>", "<0x97>", "<0xA5>"]),
+            "Hello world! 日"
+        );
         assert_eq!(d.decode(&["▁▁x"]), " x");
     }
 
@@ -205,6 +226,9 @@ mod tests {
         let err = Decoder::from_json(Some(&serde_json::json!({"type": "WordPiece"})), "t.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("t.json") && err.contains("WordPiece") && err.contains("Fuse"), "{err}");
+        assert!(
+            err.contains("t.json") && err.contains("WordPiece") && err.contains("Fuse"),
+            "{err}"
+        );
     }
 }

@@ -48,7 +48,10 @@ impl Metaspace {
                 chars.next().is_none().then_some(c)
             })
             .ok_or_else(|| {
-                Error::format(origin, format!("{what} Metaspace: `replacement` must be one character"))
+                Error::format(
+                    origin,
+                    format!("{what} Metaspace: `replacement` must be one character"),
+                )
             })?;
         let add_prefix_space = value.get("add_prefix_space").and_then(|v| v.as_bool());
         let declared = match value.get("prepend_scheme").and_then(|v| v.as_str()) {
@@ -59,7 +62,9 @@ impl Metaspace {
             Some(other) => {
                 return Err(Error::format(
                     origin,
-                    format!("{what} Metaspace: prepend_scheme `{other}` is not one of always, first, never"),
+                    format!(
+                    "{what} Metaspace: prepend_scheme `{other}` is not one of always, first, never"
+                ),
                 ))
             }
         };
@@ -164,13 +169,21 @@ mod tests {
     #[test]
     fn pre_tokenizer_schemes_and_split() {
         let always = metaspace(serde_json::json!({"type": "Metaspace", "replacement": "▁"}));
-        assert_eq!(pieces(&always, "hello  world ", true), ["▁hello", "▁", "▁world", "▁"]);
+        assert_eq!(
+            pieces(&always, "hello  world ", true),
+            ["▁hello", "▁", "▁world", "▁"]
+        );
         assert_eq!(pieces(&always, " x", false), ["▁x"]);
-        let first = metaspace(serde_json::json!({"replacement": "▁", "prepend_scheme": "first", "split": false}));
+        let first = metaspace(
+            serde_json::json!({"replacement": "▁", "prepend_scheme": "first", "split": false}),
+        );
         assert_eq!(pieces(&first, "a b", true), ["▁a▁b"]);
         assert_eq!(pieces(&first, "a b", false), ["a▁b"]);
         let never = metaspace(serde_json::json!({"replacement": "▁", "prepend_scheme": "never"}));
-        assert_eq!(pieces(&never, "hello  world", true), ["hello", "▁", "▁world"]);
+        assert_eq!(
+            pieces(&never, "hello  world", true),
+            ["hello", "▁", "▁world"]
+        );
     }
 
     #[test]
@@ -182,7 +195,9 @@ mod tests {
         let conflict = serde_json::json!({"replacement": "▁", "add_prefix_space": false, "prepend_scheme": "first"});
         assert!(Metaspace::from_json(&conflict, "pre_tokenizer", "t.json").is_err());
         let bad = serde_json::json!({"replacement": "▁", "prepend_scheme": "sometimes"});
-        let err = Metaspace::from_json(&bad, "pre_tokenizer", "t.json").unwrap_err().to_string();
+        let err = Metaspace::from_json(&bad, "pre_tokenizer", "t.json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sometimes") && err.contains("t.json"), "{err}");
     }
 

@@ -3744,7 +3744,9 @@ pub static COMPAT_DECOMPOSITION: [(u32, u16, u8); 3734] = [
     (0x1FBF9, 5513, 1),
 ];
 
-/// The code points of all compatibility mappings, back to back.
+/// The code points of all compatibility mappings, back to back (eight per line; rustfmt
+/// would repack them, so it is told to leave the generated layout alone).
+#[rustfmt::skip]
 pub static COMPAT_CHARS: [u32; 5514] = [
     0x20, 0x20, 0x308, 0x61, 0x20, 0x304, 0x32, 0x33,
     0x20, 0x301, 0x3BC, 0x20, 0x327, 0x31, 0x6F, 0x31,

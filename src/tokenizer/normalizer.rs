@@ -21,9 +21,15 @@ pub enum Normalizer {
     /// Puts a string before any non-empty text.
     Prepend(String),
     /// Replaces every match of the pattern by `content`.
-    Replace { pattern: Pattern, content: String },
+    Replace {
+        pattern: Pattern,
+        content: String,
+    },
     /// Removes white space at the start (`left`) and / or the end (`right`).
-    Strip { left: bool, right: bool },
+    Strip {
+        left: bool,
+        right: bool,
+    },
     /// Lower-cases character by character (as HF: a final Σ becomes σ, not ς).
     Lowercase,
     Sequence(Vec<Normalizer>),
@@ -32,9 +38,17 @@ pub enum Normalizer {
 /// The normalizer types we implement, for messages.
 const SUPPORTED: &str = "NFC, NFD, NFKC, NFKD, Prepend, Replace, Strip, Lowercase, Sequence, null";
 
-fn string_field<'a>(value: &'a serde_json::Value, key: &str, kind: &str, origin: &str) -> Result<&'a str> {
+fn string_field<'a>(
+    value: &'a serde_json::Value,
+    key: &str,
+    kind: &str,
+    origin: &str,
+) -> Result<&'a str> {
     value.get(key).and_then(|v| v.as_str()).ok_or_else(|| {
-        Error::format(origin, format!("normalizer {kind}: field `{key}` is not a string"))
+        Error::format(
+            origin,
+            format!("normalizer {kind}: field `{key}` is not a string"),
+        )
     })
 }
 
@@ -45,13 +59,16 @@ impl Normalizer {
             .get("type")
             .and_then(|t| t.as_str())
             .unwrap_or("<missing type>");
-        let flag = |key: &str, default: bool| value.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
+        let flag =
+            |key: &str, default: bool| value.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
         Ok(match kind {
             "NFC" => Normalizer::Unicode(Form::Nfc),
             "NFD" => Normalizer::Unicode(Form::Nfd),
             "NFKC" => Normalizer::Unicode(Form::Nfkc),
             "NFKD" => Normalizer::Unicode(Form::Nfkd),
-            "Prepend" => Normalizer::Prepend(string_field(value, "prepend", kind, origin)?.to_string()),
+            "Prepend" => {
+                Normalizer::Prepend(string_field(value, "prepend", kind, origin)?.to_string())
+            }
             "Replace" => Normalizer::Replace {
                 pattern: Pattern::from_json(value.get("pattern"), "normalizer Replace", origin)?,
                 content: string_field(value, "content", kind, origin)?.to_string(),
@@ -87,7 +104,9 @@ impl Normalizer {
     pub fn normalize<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match self {
             Normalizer::Unicode(form) => normalize(text, *form),
-            Normalizer::Prepend(prefix) if !text.is_empty() => Cow::Owned(format!("{prefix}{text}")),
+            Normalizer::Prepend(prefix) if !text.is_empty() => {
+                Cow::Owned(format!("{prefix}{text}"))
+            }
             Normalizer::Prepend(_) => Cow::Borrowed(text),
             Normalizer::Replace { pattern, content } => match pattern.replace_all(text, content) {
                 Some(replaced) => Cow::Owned(replaced),
@@ -121,7 +140,10 @@ impl Normalizer {
 /// Per-character lower case (Rust's `str::to_lowercase` would apply the final-sigma rule, which
 /// HF does not).
 fn lowercase(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c.to_lowercase().ne(std::iter::once(c))) {
+    if !text
+        .chars()
+        .any(|c| c.to_lowercase().ne(std::iter::once(c)))
+    {
         return Cow::Borrowed(text);
     }
     Cow::Owned(text.chars().flat_map(char::to_lowercase).collect())
@@ -146,7 +168,8 @@ mod tests {
 
     #[test]
     fn strip_and_lowercase() {
-        let strip = parse(serde_json::json!({"type": "Strip", "strip_left": false, "strip_right": true}));
+        let strip =
+            parse(serde_json::json!({"type": "Strip", "strip_left": false, "strip_right": true}));
         assert_eq!(strip.normalize("  a b \n"), "  a b");
         let lower = parse(serde_json::json!({"type": "Lowercase"}));
         assert_eq!(lower.normalize("ΟΔΟΣ İx"), "οδοσ i\u{307}x");
@@ -158,7 +181,10 @@ mod tests {
         let err = Normalizer::from_json(&serde_json::json!({"type": "Precompiled"}), "t.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("t.json") && err.contains("Precompiled") && err.contains("NFKC"), "{err}");
+        assert!(
+            err.contains("t.json") && err.contains("Precompiled") && err.contains("NFKC"),
+            "{err}"
+        );
         let err = Normalizer::from_json(&serde_json::json!({"type": "Prepend"}), "t.json")
             .unwrap_err()
             .to_string();

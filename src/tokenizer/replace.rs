@@ -46,13 +46,19 @@ pub const SUPPORTED_REGEX: &str =
 
 impl Pattern {
     /// Parses `{"String": s}` or `{"Regex": r}`; `what` names the component in errors.
-    pub fn from_json(value: Option<&serde_json::Value>, what: &str, origin: &str) -> Result<Pattern> {
-        let value = value.ok_or_else(|| {
-            Error::format(origin, format!("{what}: field `pattern` is missing"))
-        })?;
+    pub fn from_json(
+        value: Option<&serde_json::Value>,
+        what: &str,
+        origin: &str,
+    ) -> Result<Pattern> {
+        let value = value
+            .ok_or_else(|| Error::format(origin, format!("{what}: field `pattern` is missing")))?;
         if let Some(s) = value.get("String").and_then(|s| s.as_str()) {
             if s.is_empty() {
-                return Err(Error::format(origin, format!("{what}: the pattern string is empty")));
+                return Err(Error::format(
+                    origin,
+                    format!("{what}: the pattern string is empty"),
+                ));
             }
             return Ok(Pattern::Literal(s.to_string()));
         }
@@ -193,7 +199,10 @@ mod tests {
         assert_eq!(space.replace_all("a b  c", "▁").as_deref(), Some("a▁b▁▁c"));
         assert_eq!(space.replace_all("abc", "▁"), None);
         let runs = regex(" {2,}").unwrap();
-        assert_eq!(runs.replace_all("a b  c   d", "▁").as_deref(), Some("a b▁c▁d"));
+        assert_eq!(
+            runs.replace_all("a b  c   d", "▁").as_deref(),
+            Some("a b▁c▁d")
+        );
         let ws = regex(r"\s+").unwrap();
         assert_eq!(ws.replace_all("a \t\nb", " ").as_deref(), Some("a b"));
         // {2}: runs of five spaces are two matches and a single space left over.
@@ -204,12 +213,21 @@ mod tests {
 
     #[test]
     fn other_regexes_are_refused() {
-        for r in [r"\d+", "[a-z]+", "a|b", "ab+", "(x)", "a*", " {0,}", "x{3,2}", ""] {
+        for r in [
+            r"\d+", "[a-z]+", "a|b", "ab+", "(x)", "a*", " {0,}", "x{3,2}", "",
+        ] {
             assert_eq!(regex(r), None, "{r}");
         }
-        let err = Pattern::from_json(Some(&serde_json::json!({"Regex": "[0-9]+"})), "normalizer Replace", "t.json")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("t.json") && err.contains("[0-9]+") && err.contains("supported"), "{err}");
+        let err = Pattern::from_json(
+            Some(&serde_json::json!({"Regex": "[0-9]+"})),
+            "normalizer Replace",
+            "t.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t.json") && err.contains("[0-9]+") && err.contains("supported"),
+            "{err}"
+        );
     }
 }

@@ -234,11 +234,17 @@ mod tests {
     fn compatibility_forms() {
         // ﬁ ligature -> "fi"; full-width Ａ -> A; ① -> 1; ㍿ -> 株式会社; ½ -> 1⁄2.
         assert_eq!(normalize("\u{fb01}\u{ff21}\u{2460}", Form::Nfkc), "fiA1");
-        assert_eq!(normalize("\u{337f}\u{bd}", Form::Nfkd), "株式会社1\u{2044}2");
+        assert_eq!(
+            normalize("\u{337f}\u{bd}", Form::Nfkd),
+            "株式会社1\u{2044}2"
+        );
         // NFKD and NFD split é; NFKC recomposes the decomposed ẛ̣ (U+1E9B U+0323) to ṩ.
         assert_eq!(normalize("caf\u{e9}", Form::Nfd), "cafe\u{301}");
         assert_eq!(normalize("\u{1e9b}\u{323}", Form::Nfkc), "\u{1e69}");
-        assert_eq!(normalize("\u{1e9b}\u{323}", Form::Nfd), "\u{17f}\u{323}\u{307}");
+        assert_eq!(
+            normalize("\u{1e9b}\u{323}", Form::Nfd),
+            "\u{17f}\u{323}\u{307}"
+        );
         // Hangul: NFD splits a syllable into jamo, NFKC keeps it.
         assert_eq!(normalize("\u{d55c}", Form::Nfd), "\u{1112}\u{1161}\u{11ab}");
         assert_eq!(normalize("\u{d55c}", Form::Nfkc), "\u{d55c}");
