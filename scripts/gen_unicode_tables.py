@@ -5,6 +5,7 @@ Writes:
   src/tokenizer/unicode_class.rs  ranges of \\p{L} (letters) and \\p{N} (numbers) for the splitter
   src/tokenizer/nfc_table.rs      canonical combining classes, canonical decompositions,
                                   primary compositions and the NFC quick-check set
+  src/tokenizer/nfkd_table.rs     compatibility decompositions (for NFKD / NFKC)
 The Unicode version is the one of the Python that runs this (3.11 -> Unicode 14.0.0), which is also
 the version of the Oniguruma regex engine inside HF tokenizers, so \\p{L}/\\p{N} agree with it.
 """
@@ -125,7 +126,46 @@ def write_nfc_table(path):
         f.write("];\n")
 
 
+def compat_decomposition(cp):
+    """The one-level compatibility mapping of cp (a `<tag>` decomposition), or None."""
+    d = unicodedata.decomposition(chr(cp))
+    if not d or not d.startswith("<"):
+        return None
+    return [int(x, 16) for x in d.split()[1:]]
+
+
+def write_nfkd_table(path):
+    # One level only, like the canonical table: the Rust side decomposes the parts again.
+    entries, flat = [], []
+    for cp in range(MAX):
+        d = compat_decomposition(cp)
+        if d is None:
+            continue
+        assert 1 <= len(d) <= 255, (hex(cp), d)
+        entries.append((cp, len(flat), len(d)))
+        flat.extend(d)
+    with open(path, "w") as f:
+        f.write(HEADER)
+        f.write("//! Unicode data for NFKD / NFKC: compatibility decompositions.\n\n")
+        f.write(f"/// The Unicode version these tables come from.\npub const UNICODE_VERSION: &str = \"{VERSION}\";\n\n")
+        f.write("/// (code point, start, length): the code point's compatibility mapping (its `<tag>`\n")
+        f.write("/// decomposition, one level deep) is `COMPAT_CHARS[start..start + length]`. Sorted by code\n")
+        f.write("/// point. Code points with a canonical mapping are in `nfc_table::DECOMPOSITION` instead.\n")
+        f.write(f"pub static COMPAT_DECOMPOSITION: [(u32, u16, u8); {len(entries)}] = [\n")
+        for cp, start, n in entries:
+            f.write(f"    (0x{cp:X}, {start}, {n}),\n")
+        f.write("];\n\n")
+        f.write("/// The code points of all compatibility mappings, back to back (eight per line; rustfmt\n")
+        f.write("/// would repack them, so it is told to leave the generated layout alone).\n")
+        f.write("#[rustfmt::skip]\n")
+        f.write(f"pub static COMPAT_CHARS: [u32; {len(flat)}] = [\n")
+        for i in range(0, len(flat), 8):
+            f.write("    " + " ".join(f"0x{c:X}," for c in flat[i:i + 8]) + "\n")
+        f.write("];\n")
+
+
 if __name__ == "__main__":
     write_class_table("src/tokenizer/unicode_class.rs")
     write_nfc_table("src/tokenizer/nfc_table.rs")
+    write_nfkd_table("src/tokenizer/nfkd_table.rs")
     print("Unicode", VERSION)

@@ -399,14 +399,14 @@ fn every_supported_tensor_type_dequantises() {
 
 #[test]
 fn undecodable_type_opens_but_dequantise_errors() {
-    // Q6_K (id 14): 256 elements in 210 bytes. The reader must size it; we do not decode it.
+    // Q8_K (id 15): 256 elements in 292 bytes. The reader must size it; we do not decode it.
     let path = Writer::new()
-        .tensor("k", &[256], 14, vec![0; 210])
-        .write("q6k.gguf");
+        .tensor("k", &[256], 15, vec![0; 292])
+        .write("q8k-open.gguf");
     let g = GgufFile::open(&path).unwrap();
-    assert_eq!(g.tensors()[0].n_bytes, 210);
+    assert_eq!(g.tensors()[0].n_bytes, 292);
     let err = g.dequantize("k").unwrap_err().to_string();
-    assert!(err.contains("Q6_K"), "{err}");
+    assert!(err.contains("Q8_K"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -941,4 +941,268 @@ fn smollm2_tokenizer_matches_the_reference_vocab_and_merges() {
     assert_eq!(ours["model"]["merges"], reference["model"]["merges"]);
     assert_eq!(ours["added_tokens"], reference["added_tokens"]);
     assert_eq!(ours["pre_tokenizer"], reference["pre_tokenizer"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixed quantisation types and the SentencePiece (llama) tokenizer, on files written here.
+
+/// The reference blocks of one type from the gguf-quants fixture: (raw bytes, values).
+fn fixture_blocks(st: &safetensors::SafeTensors, ty: &str) -> (Vec<u8>, Vec<f32>) {
+    let raw = st.tensor(&format!("{ty}.raw")).expect("fixture raw blocks");
+    let values = st.tensor(&format!("{ty}.f32")).expect("fixture values");
+    let values = values
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (raw.data().to_vec(), values)
+}
+
+/// `n_values` values of type `ty` made by cycling the fixture's blocks: (bytes, expected values).
+fn cycled(st: &safetensors::SafeTensors, ty: &str, n_values: usize) -> (Vec<u8>, Vec<f32>) {
+    let (raw, values) = fixture_blocks(st, ty);
+    let n_blocks_fixture = st.tensor(&format!("{ty}.raw")).unwrap().shape()[0];
+    let (block_bytes, block_values) = (
+        raw.len() / n_blocks_fixture,
+        values.len() / n_blocks_fixture,
+    );
+    let blocks = n_values / block_values;
+    let mut bytes = Vec::with_capacity(blocks * block_bytes);
+    let mut expected = Vec::with_capacity(n_values);
+    for b in 0..blocks {
+        let k = b % n_blocks_fixture;
+        bytes.extend_from_slice(&raw[k * block_bytes..(k + 1) * block_bytes]);
+        expected.extend_from_slice(&values[k * block_values..(k + 1) * block_values]);
+    }
+    (bytes, expected)
+}
+
+#[test]
+fn a_model_of_mixed_quant_types_loads_tensor_by_tensor() {
+    use GgufValue::*;
+    let bytes = std::fs::read(common::fixture("gguf-quants/quants.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // hidden 256 (k-quant rows are 256 wide), 2 heads of 128, 1 KV head, FFN 256, vocab 5.
+    let (h, kv, ffn, vocab) = (256u64, 128u64, 256u64, 5u64);
+    let layout: [(&str, &[u64], &str, u32); 8] = [
+        ("token_embd.weight", &[h, vocab], "Q6_K", 14),
+        ("blk.0.attn_q.weight", &[h, h], "Q4_K", 12),
+        ("blk.0.attn_k.weight", &[h, kv], "Q5_K", 13),
+        ("blk.0.attn_v.weight", &[h, kv], "Q3_K", 11),
+        ("blk.0.attn_output.weight", &[h, h], "Q2_K", 10),
+        ("blk.0.ffn_gate.weight", &[h, ffn], "Q5_0", 6),
+        ("blk.0.ffn_up.weight", &[h, ffn], "Q5_1", 7),
+        ("blk.0.ffn_down.weight", &[ffn, h], "Q8_0", 8),
+    ];
+    let mut w = tiny_llama("smollm");
+    w.tensors.clear();
+    for (k, v) in w.kvs.iter_mut() {
+        match k.as_str() {
+            "llama.embedding_length" => *v = U32(h as u32),
+            "llama.feed_forward_length" => *v = U32(ffn as u32),
+            "llama.rope.dimension_count" => *v = U32(128),
+            _ => {}
+        }
+    }
+    let mut expected = Vec::new();
+    for (name, dims, ty, id) in layout {
+        let (data, values) = cycled(&st, ty, dims.iter().product::<u64>() as usize);
+        w = w.tensor(name, dims, id, data);
+        expected.push((name, values));
+    }
+    for norm in [
+        "blk.0.attn_norm.weight",
+        "blk.0.ffn_norm.weight",
+        "output_norm.weight",
+    ] {
+        w = w.tensor(norm, &[h], 0, f32_le(&vec![1.0; h as usize]));
+    }
+    let path = w.write("mixed-model.gguf");
+    let (model, _) = ilrec::model::llama::Llama::from_gguf(&path).expect("mixed-type GGUF loads");
+    for (gguf_name, values) in expected {
+        let hf_name = gguf_hf::hf_tensor_name(gguf_name).unwrap();
+        let id = model.params.id(&hf_name).expect(&hf_name);
+        let got = model.params.value(id).to_vec();
+        let want = match gguf_name {
+            "blk.0.attn_q.weight" => gguf_hf::unpermute_qk_rows(&values, 2, h as usize).unwrap(),
+            "blk.0.attn_k.weight" => gguf_hf::unpermute_qk_rows(&values, 1, h as usize).unwrap(),
+            _ => values,
+        };
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+                && got.len() == want.len(),
+            "{hf_name}: loaded values differ from the reference dequantisation"
+        );
+    }
+}
+
+#[test]
+fn undecodable_types_and_bad_block_counts_name_the_tensor() {
+    // Q8_K (id 15) has a known layout but is not a weight format we decode.
+    let path = Writer::new()
+        .tensor("blk.0.w", &[256], 15, vec![0; 292])
+        .write("q8k.gguf");
+    let err = GgufFile::open(&path)
+        .unwrap()
+        .dequantize("blk.0.w")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("blk.0.w") && err.contains("Q8_K") && err.contains("Q4_K"),
+        "{err}"
+    );
+    // IQ2_XXS (id 16): unknown layout, refused at open with its name.
+    let path = Writer::new()
+        .tensor("blk.0.iq", &[256], 16, vec![0; 66])
+        .write("iq.gguf");
+    assert_err_contains(&path, "IQ2_XXS");
+    assert_err_contains(&path, "blk.0.iq");
+    // A Q4_K row of 128 values is half a block.
+    let path = Writer::new()
+        .tensor("blk.0.half", &[128, 2], 12, vec![0; 144])
+        .write("half.gguf");
+    assert_err_contains(&path, "blk.0.half");
+    assert_err_contains(&path, "Q4_K block size 256");
+}
+
+/// A SentencePiece GGUF made from the Llama 2-style fixture: tokens in id order, scores that rank
+/// each token by the first merge that makes it (as SentencePiece's scores do), token types
+/// (unknown, control, byte, normal), no merges.
+fn sentencepiece_gguf() -> (PathBuf, serde_json::Value) {
+    use GgufValue::*;
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixture("tokenizers/llama2/tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let vocab = fixture["model"]["vocab"].as_object().unwrap();
+    let mut tokens: Vec<(&str, u64)> = vocab
+        .iter()
+        .map(|(t, id)| (t.as_str(), id.as_u64().unwrap()))
+        .collect();
+    tokens.sort_by_key(|&(_, id)| id);
+    let mut first_merge = std::collections::HashMap::new();
+    for (rank, m) in fixture["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        first_merge
+            .entry(m.as_str().unwrap().replace(' ', ""))
+            .or_insert(rank);
+    }
+    let specials: Vec<&str> = fixture["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["content"].as_str().unwrap())
+        .collect();
+    let unk = fixture["model"]["unk_token"].as_str().unwrap();
+    let mut scores = Vec::new();
+    let mut types = Vec::new();
+    for &(token, id) in &tokens {
+        scores.push(F32(match first_merge.get(token) {
+            Some(&rank) => -(rank as f32),
+            None => -1e6 - id as f32,
+        }));
+        let is_byte = token.len() == 6 && token.starts_with("<0x") && token.ends_with('>');
+        types.push(I32(match token {
+            t if t == unk => 2,
+            t if specials.contains(&t) => 3,
+            _ if is_byte => 6,
+            _ => 1,
+        }));
+    }
+    let w = tiny_llama("default");
+    let mut w2 = Writer::new();
+    for (k, v) in w
+        .kvs
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("tokenizer."))
+    {
+        w2 = w2.kv(&k, v);
+    }
+    let w2 = w2
+        .kv("tokenizer.ggml.model", String("llama".into()))
+        .kv(
+            "tokenizer.ggml.tokens",
+            Array(tokens.iter().map(|(t, _)| String(t.to_string())).collect()),
+        )
+        .kv("tokenizer.ggml.scores", Array(scores))
+        .kv("tokenizer.ggml.token_type", Array(types))
+        .kv("tokenizer.ggml.bos_token_id", U32(1))
+        .kv("tokenizer.ggml.eos_token_id", U32(2))
+        .kv("tokenizer.ggml.unknown_token_id", U32(0))
+        .kv("tokenizer.ggml.add_bos_token", Bool(true));
+    (w2.write("sentencepiece.gguf"), fixture)
+}
+
+#[test]
+fn sentencepiece_tokenizer_from_gguf_matches_hf() {
+    let (path, fixture) = sentencepiece_gguf();
+    let g = GgufFile::open(&path).unwrap();
+    let json = gguf_hf::hf_tokenizer_json(&g).unwrap();
+    // The merges rebuilt from the scores are the fixture's, in its order.
+    assert_eq!(json["model"]["merges"], fixture["model"]["merges"]);
+    assert_eq!(json["model"]["byte_fallback"], true);
+    assert_eq!(json["model"]["unk_token"], "<unk>");
+    assert_eq!(json["normalizer"], fixture["normalizer"]);
+    let special: Vec<&str> = json["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(special, ["<unk>", "<s>", "</s>"]);
+    assert_eq!(
+        json["post_processor"]["single"][0]["SpecialToken"]["id"],
+        "<s>"
+    );
+    // Encoding and decoding through it give HF's ids on the fixture cases.
+    let origin = path.display().to_string();
+    let make = || {
+        ilrec::tokenizer::Tokenizer::from_json(&json, &origin).expect("tokenizer from GGUF loads")
+    };
+    let n = common::check_tokenizer_cases(
+        "llama2 via GGUF",
+        &make,
+        &common::fixture("tokenizers/llama2/cases.jsonl"),
+    );
+    assert!(n > 0);
+}
+
+#[test]
+fn sentencepiece_gguf_without_scores_or_with_an_unknown_model_is_refused() {
+    let g = GgufFile::open(
+        tiny_llama("default")
+            .kv("x", GgufValue::U8(0))
+            .write("gpt2-ok.gguf"),
+    )
+    .unwrap();
+    assert!(gguf_hf::hf_tokenizer_json(&g).is_ok());
+    let mut w = tiny_llama("default");
+    for (k, v) in w.kvs.iter_mut() {
+        if k == "tokenizer.ggml.model" {
+            *v = GgufValue::String("llama".into());
+        }
+    }
+    w.kvs.retain(|(k, _)| k != "tokenizer.ggml.merges");
+    let g = GgufFile::open(w.write("spm-no-scores.gguf")).unwrap();
+    let err = gguf_hf::hf_tokenizer_json(&g).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.ggml.scores"), "{err}");
+    let mut w = tiny_llama("default");
+    w.kvs
+        .iter_mut()
+        .find(|(k, _)| k == "tokenizer.ggml.model")
+        .unwrap()
+        .1 = GgufValue::String("bert".into());
+    let err = gguf_hf::hf_tokenizer_json(&GgufFile::open(w.write("bert.gguf")).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bert") && err.contains("llama") && err.contains("gpt2"),
+        "{err}"
+    );
 }

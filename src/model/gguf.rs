@@ -256,12 +256,27 @@ impl GgufFile {
         let info = self.tensor(name).ok_or_else(|| {
             Error::format(&self.path, format!("no tensor named {name:?} in the file"))
         })?;
+        if !info.ggml_type.can_dequantize() {
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "tensor {name}: type {} is not one we decode (supported: {})",
+                    info.ggml_type.name(),
+                    gguf_quant::DECODED_TYPES
+                ),
+            ));
+        }
         let values = gguf_quant::dequantize(
             info.ggml_type,
             self.tensor_bytes(info),
             info.n_elements as usize,
         )
-        .map_err(|e| Error::format(&self.path, format!("tensor {name}: {e}")))?;
+        .map_err(|e| {
+            Error::format(
+                &self.path,
+                format!("tensor {name} ({}): {e}", info.ggml_type.name()),
+            )
+        })?;
         Ok((info.row_major_shape(), values))
     }
 }
@@ -428,8 +443,11 @@ fn read_tensor_info(cur: &mut Cursor, alignment: u64) -> Result<GgufTensorInfo> 
     }
     let type_id = cur.u32(&name)?;
     let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
+        let known =
+            gguf_quant::unknown_type_name(type_id).map_or_else(String::new, |n| format!(" ({n})"));
         cur.error(format!(
-            "tensor {name}: unknown or unsupported ggml type id {type_id}"
+            "tensor {name}: ggml type id {type_id}{known} is not supported (supported: {})",
+            gguf_quant::DECODED_TYPES
         ))
     })?;
     let offset = cur.u64(&name)?;
@@ -439,8 +457,10 @@ fn read_tensor_info(cur: &mut Cursor, alignment: u64) -> Result<GgufTensorInfo> 
     let (block_elems, block_bytes) = ggml_type.block_layout();
     if dims[0] % block_elems as u64 != 0 {
         return Err(cur.error(format!(
-            "tensor {name}: row length {} is not a multiple of the {} block size {block_elems}",
+            "tensor {name}: row length {} is not a multiple of the {} block size {block_elems}, \
+             so its {} blocks cannot cover the shape {dims:?}",
             dims[0],
+            ggml_type.name(),
             ggml_type.name()
         )));
     }

@@ -1,5 +1,6 @@
 //! llama.cpp's conventions mapped back to Hugging Face's, for a Llama-architecture GGUF:
-//! tensor names, the q/k row order, `config.json` and `tokenizer.json`.
+//! tensor names, the q/k row order, `config.json` and (in [`super::gguf_tokenizer`])
+//! `tokenizer.json`.
 //!
 //! Everything here returns plain data (f32 vectors with row-major shapes, `serde_json::Value`s)
 //! so that the safetensors writer, our Llama model and our tokenizer can consume it without
@@ -7,7 +8,9 @@
 
 use super::gguf::{GgufFile, GgufValue};
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+
+pub use super::gguf_tokenizer::hf_tokenizer_json;
 
 /// One HF tensor: name, row-major shape, f32 values.
 pub type HfTensor = (String, Vec<usize>, Vec<f32>);
@@ -264,129 +267,8 @@ fn unpermute_attention(
     unpermute_qk_rows(values, n_heads, shape[1])
 }
 
-/// llama.cpp token types (`tokenizer.ggml.token_type`).
-mod token_type {
-    pub const CONTROL: i64 = 3;
-    pub const USER_DEFINED: i64 = 4;
-}
-
-/// A HF `tokenizer.json` for a gpt2-style (byte-level BPE) GGUF vocabulary.
-///
-/// Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain added
-/// tokens. The pre-tokenizer follows `tokenizer.ggml.pre`; we know `smollm` (digits split one
-/// by one, then GPT-2's byte-level regex) and `gpt-2`/`default` (byte-level only). No BOS/EOS is
-/// added on encode, as in SmolLM2's own tokenizer.json.
-pub fn hf_tokenizer_json(gguf: &GgufFile) -> Result<Value> {
-    let model = req_str(gguf, "tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(Error::format(
-            gguf.path(),
-            format!(
-                "tokenizer.ggml.model is {model:?}; only \"gpt2\" (byte-level BPE) is supported"
-            ),
-        ));
-    }
-    let tokens = string_array(gguf, "tokenizer.ggml.tokens")?;
-    let merges = string_array(gguf, "tokenizer.ggml.merges")?;
-    let types = token_types(gguf, tokens.len())?;
-    let pre_tokenizer = pre_tokenizer(gguf)?;
-
-    let mut vocab = Map::new();
-    for (id, token) in tokens.iter().enumerate() {
-        if vocab.insert(token.to_string(), json!(id)).is_some() {
-            return Err(Error::format(
-                gguf.path(),
-                format!("token {token:?} appears twice in tokenizer.ggml.tokens"),
-            ));
-        }
-    }
-    let added_tokens: Vec<Value> = tokens
-        .iter()
-        .zip(&types)
-        .enumerate()
-        .filter(|(_, (_, &ty))| ty == token_type::CONTROL || ty == token_type::USER_DEFINED)
-        .map(|(id, (content, &ty))| added_token(id, content, ty == token_type::CONTROL))
-        .collect();
-
-    Ok(json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added_tokens,
-        "normalizer": null,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {
-            "type": "BPE",
-            "dropout": null,
-            "unk_token": null,
-            "continuing_subword_prefix": null,
-            "end_of_word_suffix": null,
-            "fuse_unk": false,
-            "byte_fallback": false,
-            "ignore_merges": false,
-            "vocab": vocab,
-            "merges": merges,
-        },
-    }))
-}
-
-/// One entry of tokenizer.json's `added_tokens`.
-fn added_token(id: usize, content: &str, special: bool) -> Value {
-    json!({
-        "id": id,
-        "content": content,
-        "single_word": false,
-        "lstrip": false,
-        "rstrip": false,
-        "normalized": !special,
-        "special": special,
-    })
-}
-
-/// The pre-tokenizer named by `tokenizer.ggml.pre` (absent means llama.cpp's "default").
-fn pre_tokenizer(gguf: &GgufFile) -> Result<Value> {
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let pre = gguf
-        .get("tokenizer.ggml.pre")
-        .and_then(GgufValue::as_str)
-        .unwrap_or("default");
-    match pre {
-        "smollm" => Ok(json!({
-            "type": "Sequence",
-            "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level],
-        })),
-        "gpt-2" | "default" => Ok(byte_level),
-        other => Err(Error::config(
-            format!(
-                "{}: tokenizer.ggml.pre {other:?} is not a pre-tokenizer we know",
-                gguf.path().display()
-            ),
-            "supported: smollm, gpt-2, default",
-        )),
-    }
-}
-
-/// `tokenizer.ggml.token_type` as integers (all 1 = normal when absent); one per token.
-fn token_types(gguf: &GgufFile, n_tokens: usize) -> Result<Vec<i64>> {
-    let Some(value) = gguf.get("tokenizer.ggml.token_type") else {
-        return Ok(vec![1; n_tokens]);
-    };
-    let types: Option<Vec<i64>> = value
-        .as_array()
-        .and_then(|a| a.iter().map(GgufValue::as_i64).collect());
-    match types {
-        Some(t) if t.len() == n_tokens => Ok(t),
-        _ => Err(Error::format(
-            gguf.path(),
-            format!("tokenizer.ggml.token_type must be an integer array of {n_tokens} entries"),
-        )),
-    }
-}
-
 /// A metadata array of strings.
-fn string_array<'a>(gguf: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
+pub(super) fn string_array<'a>(gguf: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
     let value = gguf.get(key).ok_or_else(|| missing(gguf, key))?;
     value
         .as_array()
@@ -394,11 +276,11 @@ fn string_array<'a>(gguf: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
         .ok_or_else(|| wrong_type(gguf, key, "array of strings", value))
 }
 
-fn missing(gguf: &GgufFile, key: &str) -> Error {
+pub(super) fn missing(gguf: &GgufFile, key: &str) -> Error {
     Error::format(gguf.path(), format!("metadata key {key} is missing"))
 }
 
-fn wrong_type(gguf: &GgufFile, key: &str, expected: &str, found: &GgufValue) -> Error {
+pub(super) fn wrong_type(gguf: &GgufFile, key: &str, expected: &str, found: &GgufValue) -> Error {
     Error::format(
         gguf.path(),
         format!(
@@ -408,14 +290,14 @@ fn wrong_type(gguf: &GgufFile, key: &str, expected: &str, found: &GgufValue) -> 
     )
 }
 
-fn req_str<'a>(gguf: &'a GgufFile, key: &str) -> Result<&'a str> {
+pub(super) fn req_str<'a>(gguf: &'a GgufFile, key: &str) -> Result<&'a str> {
     let value = gguf.get(key).ok_or_else(|| missing(gguf, key))?;
     value
         .as_str()
         .ok_or_else(|| wrong_type(gguf, key, "string", value))
 }
 
-fn opt_usize(gguf: &GgufFile, key: &str) -> Result<Option<usize>> {
+pub(super) fn opt_usize(gguf: &GgufFile, key: &str) -> Result<Option<usize>> {
     match gguf.get(key) {
         None => Ok(None),
         Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {

@@ -4,8 +4,10 @@
 //! is a block of one element; a quantised type packs 32 (or 256) elements plus their scale(s)
 //! into a few bytes. All multi-byte fields are little-endian. The reader ([`super::gguf`])
 //! needs the sizes of every type it may meet (to validate tensor extents), even of the types we
-//! cannot decode; [`dequantize`] decodes the ones a SmolLM2-class checkpoint uses.
+//! cannot decode; [`dequantize`] decodes the plain types, the classic 32-element formats here
+//! and the 256-element k-quants of [`super::gguf_kquant`] (what Q4_K_M, Q5_K_M, ... files mix).
 
+use super::gguf_kquant;
 use crate::{Error, Result};
 use half::{bf16, f16};
 
@@ -122,9 +124,53 @@ impl GgmlType {
 
     /// Whether [`dequantize`] can decode this type.
     pub fn can_dequantize(self) -> bool {
-        use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1)
+        self.block_decoder().is_some()
     }
+
+    /// The function that decodes one block of this type, for the types we decode.
+    fn block_decoder(self) -> Option<fn(&[u8], &mut [f32])> {
+        use GgmlType::*;
+        Some(match self {
+            F32 => decode_f32,
+            F16 => decode_f16,
+            BF16 => decode_bf16,
+            Q8_0 => decode_q8_0,
+            Q4_0 => decode_q4_0,
+            Q4_1 => decode_q4_1,
+            Q5_0 => decode_q5_0,
+            Q5_1 => decode_q5_1,
+            Q2K => gguf_kquant::decode_q2_k,
+            Q3K => gguf_kquant::decode_q3_k,
+            Q4K => gguf_kquant::decode_q4_k,
+            Q5K => gguf_kquant::decode_q5_k,
+            Q6K => gguf_kquant::decode_q6_k,
+            Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64 => return None,
+        })
+    }
+}
+
+/// The tensor types [`dequantize`] decodes, for messages.
+pub const DECODED_TYPES: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+
+/// ggml's name for a type id we do not know the layout of (the IQ* and ternary formats, ...),
+/// so that a refusal can say what the file holds.
+pub fn unknown_type_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return None,
+    })
 }
 
 /// Decodes `n_elements` elements of type `ty` stored in `bytes` (exactly the tensor's bytes).
@@ -148,21 +194,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
             ),
         ));
     }
-    let decode_block: fn(&[u8], &mut [f32]) = match ty {
-        GgmlType::F32 => decode_f32,
-        GgmlType::F16 => decode_f16,
-        GgmlType::BF16 => decode_bf16,
-        GgmlType::Q8_0 => decode_q8_0,
-        GgmlType::Q4_0 => decode_q4_0,
-        GgmlType::Q4_1 => decode_q4_1,
-        other => {
-            return Err(Error::DType {
-                op: "dequantize",
-                expected: "F32, F16, BF16, Q8_0, Q4_0 or Q4_1".into(),
-                found: other.name().into(),
-            })
-        }
-    };
+    let decode_block = ty.block_decoder().ok_or_else(|| Error::DType {
+        op: "dequantize",
+        expected: DECODED_TYPES.into(),
+        found: ty.name().into(),
+    })?;
     // out: [n_elements], filled one block at a time.
     let mut out = vec![0f32; n_elements];
     for (block, dst) in bytes
@@ -227,6 +263,41 @@ fn decode_q4_1(block: &[u8], out: &mut [f32]) {
     }
 }
 
+/// The 32 fifth bits of Q5_0 / Q5_1 (`qh`, a little-endian u32: bit j for element j) joined to
+/// the nibbles of `qs` (low nibbles = elements 0..16, high = 16..32): quants in 0..32.
+fn q5_quants(qh: &[u8], qs: &[u8]) -> [u8; QK] {
+    let high = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    let mut quants = [0u8; QK];
+    for (j, q) in quants.iter_mut().enumerate() {
+        let nibble = if j < QK / 2 {
+            qs[j] & 0x0F
+        } else {
+            qs[j - QK / 2] >> 4
+        };
+        *q = nibble | ((((high >> j) & 1) as u8) << 4);
+    }
+    quants
+}
+
+/// Q5_0, 22 bytes per 32 elements: `d: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`; a 5-bit quant q
+/// stands for (q - 16) * d, symmetric like Q4_0.
+fn decode_q5_0(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for (x, &q) in out.iter_mut().zip(&q5_quants(&block[2..6], &block[6..22])) {
+        *x = d * (q as i32 - 16) as f32;
+    }
+}
+
+/// Q5_1, 24 bytes per 32 elements: `d: f16`, `m: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`;
+/// element = d * q + m, asymmetric like Q4_1.
+fn decode_q5_1(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let m = f16_at(block, 2);
+    for (x, &q) in out.iter_mut().zip(&q5_quants(&block[4..8], &block[8..24])) {
+        *x = d * q as f32 + m;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +323,7 @@ mod tests {
     fn wrong_byte_count_is_an_error() {
         assert!(dequantize(GgmlType::Q4_0, &[0u8; 17], 32).is_err());
         assert!(dequantize(GgmlType::Q4_0, &[0u8; 18], 31).is_err());
-        assert!(dequantize(GgmlType::Q6K, &[0u8; 210], 256).is_err());
+        assert!(dequantize(GgmlType::Q6K, &[0u8; 210], 255).is_err());
+        assert!(dequantize(GgmlType::Q8K, &[0u8; 292], 256).is_err());
     }
 }

@@ -8,6 +8,8 @@
 //! - [`speed`]       forward / forward+backward throughput on random weights (BENCHMARKS.md)
 //! - [`gguf`]        our own GGUF v2/v3 reader (header, metadata, tensor infos) on a memory map
 //! - [`gguf_quant`]  ggml tensor types: block layouts and dequantisation to f32
+//! - [`gguf_kquant`] the 256-element k-quant blocks (Q2_K .. Q6_K) decoded to f32
+//! - [`gguf_tokenizer`] tokenizer.json from GGUF metadata (gpt2 byte-level BPE, llama SentencePiece)
 //! - [`load`]        one entry point: an HF directory or a GGUF file -> model (+ tokenizer)
 //! - [`generate`]    greedy decoding with the KV cache
 //! - [`gguf_hf`]     llama.cpp conventions -> Hugging Face: tensor names, q/k row order,
@@ -17,7 +19,9 @@ pub mod config;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_hf;
+pub mod gguf_kquant;
 pub mod gguf_quant;
+pub mod gguf_tokenizer;
 pub mod kv_cache;
 pub mod llama;
 pub mod load;

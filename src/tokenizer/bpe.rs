@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
+use super::byte_fallback::byte_token;
 use super::byte_level::{byte_to_char, to_byte_level};
 use crate::{Error, Result};
 
@@ -227,7 +228,7 @@ impl Bpe {
         if self.byte_fallback {
             let fallback: Option<Vec<u32>> = bytes
                 .iter()
-                .map(|b| self.vocab.get(&format!("<0x{b:02X}>")).copied())
+                .map(|&b| self.vocab.get(&byte_token(b)).copied())
                 .collect();
             if let Some(fallback) = fallback {
                 ids.extend(fallback);

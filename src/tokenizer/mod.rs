@@ -1,27 +1,34 @@
-//! Our own reader of HF `tokenizer.json` files: byte-level BPE that gives the same ids as HF
-//! `tokenizers` for the Llama / Qwen / SmolLM families, without any tokenizer crate.
+//! Our own reader of HF `tokenizer.json` files: BPE that gives the same ids as HF `tokenizers`
+//! for the byte-level families (Llama 3, Qwen, SmolLM) and the SentencePiece-style ones (Llama 2,
+//! TinyLlama, Mistral v0.1: `▁` for spaces, byte fallback), without any tokenizer crate.
 //!
 //! Encoding, in HF's order:
 //! 1. added tokens with `normalized: false` are cut out of the raw text ([`added_tokens`]);
-//! 2. the rest is normalized (none, NFC; [`normalizer`]) and added tokens with
+//! 2. the rest is normalized ([`normalizer`]: Unicode forms, Prepend, Replace, ...) and added tokens with
 //!    `normalized: true` are cut out of that;
 //! 3. the remaining text is pre-tokenized into words ([`pretokenizer`], [`splitter`]);
-//! 4. each word is encoded by BPE over its bytes ([`bpe`], [`byte_level`]), with a per-word cache.
+//! 4. each word is encoded by BPE over its bytes ([`bpe`], [`byte_level`]) or its characters
+//!    (with [`byte_fallback`] for characters missing from the vocab), with a per-word cache.
 //!
-//! Decoding maps ids to token strings and undoes the byte-level mapping ([`decoder`]).
+//! Decoding maps ids to token strings and runs the file's decoder chain ([`decoder`]).
 //! Anything a file asks for that is not implemented (another model type, normalizer,
 //! pre-tokenizer, split pattern or decoder) is refused at load time with an error naming it.
 
 pub mod added_tokens;
 pub mod bpe;
+pub mod byte_fallback;
 pub mod byte_level;
 pub mod char_class;
 pub mod decoder;
+pub mod metaspace;
 pub mod nfc_table;
+pub mod nfkd_table;
 pub mod normalizer;
 pub mod pretokenizer;
+pub mod replace;
 pub mod splitter;
 pub mod unicode_class;
+pub mod unicode_norm;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -104,12 +111,20 @@ impl Tokenizer {
     }
 
     /// Records an added token in the lookup tables (the tries are rebuilt by the caller).
+    ///
+    /// The id's token string is the content as the normalizer sees it when the token is
+    /// `normalized`, as in HF: with a SentencePiece normalizer, `<a_1>` is `▁<a_1>`, so that
+    /// decoding gives back the space the match swallowed.
     fn register(&mut self, token: AddedToken) {
         let id = token.id as usize;
         if id >= self.id_to_token.len() {
             self.id_to_token.resize(id + 1, None);
         }
-        self.id_to_token[id] = Some(token.content.clone());
+        let as_seen = match (&self.normalizer, token.normalized) {
+            (Some(n), true) => n.normalize(&token.content).into_owned(),
+            _ => token.content.clone(),
+        };
+        self.id_to_token[id] = Some(as_seen);
         if token.special {
             self.special_ids.insert(token.id);
         }
@@ -124,14 +139,20 @@ impl Tokenizer {
         for segment in self.added.split_raw(text) {
             match segment {
                 Segment::Token(id) => ids.push(id),
-                Segment::Text(a, b) => self.encode_normalized(&text[a..b], &mut ids),
+                Segment::Text(a, b) => self.encode_normalized(&text[a..b], a == 0, &mut ids),
             }
         }
         ids
     }
 
-    /// Steps 2-4 of the module docs for text free of raw added tokens.
-    fn encode_normalized(&self, text: &str, ids: &mut Vec<u32>) {
+    /// Steps 2-4 of the module docs for text free of raw added tokens; `starts_input` tells
+    /// whether `text` begins the input (Metaspace's `first` scheme prepends `▁` only there).
+    ///
+    /// HF decides "begins the input" by the original offset of each piece. We take "nothing
+    /// before it, in the raw or the normalized text"; the two differ only when a normalizer
+    /// deletes leading characters (a left Strip) before a Metaspace `first`, which no known
+    /// tokenizer combines.
+    fn encode_normalized(&self, text: &str, starts_input: bool, ids: &mut Vec<u32>) {
         let normalized = match &self.normalizer {
             Some(n) => n.normalize(text),
             None => Cow::Borrowed(text),
@@ -140,7 +161,8 @@ impl Tokenizer {
             match segment {
                 Segment::Token(id) => ids.push(id),
                 Segment::Text(a, b) => {
-                    let pieces = self.pre_tokenizer.split(&normalized[a..b]);
+                    let first = starts_input && a == 0;
+                    let pieces = self.pre_tokenizer.split(&normalized[a..b], first);
                     for &(start, end) in &pieces.ranges {
                         self.model.encode_word(&pieces.text[start..end], ids);
                     }

@@ -1,20 +1,55 @@
-//! Normalizers of tokenizer.json: none, `NFC` and `Sequence`; anything else is refused at load time.
+//! Normalizers of tokenizer.json, applied to the text between added tokens before
+//! pre-tokenization: the Unicode forms (`NFC`, `NFD`, `NFKC`, `NFKD`), the SentencePiece-style
+//! `Prepend` and `Replace` (Llama 2, Mistral v0.1: `Prepend "▁"` then `Replace " " -> "▁"`),
+//! `Strip`, `Lowercase`, and `Sequence` of these. Anything else is refused at load time with an
+//! error naming it.
 //!
-//! NFC follows Unicode Annex #15: full canonical decomposition (Hangul algorithmically), canonical
-//! ordering of combining marks, then canonical composition. The data comes from the generated
-//! `nfc_table.rs`. Text that holds no character of the NFC quick-check set is returned unchanged
-//! without allocation, which is the common case (ASCII, most Latin, CJK).
+//! Each step borrows its input when it changes nothing, so the common case allocates nothing.
 
 use std::borrow::Cow;
 
-use super::nfc_table::{COMBINING_CLASS, COMPOSITION, DECOMPOSITION, NFC_UNSTABLE};
+use super::replace::Pattern;
+use super::unicode_norm::{normalize, Form};
 use crate::{Error, Result};
 
-/// A text normalizer, applied to the text between added tokens before pre-tokenization.
+pub use super::unicode_norm::combining_class;
+
+/// A text normalizer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Normalizer {
-    Nfc,
+    Unicode(Form),
+    /// Puts a string before any non-empty text.
+    Prepend(String),
+    /// Replaces every match of the pattern by `content`.
+    Replace {
+        pattern: Pattern,
+        content: String,
+    },
+    /// Removes white space at the start (`left`) and / or the end (`right`).
+    Strip {
+        left: bool,
+        right: bool,
+    },
+    /// Lower-cases character by character (as HF: a final Σ becomes σ, not ς).
+    Lowercase,
     Sequence(Vec<Normalizer>),
+}
+
+/// The normalizer types we implement, for messages.
+const SUPPORTED: &str = "NFC, NFD, NFKC, NFKD, Prepend, Replace, Strip, Lowercase, Sequence, null";
+
+fn string_field<'a>(
+    value: &'a serde_json::Value,
+    key: &str,
+    kind: &str,
+    origin: &str,
+) -> Result<&'a str> {
+    value.get(key).and_then(|v| v.as_str()).ok_or_else(|| {
+        Error::format(
+            origin,
+            format!("normalizer {kind}: field `{key}` is not a string"),
+        )
+    })
 }
 
 impl Normalizer {
@@ -24,8 +59,25 @@ impl Normalizer {
             .get("type")
             .and_then(|t| t.as_str())
             .unwrap_or("<missing type>");
-        match kind {
-            "NFC" => Ok(Normalizer::Nfc),
+        let flag =
+            |key: &str, default: bool| value.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
+        Ok(match kind {
+            "NFC" => Normalizer::Unicode(Form::Nfc),
+            "NFD" => Normalizer::Unicode(Form::Nfd),
+            "NFKC" => Normalizer::Unicode(Form::Nfkc),
+            "NFKD" => Normalizer::Unicode(Form::Nfkd),
+            "Prepend" => {
+                Normalizer::Prepend(string_field(value, "prepend", kind, origin)?.to_string())
+            }
+            "Replace" => Normalizer::Replace {
+                pattern: Pattern::from_json(value.get("pattern"), "normalizer Replace", origin)?,
+                content: string_field(value, "content", kind, origin)?.to_string(),
+            },
+            "Strip" => Normalizer::Strip {
+                left: flag("strip_left", true),
+                right: flag("strip_right", true),
+            },
+            "Lowercase" => Normalizer::Lowercase,
             "Sequence" => {
                 let items = value
                     .get("normalizers")
@@ -37,27 +89,47 @@ impl Normalizer {
                         )
                     })?;
                 let parts = items.iter().map(|n| Normalizer::from_json(n, origin));
-                Ok(Normalizer::Sequence(parts.collect::<Result<_>>()?))
+                Normalizer::Sequence(parts.collect::<Result<_>>()?)
             }
-            other => Err(Error::format(
-                origin,
-                format!(
-                    "normalizer type `{other}` is not supported (supported: NFC, Sequence, null)"
-                ),
-            )),
-        }
+            other => {
+                return Err(Error::format(
+                    origin,
+                    format!("normalizer type `{other}` is not supported (supported: {SUPPORTED})"),
+                ))
+            }
+        })
     }
 
     /// Normalizes `text`; borrows it when nothing changes.
     pub fn normalize<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match self {
-            Normalizer::Nfc => nfc(text),
+            Normalizer::Unicode(form) => normalize(text, *form),
+            Normalizer::Prepend(prefix) if !text.is_empty() => {
+                Cow::Owned(format!("{prefix}{text}"))
+            }
+            Normalizer::Prepend(_) => Cow::Borrowed(text),
+            Normalizer::Replace { pattern, content } => match pattern.replace_all(text, content) {
+                Some(replaced) => Cow::Owned(replaced),
+                None => Cow::Borrowed(text),
+            },
+            Normalizer::Strip { left, right } => {
+                let mut s = text;
+                if *left {
+                    s = s.trim_start_matches(char::is_whitespace);
+                }
+                if *right {
+                    s = s.trim_end_matches(char::is_whitespace);
+                }
+                Cow::Borrowed(s)
+            }
+            Normalizer::Lowercase => lowercase(text),
             Normalizer::Sequence(parts) => {
                 let mut current: Cow<'a, str> = Cow::Borrowed(text);
                 for part in parts {
-                    if let Cow::Owned(changed) = part.normalize(&current) {
-                        current = Cow::Owned(changed);
-                    }
+                    current = match current {
+                        Cow::Borrowed(s) => part.normalize(s),
+                        Cow::Owned(s) => Cow::Owned(part.normalize(&s).into_owned()),
+                    };
                 }
                 current
             }
@@ -65,187 +137,57 @@ impl Normalizer {
     }
 }
 
-// Hangul syllable arithmetic (Unicode chapter 3.12).
-const S_BASE: u32 = 0xAC00;
-const L_BASE: u32 = 0x1100;
-const V_BASE: u32 = 0x1161;
-const T_BASE: u32 = 0x11A7;
-const L_COUNT: u32 = 19;
-const V_COUNT: u32 = 21;
-const T_COUNT: u32 = 28;
-const N_COUNT: u32 = V_COUNT * T_COUNT;
-const S_COUNT: u32 = L_COUNT * N_COUNT;
-
-/// Canonical combining class of `c` (0 for starters).
-pub fn combining_class(c: char) -> u8 {
-    let cp = c as u32;
-    if cp < 0x300 {
-        return 0;
-    }
-    let idx = COMBINING_CLASS.partition_point(|&(first, _, _)| first <= cp);
-    match idx.checked_sub(1).map(|i| COMBINING_CLASS[i]) {
-        Some((_, last, class)) if cp <= last => class,
-        _ => 0,
-    }
-}
-
-/// True when `c` may change under NFC or make a neighbour change.
-fn is_nfc_unstable(c: char) -> bool {
-    let cp = c as u32;
-    if cp < 0x300 {
-        return false;
-    }
-    let idx = NFC_UNSTABLE.partition_point(|&(first, _)| first <= cp);
-    idx > 0 && cp <= NFC_UNSTABLE[idx - 1].1
-}
-
-/// Appends the full canonical decomposition of `c` to `out`.
-fn decompose_into(c: char, out: &mut Vec<char>) {
-    let cp = c as u32;
-    if (S_BASE..S_BASE + S_COUNT).contains(&cp) {
-        let s = cp - S_BASE;
-        out.push(char_from(L_BASE + s / N_COUNT));
-        out.push(char_from(V_BASE + (s % N_COUNT) / T_COUNT));
-        if s % T_COUNT != 0 {
-            out.push(char_from(T_BASE + s % T_COUNT));
-        }
-        return;
-    }
-    match DECOMPOSITION.binary_search_by_key(&cp, |&(code, _, _)| code) {
-        Ok(i) => {
-            let (_, first, second) = DECOMPOSITION[i];
-            decompose_into(char_from(first), out);
-            if second != 0 {
-                decompose_into(char_from(second), out);
-            }
-        }
-        Err(_) => out.push(c),
-    }
-}
-
-/// The table only holds valid scalar values; a bad one would be a generator bug, so map it to
-/// U+FFFD rather than panic.
-fn char_from(cp: u32) -> char {
-    char::from_u32(cp).unwrap_or('\u{FFFD}')
-}
-
-/// The primary composite of `first` + `second`, if there is one.
-fn compose_pair(first: char, second: char) -> Option<char> {
-    let (a, b) = (first as u32, second as u32);
-    if (L_BASE..L_BASE + L_COUNT).contains(&a) && (V_BASE..V_BASE + V_COUNT).contains(&b) {
-        return Some(char_from(
-            S_BASE + ((a - L_BASE) * V_COUNT + (b - V_BASE)) * T_COUNT,
-        ));
-    }
-    let is_lv = (S_BASE..S_BASE + S_COUNT).contains(&a) && (a - S_BASE) % T_COUNT == 0;
-    if is_lv && (T_BASE + 1..T_BASE + T_COUNT).contains(&b) {
-        return Some(char_from(a + (b - T_BASE)));
-    }
-    COMPOSITION
-        .binary_search_by_key(&(a, b), |&(x, y, _)| (x, y))
-        .ok()
-        .map(|i| char_from(COMPOSITION[i].2))
-}
-
-/// Stable sort of each run of non-starters by combining class (canonical ordering).
-fn canonical_order(chars: &mut [char]) {
-    let mut start = 0;
-    while start < chars.len() {
-        if combining_class(chars[start]) == 0 {
-            start += 1;
-            continue;
-        }
-        let mut end = start;
-        while end < chars.len() && combining_class(chars[end]) != 0 {
-            end += 1;
-        }
-        chars[start..end].sort_by_key(|&c| combining_class(c)); // sort_by_key is stable
-        start = end;
-    }
-}
-
-/// Canonical composition of decomposed, canonically ordered `chars`.
-fn compose(chars: &[char]) -> String {
-    let mut out: Vec<char> = Vec::with_capacity(chars.len());
-    let mut starter: Option<usize> = None;
-    // Class of the last character kept after the starter; None = the starter is the last kept.
-    let mut last_class: Option<u8> = None;
-    for &c in chars {
-        let class = combining_class(c);
-        if let Some(s) = starter {
-            let blocked = matches!(last_class, Some(l) if l == 0 || l >= class);
-            if !blocked {
-                if let Some(composite) = compose_pair(out[s], c) {
-                    out[s] = composite;
-                    continue;
-                }
-            }
-        }
-        if class == 0 {
-            starter = Some(out.len());
-            last_class = None;
-        } else {
-            last_class = Some(class);
-        }
-        out.push(c);
-    }
-    out.into_iter().collect()
-}
-
-/// Unicode Normalization Form C.
-pub fn nfc(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_nfc_unstable) {
+/// Per-character lower case (Rust's `str::to_lowercase` would apply the final-sigma rule, which
+/// HF does not).
+fn lowercase(text: &str) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.to_lowercase().ne(std::iter::once(c)))
+    {
         return Cow::Borrowed(text);
     }
-    let mut decomposed = Vec::with_capacity(text.len());
-    for c in text.chars() {
-        decompose_into(c, &mut decomposed);
-    }
-    canonical_order(&mut decomposed);
-    Cow::Owned(compose(&decomposed))
+    Cow::Owned(text.chars().flat_map(char::to_lowercase).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn composes_combining_sequences() {
-        // e + COMBINING ACUTE -> é (U+00E9)
-        assert_eq!(nfc("cafe\u{301}"), "caf\u{e9}");
-        // A + ring above + acute -> Ǻ (U+01FA), through Å.
-        assert_eq!(nfc("A\u{30a}\u{301}"), "\u{1fa}");
-        // Marks out of canonical order: dot below (220) must come before acute (230), then
-        // ṣ (U+1E63) composes and the acute stays: ṣ́
-        assert_eq!(nfc("s\u{301}\u{323}"), "\u{1e63}\u{301}");
-        // Hangul jamo L V T -> one syllable 한 (U+D55C).
-        assert_eq!(nfc("\u{1112}\u{1161}\u{11ab}"), "\u{d55c}");
-        // Singleton decomposition: ANGSTROM SIGN -> Å (U+00C5); OHM SIGN -> Ω (U+03A9).
-        assert_eq!(nfc("\u{212b}\u{2126}"), "\u{c5}\u{3a9}");
-        // Composition exclusion: U+0958 (DEVANAGARI QA) stays decomposed.
-        assert_eq!(nfc("\u{958}"), "\u{915}\u{93c}");
-        // A blocked mark: a second acute after an acute cannot compose with the starter.
-        assert_eq!(nfc("e\u{301}\u{301}"), "\u{e9}\u{301}");
+    fn parse(json: serde_json::Value) -> Normalizer {
+        Normalizer::from_json(&json, "t.json").unwrap()
     }
 
     #[test]
-    fn stable_text_is_borrowed() {
-        for text in [
-            "plain ascii",
-            "café déjà",
-            "日本語のテキスト",
-            "한국어",
-            "🙂",
-        ] {
-            assert!(matches!(nfc(text), Cow::Borrowed(_)), "{text}");
-        }
+    fn sentencepiece_sequence() {
+        let n = parse(serde_json::json!({"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}));
+        assert_eq!(n.normalize("Hello  world"), "▁Hello▁▁world");
+        assert_eq!(n.normalize(""), "");
     }
 
     #[test]
-    fn combining_classes() {
-        assert_eq!(combining_class('a'), 0);
-        assert_eq!(combining_class('\u{301}'), 230);
-        assert_eq!(combining_class('\u{323}'), 220);
-        assert_eq!(combining_class('\u{5b0}'), 10);
+    fn strip_and_lowercase() {
+        let strip =
+            parse(serde_json::json!({"type": "Strip", "strip_left": false, "strip_right": true}));
+        assert_eq!(strip.normalize("  a b \n"), "  a b");
+        let lower = parse(serde_json::json!({"type": "Lowercase"}));
+        assert_eq!(lower.normalize("ΟΔΟΣ İx"), "οδοσ i\u{307}x");
+        assert!(matches!(lower.normalize("lower"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn unknown_types_are_named() {
+        let err = Normalizer::from_json(&serde_json::json!({"type": "Precompiled"}), "t.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.json") && err.contains("Precompiled") && err.contains("NFKC"),
+            "{err}"
+        );
+        let err = Normalizer::from_json(&serde_json::json!({"type": "Prepend"}), "t.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prepend"), "{err}");
     }
 }

@@ -1,14 +1,16 @@
-//! Pre-tokenizers of tokenizer.json: `ByteLevel`, `Digits`, `Split` (known patterns, Isolated) and
-//! `Sequence`. They cut the normalized text into pieces ("words") that BPE encodes separately.
+//! Pre-tokenizers of tokenizer.json: `ByteLevel`, `Digits`, `Split` (known patterns, Isolated),
+//! `Metaspace` (SentencePiece's `▁`, [`super::metaspace`]) and `Sequence`. They cut the normalized
+//! text into pieces ("words") that BPE encodes separately.
 //!
 //! Pieces are byte ranges into one text buffer, so splitting allocates no strings. Only ByteLevel's
-//! `add_prefix_space` changes the text (a space before each piece), which rebuilds the buffer.
+//! `add_prefix_space` and Metaspace change the text, which rebuilds the buffer.
 //! ByteLevel's byte-to-character mapping itself is left to the BPE model (it maps bytes straight to
 //! ids), which is why ByteLevel must come last in a Sequence.
 
 use std::borrow::Cow;
 
 use super::char_class::is_number;
+use super::metaspace::Metaspace;
 use super::splitter::SplitPattern;
 use crate::{Error, Result};
 
@@ -24,6 +26,8 @@ pub enum Step {
     Digits { individual_digits: bool },
     /// A known regex, matches kept as pieces ("Isolated").
     Split(SplitPattern),
+    /// Spaces to `▁`, an optional leading `▁`, optional cut before each `▁`.
+    Metaspace(Metaspace),
 }
 
 /// The flattened sequence of steps (empty = the whole text is one piece).
@@ -57,8 +61,8 @@ impl PreTokenizer {
                 return Err(Error::format(
                     origin,
                     format!(
-                        "pre_tokenizer: ByteLevel must be the last step, found {:?} after it",
-                        steps[at + 1]
+                        "pre_tokenizer: ByteLevel must be the last step, found {} after it",
+                        steps[at + 1].name()
                     ),
                 ));
             }
@@ -71,8 +75,9 @@ impl PreTokenizer {
         matches!(self.steps.last(), Some(Step::ByteLevel { .. }))
     }
 
-    /// Cuts `text` into pieces.
-    pub fn split<'a>(&self, text: &'a str) -> Pieces<'a> {
+    /// Cuts `text` into pieces; `starts_input` tells whether `text` begins the input (nothing,
+    /// not even an added token, before it), which Metaspace's `first` scheme needs.
+    pub fn split<'a>(&self, text: &'a str, starts_input: bool) -> Pieces<'a> {
         let mut pieces = Pieces {
             text: Cow::Borrowed(text),
             ranges: Vec::new(),
@@ -81,7 +86,7 @@ impl PreTokenizer {
             pieces.ranges.push((0, text.len()));
         }
         for step in &self.steps {
-            pieces = step.apply(pieces);
+            pieces = step.apply(pieces, starts_input);
         }
         pieces
     }
@@ -116,12 +121,17 @@ fn parse_into(value: &serde_json::Value, origin: &str, steps: &mut Vec<Step>) ->
             individual_digits: field_bool(value, "individual_digits", false),
         }),
         "Split" => steps.push(Step::Split(parse_split(value, origin)?)),
+        "Metaspace" => steps.push(Step::Metaspace(Metaspace::from_json(
+            value,
+            "pre_tokenizer",
+            origin,
+        )?)),
         other => {
             return Err(Error::format(
                 origin,
                 format!(
                     "pre_tokenizer type `{other}` is not supported \
-                     (supported: ByteLevel, Digits, Split, Sequence)"
+                     (supported: ByteLevel, Digits, Split, Metaspace, Sequence)"
                 ),
             ))
         }
@@ -166,10 +176,31 @@ fn parse_split(value: &serde_json::Value, origin: &str) -> Result<SplitPattern> 
 }
 
 impl Step {
-    fn apply<'a>(&self, pieces: Pieces<'a>) -> Pieces<'a> {
+    /// The step's type name in tokenizer.json.
+    fn name(&self) -> &'static str {
+        match self {
+            Step::ByteLevel { .. } => "ByteLevel",
+            Step::Digits { .. } => "Digits",
+            Step::Split(_) => "Split",
+            Step::Metaspace(_) => "Metaspace",
+        }
+    }
+
+    fn apply<'a>(&self, pieces: Pieces<'a>, starts_input: bool) -> Pieces<'a> {
         let Pieces { text, ranges } = pieces;
         let mut out = Vec::with_capacity(ranges.len() * 2);
         match *self {
+            Step::Metaspace(metaspace) => {
+                let mut new_text = String::with_capacity(text.len() + 3 * ranges.len());
+                for &(a, b) in &ranges {
+                    let first = starts_input && a == 0;
+                    metaspace.pre_tokenize(&text[a..b], first, &mut new_text, &mut out);
+                }
+                return Pieces {
+                    text: Cow::Owned(new_text),
+                    ranges: out,
+                };
+            }
             Step::Split(pattern) => {
                 for &(a, b) in &ranges {
                     pattern.split(&text, a, b, &mut out);
@@ -248,7 +279,7 @@ mod tests {
     use super::*;
 
     fn run(pre: &PreTokenizer, text: &str) -> Vec<String> {
-        let p = pre.split(text);
+        let p = pre.split(text, true);
         p.ranges
             .iter()
             .map(|&(a, b)| p.text[a..b].to_string())
