@@ -16,7 +16,11 @@ fn blobs(k: usize, per: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
     for i in 0..per {
         for c in 0..k {
             for j in 0..d {
-                let centre = if j == c % d { 10.0 * (1 + c / d) as f32 } else { 0.0 };
+                let centre = if j == c % d {
+                    10.0 * (1 + c / d) as f32
+                } else {
+                    0.0
+                };
                 points.push(centre + 0.1 * rng.normal());
             }
             labels.push(c);
@@ -36,12 +40,20 @@ fn kmeans_recovers_separated_clusters_deterministically() {
     // Same partition as the generating labels (cluster numbering may differ).
     for i in 0..labels.len() {
         for j in 0..labels.len() {
-            assert_eq!(labels[i] == labels[j], a.assignment[i] == a.assignment[j], "points {i}, {j}");
+            assert_eq!(
+                labels[i] == labels[j],
+                a.assignment[i] == a.assignment[j],
+                "points {i}, {j}"
+            );
         }
     }
     // Each centroid is its blob's mean: within 0.1 of the centre.
     for (p, &c) in points.chunks(d).zip(&a.assignment) {
-        let dist: f32 = p.iter().zip(&a.centroids[c * d..(c + 1) * d]).map(|(x, y)| (x - y).powi(2)).sum();
+        let dist: f32 = p
+            .iter()
+            .zip(&a.centroids[c * d..(c + 1) * d])
+            .map(|(x, y)| (x - y).powi(2))
+            .sum();
         assert!(dist.sqrt() < 1.0, "point far from its centroid: {dist}");
     }
 }
@@ -50,7 +62,9 @@ fn kmeans_recovers_separated_clusters_deterministically() {
 fn kmeans_reseeds_empty_clusters_so_every_distinct_point_gets_a_code() {
     // 8 distinct points, 8 clusters: whatever the seeding, every cluster ends non-empty.
     let d = 2;
-    let points: Vec<f32> = (0..8).flat_map(|i| [i as f32, (i * i) as f32 * 0.1]).collect();
+    let points: Vec<f32> = (0..8)
+        .flat_map(|i| [i as f32, (i * i) as f32 * 0.1])
+        .collect();
     for seed in 0..5 {
         let km = kmeans(&points, d, 8, 20, seed).unwrap();
         let mut used = km.assignment.clone();
@@ -64,11 +78,27 @@ fn small_build(threads: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, Vec<f32>) {
     let before = num_threads();
     set_num_threads(threads);
     let x = Tensor::randn(&[1200, 64], 1.0, &mut Rng::new(5));
-    let sizes = SidSizes { levels: 3, codes: 8, e_dim: 6, hidden: vec![256, 128] };
-    let opts = SidTrainOptions { epochs: 3, batch: 600, kmeans_iters: 20, eval_every: 3, ..SidTrainOptions::default() };
+    let sizes = SidSizes {
+        levels: 3,
+        codes: 8,
+        e_dim: 6,
+        hidden: vec![256, 128],
+    };
+    let opts = SidTrainOptions {
+        epochs: 3,
+        batch: 600,
+        kmeans_iters: 20,
+        eval_every: 3,
+        ..SidTrainOptions::default()
+    };
     let b = build_sids(&x, &sizes, &opts, |_| {}).unwrap();
     set_num_threads(before);
-    let params: Vec<f32> = b.model.params.ids().flat_map(|id| b.model.params.value(id).to_vec()).collect();
+    let params: Vec<f32> = b
+        .model
+        .params
+        .ids()
+        .flat_map(|id| b.model.params.value(id).to_vec())
+        .collect();
     (b.raw_codes, b.resolution.codes, params)
 }
 
@@ -81,7 +111,11 @@ fn same_sids_bit_for_bit_at_any_thread_count() {
     assert_eq!(one.1, two.1, "resolved codes, 1 vs 2 threads");
     assert_eq!(one.0, three.0, "raw codes, 1 vs 3 threads");
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&one.2), bits(&two.2), "trained parameters, 1 vs 2 threads");
+    assert_eq!(
+        bits(&one.2),
+        bits(&two.2),
+        "trained parameters, 1 vs 2 threads"
+    );
     assert_eq!(collision_rate(&one.1), 0.0, "resolved SIDs are unique");
 }
 
@@ -95,9 +129,16 @@ fn resolution_matches_a_hand_worked_case() {
     let r = resolve_collisions(&codes, &[0.1, 0.9, 2.6, 2.2], &[0.0, 1.0, 2.0, 3.0], 1, 4).unwrap();
     let last: Vec<u32> = r.codes.iter().map(|c| c[1]).collect();
     assert_eq!(last, vec![0, 1, 3, 2]);
-    assert!(r.codes.iter().all(|c| c[0] == 5), "the prefix is never touched");
+    assert!(
+        r.codes.iter().all(|c| c[0] == 5),
+        "the prefix is never touched"
+    );
     assert_eq!(r.reassigned, 2);
-    assert!((r.rate_before - 0.5).abs() < 1e-12, "4 items, 2 distinct SIDs: {}", r.rate_before);
+    assert!(
+        (r.rate_before - 0.5).abs() < 1e-12,
+        "4 items, 2 distinct SIDs: {}",
+        r.rate_before
+    );
     assert!(r.added_level.is_none());
 }
 
@@ -119,9 +160,13 @@ fn a_set_built_to_collide_ends_unique() {
     }
     // 40 items on one prefix with 32 codes: a level must be added, and it makes them unique.
     let crowded: Vec<Vec<u32>> = (0..40).map(|i| vec![1, (i % 4) as u32]).collect();
-    let r = resolve_collisions(&crowded, &residual[..40 * e], &codebook, e, codes_per_level).unwrap();
+    let r =
+        resolve_collisions(&crowded, &residual[..40 * e], &codebook, e, codes_per_level).unwrap();
     let (size, why) = r.added_level.clone().expect("a level is added");
-    assert_eq!(size, 10, "4 codes x 10 items each: the new level needs 10 codes");
+    assert_eq!(
+        size, 10,
+        "4 codes x 10 items each: the new level needs 10 codes"
+    );
     assert!(why.contains("40 items"), "{why}");
     assert!(r.codes.iter().all(|c| c.len() == 3));
     assert_eq!(collision_rate(&r.codes), 0.0);

@@ -20,7 +20,12 @@ fn fixture_config() -> RqVaeConfig {
     let size = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("rqvae.json: {k}")) as usize;
     RqVaeConfig {
         in_dim: size("in_dim"),
-        hidden: v["hidden"].as_array().unwrap().iter().map(|h| h.as_u64().unwrap() as usize).collect(),
+        hidden: v["hidden"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_u64().unwrap() as usize)
+            .collect(),
         e_dim: size("e_dim"),
         levels: size("levels"),
         codes: size("codes"),
@@ -33,7 +38,10 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, abs: f32, rel: f32) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes");
     for (i, (a, b)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
         let tol = abs + rel * b.abs();
-        assert!((a - b).abs() <= tol && a.is_finite(), "{what}[{i}]: got {a}, reference {b} (tolerance {tol})");
+        assert!(
+            (a - b).abs() <= tol && a.is_finite(),
+            "{what}[{i}]: got {a}, reference {b} (tolerance {tol})"
+        );
     }
 }
 
@@ -53,25 +61,51 @@ fn rqvae_step_matches_pytorch() {
     assert_eq!(got_codes, want_codes, "codes (items x levels)");
 
     for (name, var) in [("z", out.z), ("z_q", out.z_q), ("recon", out.recon)] {
-        assert_close(name, tape.value(var), &reference.tensor_f32(name).unwrap(), VALUE_TOL, 0.0);
+        assert_close(
+            name,
+            tape.value(var),
+            &reference.tensor_f32(name).unwrap(),
+            VALUE_TOL,
+            0.0,
+        );
     }
-    for (name, var) in [("loss.total", out.total), ("loss.recon", out.recon_loss), ("loss.quant", out.quant_loss)] {
-        assert_close(name, tape.value(var), &reference.tensor_f32(name).unwrap(), LOSS_TOL, 0.0);
+    for (name, var) in [
+        ("loss.total", out.total),
+        ("loss.recon", out.recon_loss),
+        ("loss.quant", out.quant_loss),
+    ] {
+        assert_close(
+            name,
+            tape.value(var),
+            &reference.tensor_f32(name).unwrap(),
+            LOSS_TOL,
+            0.0,
+        );
     }
 
     let grads = tape.backward(out.total).unwrap();
     drop(tape);
     let mut params = model.params.clone();
     params.accumulate(&grads).unwrap();
-    assert!(params.params_without_gradient().is_empty(), "no gradient: {:?}", params.params_without_gradient());
+    assert!(
+        params.params_without_gradient().is_empty(),
+        "no gradient: {:?}",
+        params.params_without_gradient()
+    );
     for id in params.ids() {
         let name = params.name(id);
         let want = reference.tensor_f32(&format!("grad.{name}")).unwrap();
-        let got = params.grad(id).unwrap_or_else(|| panic!("{name}: no gradient"));
+        let got = params
+            .grad(id)
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
         assert_close(&format!("grad.{name}"), got, &want, GRAD_ABS, GRAD_REL);
     }
     // Every parameter of the reference has a gradient there and here (none forgotten).
-    let names: Vec<String> = reference.names().into_iter().filter(|n| n.starts_with("grad.")).collect();
+    let names: Vec<String> = reference
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("grad."))
+        .collect();
     assert_eq!(names.len(), params.len(), "reference gradients {names:?}");
 }
 
@@ -79,11 +113,35 @@ fn rqvae_step_matches_pytorch() {
 fn zero_sizes_are_refused_before_training() {
     let base = fixture_config();
     for (field, cfg) in [
-        ("levels", RqVaeConfig { levels: 0, ..base.clone() }),
-        ("codes", RqVaeConfig { codes: 0, ..base.clone() }),
-        ("e_dim", RqVaeConfig { e_dim: 0, ..base.clone() }),
+        (
+            "levels",
+            RqVaeConfig {
+                levels: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "codes",
+            RqVaeConfig {
+                codes: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "e_dim",
+            RqVaeConfig {
+                e_dim: 0,
+                ..base.clone()
+            },
+        ),
     ] {
-        let err = RqVae::new(cfg, 0).err().unwrap_or_else(|| panic!("{field} = 0 accepted")).to_string();
-        assert!(err.contains("is 0") && !err.contains('\n'), "{field}: {err}");
+        let err = RqVae::new(cfg, 0)
+            .err()
+            .unwrap_or_else(|| panic!("{field} = 0 accepted"))
+            .to_string();
+        assert!(
+            err.contains("is 0") && !err.contains('\n'),
+            "{field}: {err}"
+        );
     }
 }

@@ -58,7 +58,10 @@ pub fn build_sids(
     if embeddings.rank() != 2 || embeddings.shape()[0] == 0 {
         return Err(Error::shape(
             "build_sids",
-            format!("embeddings {:?}, expected (items >= 1, dim)", embeddings.shape()),
+            format!(
+                "embeddings {:?}, expected (items >= 1, dim)",
+                embeddings.shape()
+            ),
         ));
     }
     let config = RqVaeConfig {
@@ -74,8 +77,17 @@ pub fn build_sids(
     let data = standardize(embeddings)?;
     let curve = fit(&mut model, &data, opts, progress)?;
     let q = quantize_all(&model, &data)?;
-    let last = model.params.value(model.codebook_id(sizes.levels - 1)).to_f32();
-    let resolution = resolve_collisions(&q.codes, &q.last_residual, last.data()?, sizes.e_dim, sizes.codes)?;
+    let last = model
+        .params
+        .value(model.codebook_id(sizes.levels - 1))
+        .to_f32();
+    let resolution = resolve_collisions(
+        &q.codes,
+        &q.last_residual,
+        last.data()?,
+        sizes.e_dim,
+        sizes.codes,
+    )?;
     let usage = level_usage(&resolution.codes);
     Ok(SidBuild {
         model,

@@ -53,13 +53,19 @@ pub fn resolve_collisions(
     if levels == 0 || codes.iter().any(|c| c.len() != levels) || last_residual.len() != n * e {
         return Err(Error::shape(
             "resolve_collisions",
-            format!("{n} items with codes of mixed/zero length or {} residual values for e {e}", last_residual.len()),
+            format!(
+                "{n} items with codes of mixed/zero length or {} residual values for e {e}",
+                last_residual.len()
+            ),
         ));
     }
     let dist = |item: usize, code: u32| -> f64 {
         let r = &last_residual[item * e..(item + 1) * e];
         let c = &last_codebook[code as usize * e..(code as usize + 1) * e];
-        r.iter().zip(c).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum()
+        r.iter()
+            .zip(c)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum()
     };
     let rate_before = collision_rate(codes);
     let mut groups: BTreeMap<&[u32], Vec<usize>> = BTreeMap::new();

@@ -26,13 +26,24 @@ pub fn load_embeddings_file(path: &Path, num_items: usize) -> Result<Tensor> {
     let file = SafetensorsFile::open(path)?;
     let names = file.names();
     let [name] = names.as_slice() else {
-        return Err(Error::format(path, format!(
-            "expected exactly one tensor (items, dim), found {} ({})", names.len(), names.join(", "))));
+        return Err(Error::format(
+            path,
+            format!(
+                "expected exactly one tensor (items, dim), found {} ({})",
+                names.len(),
+                names.join(", ")
+            ),
+        ));
     };
     let t = file.tensor_f32(name)?;
     if t.rank() != 2 {
-        return Err(Error::format(path, format!(
-            "tensor `{name}` has shape {:?}, expected 2-D (items = {num_items}, dim)", t.shape())));
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `{name}` has shape {:?}, expected 2-D (items = {num_items}, dim)",
+                t.shape()
+            ),
+        ));
     }
     if t.shape()[0] != num_items {
         return Err(Error::format(path, format!(
@@ -44,8 +55,14 @@ pub fn load_embeddings_file(path: &Path, num_items: usize) -> Result<Tensor> {
     }
     if let Some(bad) = t.data()?.iter().position(|v| !v.is_finite()) {
         let d = t.shape()[1];
-        return Err(Error::format(path, format!(
-            "tensor `{name}`: item {} has a non-finite value at column {}", bad / d, bad % d)));
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `{name}`: item {} has a non-finite value at column {}",
+                bad / d,
+                bad % d
+            ),
+        ));
     }
     Ok(t)
 }
@@ -60,7 +77,10 @@ pub fn save_embeddings(path: &Path, embeddings: &Tensor) -> Result<()> {
 /// SASRec's item table without the padding row: (items, hidden), row i = item i.
 pub fn sasrec_item_table(model: &SasRec) -> Result<Tensor> {
     let id = model.params.id("item_emb.weight").ok_or_else(|| {
-        Error::config("SASRec has no `item_emb.weight`", "pass a model built by cf::SasRec")
+        Error::config(
+            "SASRec has no `item_emb.weight`",
+            "pass a model built by cf::SasRec",
+        )
     })?;
     let table = model.params.value(id).to_f32();
     let (rows, d) = (table.shape()[0], table.shape()[1]);
@@ -70,7 +90,12 @@ pub fn sasrec_item_table(model: &SasRec) -> Result<Tensor> {
 /// Mean over the tokens of each text of the final-norm hidden states: (texts, hidden_size).
 /// Texts run `batch` at a time, right-padded (causal attention never lets a real token see the
 /// padding after it, and the mean skips it). A text with no tokens is an error naming it.
-pub fn llm_item_embeddings(model: &Llama, tokenizer: &Tokenizer, texts: &[String], batch: usize) -> Result<Tensor> {
+pub fn llm_item_embeddings(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    texts: &[String],
+    batch: usize,
+) -> Result<Tensor> {
     let d = model.config.hidden_size;
     let batch = batch.max(1);
     let mut out = Vec::with_capacity(texts.len() * d);
@@ -78,7 +103,11 @@ pub fn llm_item_embeddings(model: &Llama, tokenizer: &Tokenizer, texts: &[String
         let rows: Vec<Vec<u32>> = chunk.iter().map(|t| tokenizer.encode(t)).collect();
         if let Some(empty) = rows.iter().position(Vec::is_empty) {
             return Err(Error::config(
-                format!("item {}: its text {:?} encodes to no tokens", chunk_no * batch + empty, chunk[empty]),
+                format!(
+                    "item {}: its text {:?} encodes to no tokens",
+                    chunk_no * batch + empty,
+                    chunk[empty]
+                ),
                 "give every item a non-empty text",
             ));
         }
@@ -93,7 +122,9 @@ pub fn llm_item_embeddings(model: &Llama, tokenizer: &Tokenizer, texts: &[String
             let mut mean = vec![0.0f64; d];
             for t in 0..row.len() {
                 let at = (b * input.seq + t) * d;
-                mean.iter_mut().zip(&h[at..at + d]).for_each(|(m, &v)| *m += v as f64);
+                mean.iter_mut()
+                    .zip(&h[at..at + d])
+                    .for_each(|(m, &v)| *m += v as f64);
             }
             out.extend(mean.iter().map(|&m| (m / row.len() as f64) as f32));
         }
@@ -111,7 +142,10 @@ pub fn llm_item_embeddings_cached(
     batch: usize,
     dir: &Path,
 ) -> Result<(Tensor, PathBuf)> {
-    let path = dir.join(format!("llm_item_embeddings_{:016x}.safetensors", cache_key(model, texts)?));
+    let path = dir.join(format!(
+        "llm_item_embeddings_{:016x}.safetensors",
+        cache_key(model, texts)?
+    ));
     if path.exists() {
         return Ok((load_embeddings_file(&path, texts.len())?, path));
     }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// The side file of `path`: `sids.json` -> `sids.item_ids.json`.
 pub fn item_ids_path(path: &Path) -> PathBuf {
-    let stem = path.file_stem().map_or("sids".into(), |s| s.to_string_lossy().into_owned());
+    let stem = path
+        .file_stem()
+        .map_or("sids".into(), |s| s.to_string_lossy().into_owned());
     path.with_file_name(format!("{stem}.item_ids.json"))
 }
 
@@ -22,7 +24,12 @@ pub fn item_ids_path(path: &Path) -> PathBuf {
 pub fn write_sids(path: &Path, codes: &[Vec<u32>], raw_item_ids: &[String]) -> Result<()> {
     if codes.len() != raw_item_ids.len() {
         return Err(Error::config(
-            format!("{}: {} SIDs for {} items", path.display(), codes.len(), raw_item_ids.len()),
+            format!(
+                "{}: {} SIDs for {} items",
+                path.display(),
+                codes.len(),
+                raw_item_ids.len()
+            ),
             "write one SID per item of the data set",
         ));
     }
@@ -36,7 +43,10 @@ pub fn write_sids(path: &Path, codes: &[Vec<u32>], raw_item_ids: &[String]) -> R
             .map(|(l, &code)| format!("\"{}\"", sid_token(l, code)))
             .collect();
         index.push_str(&format!("  \"{item}\": [{}]{sep}", tokens.join(", ")));
-        ids.push_str(&format!("  \"{item}\": {}{sep}", serde_json::Value::from(raw.as_str())));
+        ids.push_str(&format!(
+            "  \"{item}\": {}{sep}",
+            serde_json::Value::from(raw.as_str())
+        ));
     }
     index.push_str("}\n");
     ids.push_str("}\n");
@@ -69,11 +79,20 @@ pub fn read_sids(path: &Path, raw_item_ids: &[String]) -> Result<Vec<Vec<u32>>> 
         })?;
         let sid = parse_sid(path, key, value)?;
         if *levels.get_or_insert(sid.len()) != sid.len() {
-            return Err(Error::format(path, format!(
-                "item \"{key}\" has {} levels, earlier items {}", sid.len(), levels.unwrap_or(0))));
+            return Err(Error::format(
+                path,
+                format!(
+                    "item \"{key}\" has {} levels, earlier items {}",
+                    sid.len(),
+                    levels.unwrap_or(0)
+                ),
+            ));
         }
         if codes[item].is_some() {
-            return Err(Error::format(path, format!("item {item} (raw id {}) appears twice", raw_item_ids[item])));
+            return Err(Error::format(
+                path,
+                format!("item {item} (raw id {}) appears twice", raw_item_ids[item]),
+            ));
         }
         codes[item] = Some(sid);
     }
@@ -81,8 +100,16 @@ pub fn read_sids(path: &Path, raw_item_ids: &[String]) -> Result<Vec<Vec<u32>>> 
         .into_iter()
         .enumerate()
         .map(|(item, c)| {
-            c.ok_or_else(|| Error::format(path, format!(
-                "item {item} (raw id {}) has no SID ({} of {n} items listed)", raw_item_ids[item], object.len())))
+            c.ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!(
+                        "item {item} (raw id {}) has no SID ({} of {n} items listed)",
+                        raw_item_ids[item],
+                        object.len()
+                    ),
+                )
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     check_unique(path, &codes)?;
@@ -94,7 +121,10 @@ fn read_object(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     match serde_json::from_str(&text) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::format(path, "expected an object {\"<item index>\": [\"<a_1>\", ...]}")),
+        Ok(_) => Err(Error::format(
+            path,
+            "expected an object {\"<item index>\": [\"<a_1>\", ...]}",
+        )),
         Err(e) => Err(Error::format(path, format!("not valid JSON: {e}"))),
     }
 }
@@ -109,10 +139,16 @@ fn side_map(side: &Path, raw_item_ids: &[String]) -> Result<HashMap<String, usiz
     let mut map = HashMap::new();
     for (key, value) in read_object(side)? {
         let raw = value.as_str().ok_or_else(|| {
-            Error::format(side, format!("key \"{key}\": the item id must be a string, found {value}"))
+            Error::format(
+                side,
+                format!("key \"{key}\": the item id must be a string, found {value}"),
+            )
         })?;
         let item = dense.get(raw).copied().ok_or_else(|| {
-            Error::format(side, format!("key \"{key}\": item id \"{raw}\" is not an item of the data set"))
+            Error::format(
+                side,
+                format!("key \"{key}\": item id \"{raw}\" is not an item of the data set"),
+            )
         })?;
         map.insert(key, item);
     }
@@ -122,21 +158,20 @@ fn side_map(side: &Path, raw_item_ids: &[String]) -> Result<HashMap<String, usiz
 /// One SID: an array of `<x_N>` strings whose letters run a, b, c, ...
 fn parse_sid(path: &Path, key: &str, value: &serde_json::Value) -> Result<Vec<u32>> {
     let bad = |msg: String| Error::format(path, format!("item \"{key}\": {msg}"));
-    let tokens = value
-        .as_array()
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| bad(format!("expected a non-empty array of SID tokens, found {value}")))?;
+    let tokens = value.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+        bad(format!(
+            "expected a non-empty array of SID tokens, found {value}"
+        ))
+    })?;
     let mut codes = Vec::with_capacity(tokens.len());
     for (level, t) in tokens.iter().enumerate() {
         let s = t.as_str().unwrap_or("");
         match parse_sid_token(s) {
             Some((l, code)) if l == level => codes.push(code),
-            _ => {
-                return Err(bad(format!(
-                    "token {level} is {t}, expected {} with some code (level letters run a, b, c, ...)",
-                    sid_token(level, 0).replace("_0", "_N")
-                )))
-            }
+            _ => return Err(bad(format!(
+                "token {level} is {t}, expected {} with some code (level letters run a, b, c, ...)",
+                sid_token(level, 0).replace("_0", "_N")
+            ))),
         }
     }
     Ok(codes)
@@ -146,8 +181,13 @@ fn check_unique(path: &Path, codes: &[Vec<u32>]) -> Result<()> {
     let mut seen: HashMap<&[u32], usize> = HashMap::with_capacity(codes.len());
     for (item, c) in codes.iter().enumerate() {
         if let Some(first) = seen.insert(c.as_slice(), item) {
-            return Err(Error::format(path, format!(
-                "items {first} and {item} share the SID {} (SIDs must be unique)", sid_text(c))));
+            return Err(Error::format(
+                path,
+                format!(
+                    "items {first} and {item} share the SID {} (SIDs must be unique)",
+                    sid_text(c)
+                ),
+            ));
         }
     }
     Ok(())

@@ -22,4 +22,4 @@ pub use collisions::{collision_rate, resolve_collisions, Resolution};
 pub use index_json::{codes_per_level, read_sids, write_sids};
 pub use rqvae::{RqVae, RqVaeConfig};
 pub use tokens::{sid_text, sid_token, SidVocab};
-pub use train::{SidTrainOptions, EpochStats};
+pub use train::{EpochStats, SidTrainOptions};

@@ -70,7 +70,11 @@ impl RqVaeConfig {
         }
         if self.levels > super::tokens::MAX_LEVELS {
             return Err(Error::config(
-                format!("RQ-VAE levels = {} (at most {})", self.levels, super::tokens::MAX_LEVELS),
+                format!(
+                    "RQ-VAE levels = {} (at most {})",
+                    self.levels,
+                    super::tokens::MAX_LEVELS
+                ),
                 "SID tokens are spelt <a_c> .. <z_c>: one letter per level",
             ));
         }
@@ -163,7 +167,11 @@ impl RqVae {
 
     /// Biases (excluded from weight decay, by convention).
     pub fn no_decay_ids(&self) -> Vec<ParamId> {
-        self.encoder.iter().chain(&self.decoder).map(|l| l[1]).collect()
+        self.encoder
+            .iter()
+            .chain(&self.decoder)
+            .map(|l| l[1])
+            .collect()
     }
 
     /// The encoder alone: z = encoder(x), (N, in) -> (N, e).
@@ -238,7 +246,10 @@ fn quantize_level(tape: &mut Tape, residual: Var, codebook: Var, beta: f32) -> R
     if tape.shape(codebook).len() != 2 || tape.shape(codebook)[1] != e {
         return Err(Error::shape(
             "RqVae::quantize",
-            format!("codebook {:?} against residual width {e}", tape.shape(codebook)),
+            format!(
+                "codebook {:?} against residual width {e}",
+                tape.shape(codebook)
+            ),
         ));
     }
     let r_value = tape.value(residual).clone();

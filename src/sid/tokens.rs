@@ -27,7 +27,10 @@ pub fn parse_sid_token(token: &str) -> Option<(usize, u32)> {
     let (Some(l @ 'a'..='z'), None) = (chars.next(), chars.next()) else {
         return None;
     };
-    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) || (code.len() > 1 && code.starts_with('0')) {
+    if code.is_empty()
+        || !code.bytes().all(|b| b.is_ascii_digit())
+        || (code.len() > 1 && code.starts_with('0'))
+    {
         return None;
     }
     Some(((l as u8 - b'a') as usize, code.parse().ok()?))
@@ -53,7 +56,10 @@ impl SidVocab {
     /// Adds `<a_0>..<a_{n0-1}>, <b_0>.., ...` to `tokenizer` (level by level, code by code, so
     /// the ids are consecutive when the tokens are new) for `codes_per_level[level]` codes.
     pub fn register(tokenizer: &mut Tokenizer, codes_per_level: &[usize]) -> Result<SidVocab> {
-        if codes_per_level.is_empty() || codes_per_level.len() > MAX_LEVELS || codes_per_level.contains(&0) {
+        if codes_per_level.is_empty()
+            || codes_per_level.len() > MAX_LEVELS
+            || codes_per_level.contains(&0)
+        {
             return Err(Error::config(
                 format!("SID vocabulary with codes per level {codes_per_level:?}"),
                 "1..=26 levels, each with >= 1 code",
@@ -88,7 +94,11 @@ impl SidVocab {
                     .copied()
                     .ok_or_else(|| {
                         Error::config(
-                            format!("SID code {} has no token (level {level} of {})", sid_token(level, c), self.ids.len()),
+                            format!(
+                                "SID code {} has no token (level {level} of {})",
+                                sid_token(level, c),
+                                self.ids.len()
+                            ),
                             "register the SID vocabulary with the codes per level of these SIDs",
                         )
                     })

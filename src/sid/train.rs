@@ -33,9 +33,9 @@ pub struct SidTrainOptions {
 impl Default for SidTrainOptions {
     fn default() -> Self {
         SidTrainOptions {
-            epochs: 200,
+            epochs: 100,
             batch: 1024,
-            lr: 1e-3,
+            lr: 3e-3,
             weight_decay: 1e-4,
             kmeans_iters: 100,
             seed: 0,
@@ -135,7 +135,9 @@ pub fn fit(
         let steps = order.chunks(opts.batch).len();
         for chunk in order.chunks(opts.batch) {
             let losses = step(model, &mut optimizer, &rows(data, chunk)?, opts.lr)?;
-            sums.iter_mut().zip(losses).for_each(|(s, l)| *s += l as f64);
+            sums.iter_mut()
+                .zip(losses)
+                .for_each(|(s, l)| *s += l as f64);
         }
         let eval = epoch % opts.eval_every.max(1) == 0 || epoch == opts.epochs;
         let collision = if eval {
@@ -214,7 +216,10 @@ fn check(model: &RqVae, data: &Tensor, opts: &SidTrainOptions) -> Result<()> {
     }
     if opts.batch == 0 || opts.epochs == 0 {
         return Err(Error::config(
-            format!("SID training with batch {} and {} epochs", opts.batch, opts.epochs),
+            format!(
+                "SID training with batch {} and {} epochs",
+                opts.batch, opts.epochs
+            ),
             "batch and epochs must be >= 1",
         ));
     }
@@ -238,5 +243,8 @@ pub fn standardize(data: &Tensor) -> Result<Tensor> {
         .collect();
     let rms = (centred.iter().map(|v| v * v).sum::<f64>() / centred.len().max(1) as f64).sqrt();
     let scale = if rms > 0.0 { 1.0 / rms } else { 1.0 };
-    Tensor::from_vec(centred.iter().map(|&v| (v * scale) as f32).collect(), &[n, d])
+    Tensor::from_vec(
+        centred.iter().map(|&v| (v * scale) as f32).collect(),
+        &[n, d],
+    )
 }
