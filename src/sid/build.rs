@@ -20,13 +20,14 @@ pub struct SidSizes {
 
 impl SidSizes {
     /// The default rule (measured on the three data sets with SASRec item tables, README
-    /// "Semantic IDs"): 4 levels of 64 codes up to 8,192 items, 4 levels of 256 codes above
-    /// (the authors' size for 10-20k items); code dimension 32; MLP widths 256, 128. With 3
-    /// levels of 64 codes, a first-level prefix held more than 64 items on every data set.
+    /// "Semantic IDs"): 3 levels of 256 codes (4 levels above 16,384 items, the authors' size
+    /// for 10-20k items); code dimension 32; MLP widths 256, 128. It was the only size tried
+    /// that never needed an added level: with 64 codes per level (3 or 4 levels) a group of
+    /// SASRec's barely-trained tail items outgrew the last level on the Amazon sets.
     pub fn default_for(num_items: usize) -> SidSizes {
         SidSizes {
-            levels: 4,
-            codes: if num_items <= 8192 { 64 } else { 256 },
+            levels: if num_items <= 16_384 { 3 } else { 4 },
+            codes: 256,
             e_dim: 32,
             hidden: vec![256, 128],
         }
