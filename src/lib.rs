@@ -28,6 +28,7 @@ pub mod optim;
 pub mod rec;
 pub mod report;
 pub mod rng;
+pub mod sid;
 pub mod tensor;
 pub mod tokenizer;
 
