@@ -86,8 +86,16 @@ impl GemmShape {
     /// Checks the shape against the operand lengths: every leading dimension covers its row,
     /// every item of every operand lies inside its buffer, and C items do not overlap.
     fn check(&self, op: &'static str, a_len: usize, b_len: usize, c_len: usize) -> Result<()> {
-        let (a_rows, a_cols) = if self.trans_a { (self.k, self.m) } else { (self.m, self.k) };
-        let (b_rows, b_cols) = if self.trans_b { (self.n, self.k) } else { (self.k, self.n) };
+        let (a_rows, a_cols) = if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        };
+        let (b_rows, b_cols) = if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        };
         let operands = [
             ("A", a_rows, a_cols, self.lda, self.stride_a, a_len),
             ("B", b_rows, b_cols, self.ldb, self.stride_b, b_len),
@@ -100,8 +108,16 @@ impl GemmShape {
                     format!("{what}: leading dimension {ld} is less than its {cols} columns"),
                 ));
             }
-            let item = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * ld + cols };
-            let needed = if self.batch == 0 { 0 } else { (self.batch - 1) * stride + item };
+            let item = if rows == 0 || cols == 0 {
+                0
+            } else {
+                (rows - 1) * ld + cols
+            };
+            let needed = if self.batch == 0 {
+                0
+            } else {
+                (self.batch - 1) * stride + item
+            };
             if needed > len {
                 return Err(Error::shape(
                     op,
@@ -111,7 +127,9 @@ impl GemmShape {
             if what == "C" && self.batch > 1 && stride < item {
                 return Err(Error::shape(
                     op,
-                    format!("stride_c = {stride} makes C items overlap (each needs {item} elements)"),
+                    format!(
+                        "stride_c = {stride} makes C items overlap (each needs {item} elements)"
+                    ),
                 ));
             }
         }
@@ -121,7 +139,10 @@ impl GemmShape {
         if self.batch > 65_535 {
             return Err(Error::shape(
                 op,
-                format!("batch {} exceeds the grid's 65535 items; split the call", self.batch),
+                format!(
+                    "batch {} exceeds the grid's 65535 items; split the call",
+                    self.batch
+                ),
             ));
         }
         Ok(())
