@@ -17,7 +17,7 @@
 #            --features cuda): on a GPU machine that is a failure of the check,
 #   FAIL     it exited non-zero (a parity assertion, a CUDA error), TIMEOUT past its limit,
 #   MISSING  no binary was found (build with the command above).
-# Exit status 0 only when every binary PASSes. Logs: $LOG_DIR (default gpu-check-logs/).
+# Exit status 0 only when every binary PASSes. Logs: $LOG_DIR (default target/gpu-check-logs/).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 DEPS_DIR="${1:-target/release/deps}"
 PER_TEST_LIMIT="${PER_TEST_LIMIT:-120}"
 TOTAL_LIMIT="${TOTAL_LIMIT:-420}"
-LOG_DIR="${LOG_DIR:-gpu-check-logs}"
+LOG_DIR="${LOG_DIR:-target/gpu-check-logs}"
 # Every tests/*_parity.rs, by binary name.
 PARITY_TESTS=(elementwise_parity gemm_parity ops_parity attention_parity)
 
