@@ -63,10 +63,18 @@ impl Case {
         }
     }
     fn lda(&self) -> usize {
-        if self.ta { self.m } else { self.k }
+        if self.ta {
+            self.m
+        } else {
+            self.k
+        }
     }
     fn ldb(&self) -> usize {
-        if self.tb { self.k } else { self.n }
+        if self.tb {
+            self.k
+        } else {
+            self.n
+        }
     }
     /// (f64 reference of alpha op(A) op(B) + beta C, error scale sum |alpha a b| + |beta c|).
     fn reference(&self, a: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
@@ -107,7 +115,10 @@ fn assert_gemm(what: &str, k: usize, found: &[f32], want: &[f64], scale: &[f64])
     for (i, ((&f, &w), &s)) in found.iter().zip(want).zip(scale).enumerate() {
         let allowed = 2.0 * k.max(1) as f64 * EPS_F32 * s + 1e-6;
         let err = (f as f64 - w).abs();
-        assert!(err <= allowed, "{what}: element {i}: found {f:e}, expected {w:e} (error {err:e} > {allowed:e})");
+        assert!(
+            err <= allowed,
+            "{what}: element {i}: found {f:e}, expected {w:e} (error {err:e} > {allowed:e})"
+        );
     }
 }
 
@@ -122,7 +133,12 @@ fn gemm_cpu_matches_reference_and_cuda_matches_cpu() {
         for shape in SHAPES {
             seed += 3;
             let case = Case::new(ta, tb, shape, seed);
-            let tag = format!("{}{} {:?}", if ta { "t" } else { "n" }, if tb { "t" } else { "n" }, shape);
+            let tag = format!(
+                "{}{} {:?}",
+                if ta { "t" } else { "n" },
+                if tb { "t" } else { "n" },
+                shape
+            );
             // 1. CPU f32 against f64, on the raw inputs and on the bf16-rounded ones.
             let (want, scale) = case.reference(&case.a, &case.b);
             let cpu_f32 = case.cpu(&case.a, &case.b);
@@ -130,7 +146,13 @@ fn gemm_cpu_matches_reference_and_cuda_matches_cpu() {
             let (a16, b16) = (round_bf16(&case.a), round_bf16(&case.b));
             let (want16, scale16) = case.reference(&a16, &b16);
             let cpu_bf16 = case.cpu(&a16, &b16);
-            assert_gemm(&format!("cpu sgemm on bf16 inputs {tag}"), case.k, &cpu_bf16, &want16, &scale16);
+            assert_gemm(
+                &format!("cpu sgemm on bf16 inputs {tag}"),
+                case.k,
+                &cpu_bf16,
+                &want16,
+                &scale16,
+            );
             // 2. CUDA against the CPU.
             on_cuda!(format!("gemm {tag}"), |dev| {
                 cuda_gemm_case(dev, &case, &tag, &cpu_f32, &cpu_bf16, &scale, &scale16)?;
@@ -156,22 +178,47 @@ fn cuda_gemm_case(
     // f32 SIMT path
     let mut dc = dev.upload(&case.c0)?;
     gemm_f32(dev, &shape, ALPHA, &da, &db, BETA, &mut dc)?;
-    assert_gemm(&format!("cuda gemm_f32 {tag}"), case.k, &dc.download()?, &as_f64(cpu_f32), scale);
+    assert_gemm(
+        &format!("cuda gemm_f32 {tag}"),
+        case.k,
+        &dc.download()?,
+        &as_f64(cpu_f32),
+        scale,
+    );
     // bf16 tensor-core path, operands converted on the device (which must round as the host)
     let (mut a16, mut b16) = (dev.zeros_bf16(case.a.len())?, dev.zeros_bf16(case.b.len())?);
     cast_f32_to_bf16(dev, &da, &mut a16)?;
     cast_f32_to_bf16(dev, &db, &mut b16)?;
-    let host16: Vec<u16> = case.a.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
+    let host16: Vec<u16> = case
+        .a
+        .iter()
+        .map(|&v| bf16::from_f32(v).to_bits())
+        .collect();
     let dev16: Vec<u16> = a16.download()?.iter().map(|v| v.to_bits()).collect();
-    assert_eq!(dev16, host16, "cast_f32_to_bf16 {tag}: device rounding differs from half::bf16");
+    assert_eq!(
+        dev16, host16,
+        "cast_f32_to_bf16 {tag}: device rounding differs from half::bf16"
+    );
     let mut dc = dev.upload(&case.c0)?;
-    if shape.lda % 8 == 0 && shape.ldb % 8 == 0 && (case.batch == 1 || (shape.stride_a % 8 == 0 && shape.stride_b % 8 == 0)) {
+    if shape.lda % 8 == 0
+        && shape.ldb % 8 == 0
+        && (case.batch == 1 || (shape.stride_a % 8 == 0 && shape.stride_b % 8 == 0))
+    {
         gemm_bf16(dev, &shape, ALPHA, &a16, &b16, BETA, &mut dc)?;
-        assert_gemm(&format!("cuda gemm_bf16 {tag}"), case.k, &dc.download()?, &as_f64(cpu_bf16), scale16);
+        assert_gemm(
+            &format!("cuda gemm_bf16 {tag}"),
+            case.k,
+            &dc.download()?,
+            &as_f64(cpu_bf16),
+            scale16,
+        );
     } else {
         // The tensor-core path must refuse misaligned operands with an error, not misread them.
         let err = gemm_bf16(dev, &shape, ALPHA, &a16, &b16, BETA, &mut dc).unwrap_err();
-        assert!(err.to_string().contains("multiple of 8"), "{tag}: unexpected error {err}");
+        assert!(
+            err.to_string().contains("multiple of 8"),
+            "{tag}: unexpected error {err}"
+        );
     }
     Ok(())
 }
@@ -186,20 +233,40 @@ fn gemm_bf16_aligned_shapes_match_cpu() {
         for shape in [(2, 136, 72, 40), (1, 264, 136, 520)] {
             seed += 3;
             let case = Case::new(ta, tb, shape, seed);
-            let tag = format!("{}{} {:?}", if ta { "t" } else { "n" }, if tb { "t" } else { "n" }, shape);
+            let tag = format!(
+                "{}{} {:?}",
+                if ta { "t" } else { "n" },
+                if tb { "t" } else { "n" },
+                shape
+            );
             let (a16, b16) = (round_bf16(&case.a), round_bf16(&case.b));
             let (want16, scale16) = case.reference(&a16, &b16);
             let cpu_bf16 = case.cpu(&a16, &b16);
-            assert_gemm(&format!("cpu sgemm on bf16 inputs {tag}"), case.k, &cpu_bf16, &want16, &scale16);
+            assert_gemm(
+                &format!("cpu sgemm on bf16 inputs {tag}"),
+                case.k,
+                &cpu_bf16,
+                &want16,
+                &scale16,
+            );
             on_cuda!(format!("gemm_bf16 {tag}"), |dev| {
                 use ilrec::cuda::gemm::{gemm_bf16, GemmShape};
                 let shape = GemmShape::dense_batched(case.batch, ta, tb, case.m, case.n, case.k);
                 let to16 = |v: &[f32]| v.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>();
-                let (da, db) = (dev.upload_bf16(&to16(&case.a))?, dev.upload_bf16(&to16(&case.b))?);
+                let (da, db) = (
+                    dev.upload_bf16(&to16(&case.a))?,
+                    dev.upload_bf16(&to16(&case.b))?,
+                );
                 let mut dc = dev.upload(&case.c0)?;
                 gemm_bf16(dev, &shape, ALPHA, &da, &db, BETA, &mut dc)?;
                 let want: Vec<f64> = cpu_bf16.iter().map(|&x| x as f64).collect();
-                assert_gemm(&format!("cuda gemm_bf16 {tag}"), case.k, &dc.download()?, &want, &scale16);
+                assert_gemm(
+                    &format!("cuda gemm_bf16 {tag}"),
+                    case.k,
+                    &dc.download()?,
+                    &want,
+                    &scale16,
+                );
             });
         }
     }

@@ -14,12 +14,20 @@ pub const EPS_BF16: f64 = 0.0078125; // 2^-7
 /// Deterministic values in [-range, range] (ilrec's own seeded Rng).
 pub fn uniform(n: usize, seed: u64, range: f32) -> Vec<f32> {
     let mut rng = ilrec::rng::Rng::new(seed);
-    (0..n).map(|_| (2.0 * rng.uniform() - 1.0) * range).collect()
+    (0..n)
+        .map(|_| (2.0 * rng.uniform() - 1.0) * range)
+        .collect()
 }
 
 /// Asserts `|found[i] - want[i]| <= atol + rtol * |want[i]|` for all i, naming the worst index.
 pub fn assert_within(what: &str, found: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(found.len(), want.len(), "{what}: {} values, expected {}", found.len(), want.len());
+    assert_eq!(
+        found.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        found.len(),
+        want.len()
+    );
     for (i, (&f, &w)) in found.iter().zip(want).enumerate() {
         let allowed = atol + rtol * w.abs();
         let err = (f as f64 - w).abs();
