@@ -169,16 +169,113 @@ impl CudaDevice {
         Ok(CudaBuffer { slice })
     }
 
+    /// Copies bf16 values to a new device buffer (as their 16-bit patterns).
+    pub fn upload_bf16(&self, host: &[half::bf16]) -> Result<CudaBf16Buffer> {
+        let bits: &[u16] = bytemuck::cast_slice(host);
+        let slice = self
+            .stream
+            .memcpy_stod(bits)
+            .map_err(|e| driver_error(&format!("uploading {} bf16 values", host.len()), e))?;
+        Ok(CudaBf16Buffer { slice })
+    }
+
+    /// A new bf16 device buffer of `len` zeros.
+    pub fn zeros_bf16(&self, len: usize) -> Result<CudaBf16Buffer> {
+        let slice = self
+            .stream
+            .alloc_zeros::<u16>(len)
+            .map_err(|e| driver_error(&format!("allocating {len} bf16 values"), e))?;
+        Ok(CudaBf16Buffer { slice })
+    }
+
+    /// Copies integers (token ids, targets, positions) to a new device buffer.
+    pub fn upload_i32(&self, host: &[i32]) -> Result<CudaI32Buffer> {
+        let slice = self
+            .stream
+            .memcpy_stod(host)
+            .map_err(|e| driver_error(&format!("uploading {} integers", host.len()), e))?;
+        Ok(CudaI32Buffer { slice })
+    }
+
     /// Fails with a clear message if `buf` lives on another device than `self`.
-    pub(crate) fn check_owns(&self, op: &str, buf: &CudaBuffer) -> Result<()> {
-        if buf.slice.ordinal() != self.ordinal {
+    pub(crate) fn check_owns(&self, op: &str, buf: &impl OnDevice) -> Result<()> {
+        if buf.device_ordinal() != self.ordinal {
             return Err(Error::Cuda(format!(
                 "{op}: buffer is on device {}, kernel launched on device {}",
-                buf.slice.ordinal(),
+                buf.device_ordinal(),
                 self.ordinal
             )));
         }
         Ok(())
+    }
+}
+
+/// A device buffer of any element type: which GPU holds it.
+pub trait OnDevice {
+    fn device_ordinal(&self) -> usize;
+}
+
+impl OnDevice for CudaBuffer {
+    fn device_ordinal(&self) -> usize {
+        self.slice.ordinal()
+    }
+}
+
+impl OnDevice for CudaBf16Buffer {
+    fn device_ordinal(&self) -> usize {
+        self.slice.ordinal()
+    }
+}
+
+impl OnDevice for CudaI32Buffer {
+    fn device_ordinal(&self) -> usize {
+        self.slice.ordinal()
+    }
+}
+
+/// A contiguous bf16 array in device memory, held as 16-bit patterns (cudarc's own bf16 support
+/// needs its `f16` feature, which the project does not enable; the kernels see `unsigned short`).
+pub struct CudaBf16Buffer {
+    pub(crate) slice: CudaSlice<u16>,
+}
+
+impl CudaBf16Buffer {
+    /// Number of bf16 elements.
+    pub fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    /// True for a zero-length buffer.
+    pub fn is_empty(&self) -> bool {
+        self.slice.is_empty()
+    }
+
+    /// Copies the buffer back to the host, waiting for every kernel queued before it.
+    pub fn download(&self) -> Result<Vec<half::bf16>> {
+        let stream = self.slice.stream();
+        let doing = format!("downloading {} bf16 values", self.len());
+        let bits = stream
+            .memcpy_dtov(&self.slice)
+            .map_err(|e| driver_error(&doing, e))?;
+        stream.synchronize().map_err(|e| driver_error(&doing, e))?;
+        Ok(bits.into_iter().map(half::bf16::from_bits).collect())
+    }
+}
+
+/// A contiguous i32 array in device memory: token ids, targets (-100 = ignored), positions.
+pub struct CudaI32Buffer {
+    pub(crate) slice: CudaSlice<i32>,
+}
+
+impl CudaI32Buffer {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    /// True for a zero-length buffer.
+    pub fn is_empty(&self) -> bool {
+        self.slice.is_empty()
     }
 }
 
