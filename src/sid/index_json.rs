@@ -168,10 +168,12 @@ fn parse_sid(path: &Path, key: &str, value: &serde_json::Value) -> Result<Vec<u3
         let s = t.as_str().unwrap_or("");
         match parse_sid_token(s) {
             Some((l, code)) if l == level => codes.push(code),
-            _ => return Err(bad(format!(
+            _ => {
+                return Err(bad(format!(
                 "token {level} is {t}, expected {} with some code (level letters run a, b, c, ...)",
                 sid_token(level, 0).replace("_0", "_N")
-            ))),
+            )))
+            }
         }
     }
     Ok(codes)

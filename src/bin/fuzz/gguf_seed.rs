@@ -45,7 +45,9 @@ fn put_meta(out: &mut Vec<u8>, key: &str, value: &Meta) {
             out.extend_from_slice(&9u32.to_le_bytes());
             out.extend_from_slice(&5u32.to_le_bytes());
             out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            items.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+            items
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         }
     }
 }
@@ -97,7 +99,20 @@ fn tensor_shapes(vocab: usize) -> Vec<(String, usize, usize)> {
 
 /// The whole file.
 pub fn gguf_seeds() -> Vec<Bundle> {
-    let tokens = vec!["h", "e", "l", "o", "Ġ", "w", "r", "d", "he", "ll", "<|endoftext|>", "<a_1>"];
+    let tokens = vec![
+        "h",
+        "e",
+        "l",
+        "o",
+        "Ġ",
+        "w",
+        "r",
+        "d",
+        "he",
+        "ll",
+        "<|endoftext|>",
+        "<a_1>",
+    ];
     let mut out = b"GGUF".to_vec();
     out.extend_from_slice(&3u32.to_le_bytes());
     let shapes = tensor_shapes(tokens.len());
@@ -110,9 +125,14 @@ pub fn gguf_seeds() -> Vec<Bundle> {
     for (name, rows, cols) in &shapes {
         let f16 = name == "token_embd.weight";
         put_str(&mut out, name);
-        let dims: Vec<u64> = if *rows == 1 { vec![*cols as u64] } else { vec![*cols as u64, *rows as u64] };
+        let dims: Vec<u64> = if *rows == 1 {
+            vec![*cols as u64]
+        } else {
+            vec![*cols as u64, *rows as u64]
+        };
         out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        dims.iter().for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
+        dims.iter()
+            .for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
         out.extend_from_slice(&(if f16 { 1u32 } else { 0u32 }).to_le_bytes());
         out.extend_from_slice(&(data.len() as u64).to_le_bytes());
         for _ in 0..rows * cols {

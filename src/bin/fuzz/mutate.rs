@@ -36,8 +36,24 @@ const INTERESTING: &[u64] = &[
 
 /// Text numbers to splice in (JSON/CSV fields): edges, negatives, floats, non-numbers.
 const INTERESTING_TEXT: &[&str] = &[
-    "0", "-1", "1", "2", "1000000", "16777215", "4294967296", "9223372036854775810",
-    "18446744073709551615", "1e309", "-0", "0.5", "NaN", "null", "\"\"", "[]", "{}", "true",
+    "0",
+    "-1",
+    "1",
+    "2",
+    "1000000",
+    "16777215",
+    "4294967296",
+    "9223372036854775810",
+    "18446744073709551615",
+    "1e309",
+    "-0",
+    "0.5",
+    "NaN",
+    "null",
+    "\"\"",
+    "[]",
+    "{}",
+    "true",
 ];
 
 /// The case `index` of a campaign with `seed`: a seed input with 1-8 stacked mutations.

@@ -58,7 +58,12 @@ pub fn safetensors_seeds(scratch: &Path) -> Vec<Bundle> {
     let single = Bundle {
         files: ["config.json", "model.safetensors"]
             .iter()
-            .map(|n| (n.to_string(), std::fs::read(dir.join(n)).expect("seed file")))
+            .map(|n| {
+                (
+                    n.to_string(),
+                    std::fs::read(dir.join(n)).expect("seed file"),
+                )
+            })
             .collect(),
     };
     vec![single, sharded(&model, &dir)]
@@ -79,7 +84,10 @@ fn sharded(model: &Llama, dir: &Path) -> Bundle {
         for &id in part.iter() {
             weight_map.insert(model.params.name(id).to_string(), json!(name));
         }
-        files.push((name.clone(), std::fs::read(dir.join(&name)).expect("seed shard")));
+        files.push((
+            name.clone(),
+            std::fs::read(dir.join(&name)).expect("seed shard"),
+        ));
     }
     let index = json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
     files.push(("model.safetensors.index.json".into(), json_bytes(&index)));
@@ -112,7 +120,10 @@ pub fn tokenizer_seeds() -> Vec<Bundle> {
     for (k, (a, b)) in merges.iter().enumerate() {
         vocab.insert(format!("{a}{b}"), json!(256 + k));
     }
-    let merge_list: Vec<Value> = merges.iter().map(|(a, b)| json!(format!("{a} {b}"))).collect();
+    let merge_list: Vec<Value> = merges
+        .iter()
+        .map(|(a, b)| json!(format!("{a} {b}")))
+        .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     let tokenizer = json!({
         "version": "1.0",
@@ -142,7 +153,11 @@ pub fn movielens_seeds() -> Vec<Bundle> {
     let mut ratings = String::from("userId,movieId,rating,timestamp\n");
     for user in 1..=6 {
         for movie in 1..=6 {
-            ratings += &format!("{user},{movie},{}.0,{}\n", 1 + (user + movie) % 5, 1000 + user * 10 + movie);
+            ratings += &format!(
+                "{user},{movie},{}.0,{}\n",
+                1 + (user + movie) % 5,
+                1000 + user * 10 + movie
+            );
         }
     }
     let movies = "movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n2,\"Heat, The (1995)\",Action\n\
@@ -160,7 +175,11 @@ pub fn recbole_seeds() -> Vec<Bundle> {
     let mut inter = String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
     for user in 1..=6 {
         for item in 1..=6 {
-            inter += &format!("u{user}\ti{item}\t{}\t{}\n", 1 + (user * item) % 5, 500 + user * 7 + item);
+            inter += &format!(
+                "u{user}\ti{item}\t{}\t{}\n",
+                1 + (user * item) % 5,
+                500 + user * 7 + item
+            );
         }
     }
     let mut item = String::from("item_id:token\ttitle:token_seq\tcategories:token_seq\n");

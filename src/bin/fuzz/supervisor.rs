@@ -73,7 +73,11 @@ impl Worker {
                 }
             }
         });
-        Worker { child, stdin, replies }
+        Worker {
+            child,
+            stdin,
+            replies,
+        }
     }
 
     fn stop(mut self) {
@@ -98,7 +102,18 @@ fn message_flaw(message: &str) -> Option<&'static str> {
 pub fn run(opts: &Options) -> ExitCode {
     println!(
         "{:<12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9}",
-        "target", "cases", "ok", "error", "panic", "abort", "timeout", "slow", "badmsg", "peak MB", "max ms", "cases/s"
+        "target",
+        "cases",
+        "ok",
+        "error",
+        "panic",
+        "abort",
+        "timeout",
+        "slow",
+        "badmsg",
+        "peak MB",
+        "max ms",
+        "cases/s"
     );
     let mut failed = false;
     for target in &opts.targets {
@@ -164,7 +179,11 @@ fn run_cases(target: &Target, seeds: &[Bundle], cases: &[u64], opts: &Options) -
     for &index in cases {
         let case = build_case(seeds, index, opts);
         let sent = case.send(&mut worker.stdin).is_ok();
-        let reply = if sent { worker.replies.recv_timeout(timeout) } else { Err(RecvTimeoutError::Disconnected) };
+        let reply = if sent {
+            worker.replies.recv_timeout(timeout)
+        } else {
+            Err(RecvTimeoutError::Disconnected)
+        };
         let kind = match reply {
             Ok(line) => classify(&line, index, opts, &mut tally),
             Err(RecvTimeoutError::Timeout) => {
@@ -191,7 +210,11 @@ fn run_cases(target: &Target, seeds: &[Bundle], cases: &[u64], opts: &Options) -
 /// Kills and replaces the worker; returns how the old one ended.
 fn restart(worker: &mut Worker, target: &Target, mem_mb: u64) -> String {
     let _ = worker.child.kill();
-    let status = worker.child.wait().map(|s| s.to_string()).unwrap_or_default();
+    let status = worker
+        .child
+        .wait()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let old = std::mem::replace(worker, Worker::start(target, mem_mb));
     old.stop();
     status
@@ -215,7 +238,12 @@ fn classify(line: &str, index: u64, opts: &Options, tally: &mut Tally) -> String
             tally.error += 1;
             if let Some(flaw) = message_flaw(&message) {
                 tally.flawed_message += 1;
-                note(tally, "badmsg", index, format!("{flaw}: {}", clip(&message)));
+                note(
+                    tally,
+                    "badmsg",
+                    index,
+                    format!("{flaw}: {}", clip(&message)),
+                );
                 return "badmsg".into();
             }
         }
@@ -230,7 +258,11 @@ fn classify(line: &str, index: u64, opts: &Options, tally: &mut Tally) -> String
 
 fn clip(text: &str) -> String {
     let short: String = text.chars().take(160).collect();
-    if short.len() < text.len() { short + "..." } else { short }
+    if short.len() < text.len() {
+        short + "..."
+    } else {
+        short
+    }
 }
 
 fn note(tally: &mut Tally, kind: &str, index: u64, message: String) {
@@ -252,8 +284,18 @@ fn print_tally(target: &Target, t: &Tally, cases: usize, elapsed: Duration) {
     let rate = cases as f64 / elapsed.as_secs_f64().max(1e-9);
     println!(
         "{:<12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>8} {:>6} {:>8} {:>8.1} {:>8.1} {:>9.0}",
-        target.name, cases, t.ok, t.error, t.panic, t.abort, t.timeout, t.slow, t.flawed_message,
-        t.peak_kib as f64 / 1024.0, t.max_micros as f64 / 1000.0, rate
+        target.name,
+        cases,
+        t.ok,
+        t.error,
+        t.panic,
+        t.abort,
+        t.timeout,
+        t.slow,
+        t.flawed_message,
+        t.peak_kib as f64 / 1024.0,
+        t.max_micros as f64 / 1000.0,
+        rate
     );
     for (kind, index, message) in &t.examples {
         println!("    {kind} at case {index}: {}", clip(message));

@@ -74,7 +74,10 @@ fn run_config(dir: &Path) -> Result<()> {
     let config = LlamaConfig::from_file(&path)?;
     let again = LlamaConfig::from_json(&config.to_json(), &path)?;
     // A config that does not survive save + load is silent corruption: report it as a finding.
-    assert_eq!(config, again, "config.json does not round-trip through to_json");
+    assert_eq!(
+        config, again,
+        "config.json does not round-trip through to_json"
+    );
     Ok(())
 }
 

@@ -91,12 +91,25 @@ pub fn run(target: &Target, memory_mb: u64) {
             Ok(()) => match panic::catch_unwind(AssertUnwindSafe(|| (target.run)(&dir))) {
                 Ok(Ok(())) => ("ok", String::new()),
                 Ok(Err(e)) => ("error", e.to_string()),
-                Err(_) => ("panic", LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default()),
+                Err(_) => (
+                    "panic",
+                    LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default(),
+                ),
             },
         };
         let micros = started.elapsed().as_micros();
-        let line = format!("{} {} {} {}\n", outcome.0, micros, peak_rss_kib(), one_line(&outcome.1));
-        if out.write_all(line.as_bytes()).and_then(|_| out.flush()).is_err() {
+        let line = format!(
+            "{} {} {} {}\n",
+            outcome.0,
+            micros,
+            peak_rss_kib(),
+            one_line(&outcome.1)
+        );
+        if out
+            .write_all(line.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             break;
         }
     }

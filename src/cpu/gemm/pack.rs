@@ -156,7 +156,7 @@ fn prefetch_run(run: &[f32]) {
         // SAFETY: prefetching never faults; SSE is part of the x86-64 baseline.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr() as *const i8,
+                line.as_ptr() as *const i8
             )
         };
     }
