@@ -7,6 +7,8 @@
 //! Lengths: 1; 7 (shorter than any SIMD width, and not a multiple of one); 1_000_003 (odd and
 //! prime, so the CPU loops have a scalar tail and the CUDA grid a partly idle last block).
 
+mod parity_common;
+
 use ilrec::cpu::elementwise as cpu;
 
 const LENGTHS: [usize; 3] = [1, 7, 1_000_003];
@@ -96,55 +98,6 @@ fn sigmoid64(x: f64) -> f64 {
         let e = x.exp();
         e / (1.0 + e)
     }
-}
-
-#[cfg(feature = "cuda")]
-mod gpu {
-    use ilrec::cuda::{CudaDevice, Probe};
-    use std::sync::OnceLock;
-
-    /// The GPU shared by all tests of this file, or why there is none (probed once).
-    pub fn device() -> Result<&'static CudaDevice, &'static str> {
-        static DEVICE: OnceLock<Result<CudaDevice, String>> = OnceLock::new();
-        let probed = DEVICE.get_or_init(|| match CudaDevice::probe(0) {
-            Ok(Probe::Ready(dev)) => Ok(dev),
-            Ok(Probe::Unavailable(why)) => Err(why),
-            // A driver that is present but fails is a broken set-up: fail, do not skip.
-            Err(e) => panic!("CUDA device 0 could not be opened: {e}"),
-        });
-        probed.as_ref().map_err(String::as_str)
-    }
-}
-
-/// Prints a skip reason where CI logs show it: libtest captures `println!`/`eprintln!` of passing
-/// tests, but not writes to the stderr handle itself.
-fn skip_note(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Runs `$body` (a block that may use `?` on `ilrec::Result` and the device `$dev`) when this
-/// test binary was built with feature `cuda` and a GPU is present; otherwise prints
-/// `skipped CUDA parity for <op>: <reason>`. Without the feature the body is compiled out.
-macro_rules! on_cuda {
-    ($op:expr, |$dev:ident| $body:block) => {{
-        #[cfg(feature = "cuda")]
-        match gpu::device() {
-            Ok($dev) => {
-                let run = || -> ilrec::Result<()> {
-                    $body;
-                    Ok(())
-                };
-                run().unwrap_or_else(|e| panic!("{}: CUDA failed: {e}", $op));
-            }
-            Err(why) => skip_note(&format!("skipped CUDA parity for {}: {why}", $op)),
-        }
-        #[cfg(not(feature = "cuda"))]
-        skip_note(&format!(
-            "skipped CUDA parity for {}: built without feature `cuda`",
-            $op
-        ));
-    }};
 }
 
 /// The binary ops are single IEEE operations on both back ends: the CPU result must be the f64
