@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::gguf_writer::Writer;
+
 use ilrec::model::gguf::GgufFile;
 use ilrec::model::gguf_quant::{dequantize, GgmlType};
 use safetensors::{Dtype, SafeTensors};
@@ -104,34 +106,13 @@ fn every_block_type_matches_the_reference_bit_for_bit() {
 
 /// A GGUF with one tensor per type: dims [values per block * blocks] as one row.
 fn mixed_gguf(st: &SafeTensors) -> Vec<u8> {
-    let align = |n: usize| n.div_ceil(32) * 32;
-    let put_str = |out: &mut Vec<u8>, s: &str| {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    };
-    let cases: Vec<(&str, u32, Case)> = TYPES
-        .iter()
-        .map(|&(name, _, id)| (name, id, load_case(st, name)))
-        .collect();
-    let mut out = b"GGUF".to_vec();
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&(cases.len() as u64).to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes()); // no metadata
-    let mut offset = 0usize;
-    for (name, id, case) in &cases {
-        put_str(&mut out, name);
-        out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&((case.blocks * case.per_block) as u64).to_le_bytes());
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&(offset as u64).to_le_bytes());
-        offset = align(offset + case.raw.len());
+    let mut writer = Writer::new();
+    for (name, _, id) in TYPES {
+        let case = load_case(st, name);
+        let dims = [(case.blocks * case.per_block) as u64];
+        writer = writer.tensor(name, &dims, id, case.raw);
     }
-    let data_start = align(out.len());
-    for (_, _, case) in &cases {
-        out.resize(align(out.len().max(data_start)), 0);
-        out.extend_from_slice(&case.raw);
-    }
-    out
+    writer.bytes()
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod gguf_writer;
+
 use std::path::PathBuf;
 
 /// The fixture root: env `ILREC_FIXTURES` if set, else `../shared/fixtures` beside the crate.
