@@ -18,7 +18,8 @@ impl Bundle {
         }
     }
 
-    /// Writes every file into `dir` (which is emptied first, so no file of an earlier case stays).
+    /// Writes every file into `dir` (emptied first, so no file of an earlier case stays); also how
+    /// a finding is saved for `--replay`.
     pub fn write_into(&self, dir: &Path) -> io::Result<()> {
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
@@ -28,11 +29,6 @@ impl Bundle {
             std::fs::write(dir.join(name), bytes)?;
         }
         Ok(())
-    }
-
-    /// Total bytes of all files.
-    pub fn len(&self) -> usize {
-        self.files.iter().map(|(_, b)| b.len()).sum()
     }
 
     /// Wire format: file count, then per file name length, name, data length, data (u32 LE).
@@ -61,11 +57,6 @@ impl Bundle {
             files.push((name, read_chunk(input)?));
         }
         Ok(Some(Bundle { files }))
-    }
-
-    /// Saves the case as a folder (for a regression test or a re-run with `--replay DIR`).
-    pub fn save(&self, dir: &Path) -> io::Result<()> {
-        self.write_into(dir)
     }
 
     /// Reads a saved case back: every file of `dir`, in name order.

@@ -274,7 +274,7 @@ fn note(tally: &mut Tally, kind: &str, index: u64, message: String) {
 fn save_case(case: &Bundle, target: &str, kind: &str, index: u64, dir: Option<&Path>) {
     if let Some(dir) = dir {
         let path = dir.join(target).join(format!("{kind}-{index}"));
-        if let Err(e) = case.save(&path) {
+        if let Err(e) = case.write_into(&path) {
             eprintln!("fuzz: cannot save {}: {e}", path.display());
         }
     }
