@@ -467,7 +467,10 @@ impl FieldReader<'_> {
             "qwen2" | "qwen3" => {
                 self.optional_bool("use_sliding_window")?.unwrap_or(false) || by_layer_types
             }
-            _ => window.is_some() || by_layer_types,
+            "mistral" => window.is_some() || by_layer_types,
+            // transformers' LlamaConfig has no window: a stray `sliding_window` key changes nothing
+            // there, so it must change nothing here (found by the fuzzer: it also broke to_json).
+            _ => false,
         };
         if on && window.is_none() {
             return Err(self.error(
@@ -677,6 +680,19 @@ mod tests {
         assert_eq!(LlamaConfig::from_json(&c.to_json(), "b").unwrap(), c);
         let plain = LlamaConfig::from_json(&llama_json(), "a").unwrap();
         assert!(!plain.qk_norm());
+    }
+
+    /// A `sliding_window` key in a llama config is ignored, as transformers' LlamaConfig
+    /// ignores it, and the config survives to_json (fuzz finding: it used to switch a window on
+    /// that to_json then dropped).
+    #[test]
+    fn llama_ignores_a_sliding_window_key() {
+        let mut v = llama_json();
+        v["sliding_window"] = json!(32);
+        v["use_sliding_window"] = json!(true);
+        let c = LlamaConfig::from_json(&v, "a").unwrap();
+        assert_eq!(c.sliding_window, None);
+        assert_eq!(LlamaConfig::from_json(&c.to_json(), "a").unwrap(), c);
     }
 
     /// A Qwen2 config with its window switched on keeps it through to_json (transformers reads
