@@ -1035,3 +1035,27 @@ fn sentencepiece_gguf_without_scores_or_with_an_unknown_model_is_refused() {
         "{err}"
     );
 }
+
+/// A corrupt `llama.block_count` is refused against the blocks the file holds before any
+/// per-layer work (fuzz finding: the count drove the expected-tensor list first).
+#[test]
+fn a_block_count_beyond_the_tensors_is_refused_first() {
+    for claimed in [2u32, 65_535, 16_777_215] {
+        let mut w = tiny_llama("smollm");
+        let entry = w
+            .kvs
+            .iter_mut()
+            .find(|(k, _)| k == "llama.block_count")
+            .unwrap();
+        entry.1 = GgufValue::U32(claimed);
+        let path = w.write(&format!("block-count-{claimed}.gguf"));
+        let msg = match ilrec::model::llama::Llama::from_gguf(&path) {
+            Ok(_) => panic!("block_count {claimed} loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.contains(&format!("says {claimed} layers")) && msg.contains("1 blocks"),
+            "{msg}"
+        );
+    }
+}

@@ -26,6 +26,7 @@ use crate::autograd::{ParamId, Params, Tape, Var};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Std of the normal init of weight matrices (HF's `initializer_range` default).
@@ -206,6 +207,12 @@ impl Llama {
         let dir = dir.as_ref();
         let config = LlamaConfig::from_file(dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
+        let names = ckpt.names();
+        check_layer_count(
+            &config,
+            names.iter().map(String::as_str),
+            &dir.join("config.json"),
+        )?;
         let expected = expected_tensors(&config);
         refuse_unexpected_tensors(&ckpt, &expected)?;
         let params = ckpt.load_params(&expected)?;
@@ -587,8 +594,9 @@ impl Llama {
 /// Checkpoint tensors the architecture does not use: refusing them catches a wrong model_type
 /// (e.g. Qwen3's q_norm) instead of silently ignoring part of the model.
 fn refuse_unexpected_tensors(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()> {
+    let expected: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
     for name in ckpt.names() {
-        let known = expected.iter().any(|(n, _)| *n == name)
+        let known = expected.contains(name.as_str())
             || name.ends_with("rotary_emb.inv_freq") // a buffer old checkpoints saved
             || name == "lm_head.weight"; // tied configs may still ship the (identical) head
         if !known {
@@ -600,6 +608,36 @@ fn refuse_unexpected_tensors(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks the config's layer count against the blocks the checkpoint holds (HF names
+/// `model.layers.N.*`) before any per-layer work: a corrupt count must not drive allocations
+/// (a `num_hidden_layers` of 10^6 used to build nine million expected names before failing).
+pub fn check_layer_count<'a>(
+    config: &LlamaConfig,
+    hf_names: impl Iterator<Item = &'a str>,
+    origin: &Path,
+) -> Result<()> {
+    let blocks: HashSet<usize> = hf_names
+        .filter_map(|n| {
+            n.strip_prefix("model.layers.")?
+                .split('.')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if blocks.len() != config.num_hidden_layers {
+        return Err(Error::format(
+            origin,
+            format!(
+                "the config says {} layers but the weights hold tensors of {} blocks",
+                config.num_hidden_layers,
+                blocks.len()
+            ),
+        ));
     }
     Ok(())
 }

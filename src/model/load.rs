@@ -9,12 +9,12 @@
 use super::config::LlamaConfig;
 use super::gguf::GgufFile;
 use super::gguf_hf::{hf_config, hf_tensor_name, hf_tokenizer_json, unpermute_qk_rows};
-use super::llama::{expected_tensors, Llama};
+use super::llama::{check_layer_count, expected_tensors, Llama};
 use crate::autograd::Params;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::tokenizer::Tokenizer;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Loads `path`: a directory (HF layout) or a `.gguf` file. The tokenizer is the directory's
@@ -78,10 +78,12 @@ fn gguf_params(gguf: &GgufFile, config: &LlamaConfig) -> Result<Params> {
         })?;
         gguf_name_of.insert(hf, info.name.as_str());
     }
+    check_layer_count(config, gguf_name_of.keys().map(String::as_str), gguf.path())?;
     let expected = expected_tensors(config);
+    let expected_names: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(extra) = gguf_name_of
         .keys()
-        .find(|hf| !expected.iter().any(|(name, _)| name == *hf))
+        .find(|hf| !expected_names.contains(hf.as_str()))
     {
         return Err(Error::format(
             gguf.path(),
