@@ -165,6 +165,7 @@ impl LlamaConfig {
                 ));
             }
         }
+        self.check_weight_sizes(origin)?;
         if !self
             .num_attention_heads
             .is_multiple_of(self.num_key_value_heads)
@@ -206,6 +207,43 @@ impl LlamaConfig {
                 origin,
                 "fields `rms_norm_eps` and `rope_theta` must be positive",
             ));
+        }
+        Ok(())
+    }
+
+    /// Every weight matrix's element count, computed without wrapping and bounded, so that
+    /// `q_dim`, `kv_dim` and the shapes of `expected_tensors` are safe to compute afterwards (a
+    /// GGUF with head_count_kv = 2^63 + 2 used to pass the shape checks after wrap-around).
+    fn check_weight_sizes(&self, origin: &Path) -> Result<()> {
+        let d = self.hidden_size;
+        let shapes = [
+            (
+                "num_attention_heads x head_dim x hidden_size",
+                [self.num_attention_heads, self.head_dim, d],
+            ),
+            (
+                "num_key_value_heads x head_dim x hidden_size",
+                [self.num_key_value_heads, self.head_dim, d],
+            ),
+            (
+                "intermediate_size x hidden_size",
+                [self.intermediate_size, 1, d],
+            ),
+            ("vocab_size x hidden_size", [self.vocab_size, 1, d]),
+        ];
+        for (what, dims) in shapes {
+            match checked_elements(&dims) {
+                Some(n) if n <= MAX_TENSOR_ELEMENTS => {}
+                _ => {
+                    return Err(Error::format(
+                        origin,
+                        format!(
+                        "{what} = {} x {} x {} is beyond {MAX_TENSOR_ELEMENTS} elements per weight",
+                        dims[0], dims[1], dims[2]
+                    ),
+                    ))
+                }
+            }
         }
         Ok(())
     }
@@ -498,6 +536,16 @@ impl FieldReader<'_> {
     }
 }
 
+/// The most elements one weight matrix may have (2^36: 256 GiB in f32, far above any model
+/// this crate can train, far below where products of file values wrap).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 36;
+
+/// The product of sizes read from a file, or `None` where it would overflow: the one place
+/// size arithmetic on untrusted values is done.
+pub fn checked_elements(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,6 +636,22 @@ mod tests {
         let mut v = llama_json();
         v["hidden_act"] = json!("gelu");
         assert!(err_of(v).contains("hidden_act"));
+    }
+
+    /// Sizes whose products overflow or exceed the bound are refused by validate, so q_dim and
+    /// the weight shapes never wrap (fuzz finding: head counts of 2^63 + 2).
+    #[test]
+    fn overflowing_sizes_are_refused() {
+        for (field, value) in [
+            ("num_key_value_heads", json!(9_223_372_036_854_775_810u64)),
+            ("num_attention_heads", json!(9_223_372_036_854_775_810u64)),
+            ("vocab_size", json!(1u64 << 40)),
+        ] {
+            let mut v = llama_json();
+            v[field] = value;
+            let err = err_of(v);
+            assert!(err.contains("elements per weight"), "{field}: {err}");
+        }
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn unpermute_attention(
     n_heads: usize,
     head_dim: usize,
 ) -> Result<Vec<f32>> {
-    if shape.len() != 2 || shape[0] != n_heads * head_dim {
+    if shape.len() != 2 || Some(shape[0]) != n_heads.checked_mul(head_dim) {
         return Err(Error::format(
             gguf.path(),
             format!(
