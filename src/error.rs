@@ -75,11 +75,13 @@ impl Error {
             msg: e.to_string(),
         }
     }
-    /// Shorthand for a content error in `path`.
+    /// Shorthand for a content error in `path`. The message is made one line and bounded
+    /// ([`MAX_MESSAGE_CHARS`]): content errors quote values read from the file, and a corrupt
+    /// file's token or key can be kilobytes long or hold line breaks.
     pub fn format(path: impl AsRef<std::path::Path>, msg: impl Into<String>) -> Error {
         Error::Format {
             path: path.as_ref().display().to_string(),
-            msg: msg.into(),
+            msg: one_bounded_line(&msg.into()),
         }
     }
     /// Shorthand for a configuration error with a hint.
@@ -88,5 +90,40 @@ impl Error {
             msg: msg.into(),
             hint: hint.into(),
         }
+    }
+}
+
+/// The longest content-error message kept whole; the rest is cut and counted.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+
+/// `msg` on one line (line breaks and tabs as spaces), cut after [`MAX_MESSAGE_CHARS`].
+fn one_bounded_line(msg: &str) -> String {
+    let flat = msg.replace(['\n', '\r', '\t'], " ");
+    let total = flat.chars().count();
+    if total <= MAX_MESSAGE_CHARS {
+        return flat;
+    }
+    let kept: String = flat.chars().take(MAX_MESSAGE_CHARS).collect();
+    format!("{kept}... ({} more characters)", total - MAX_MESSAGE_CHARS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file value quoted in a message (a 2 KB token with a line break) stays one bounded line.
+    #[test]
+    fn content_errors_are_one_bounded_line() {
+        let token = "x".repeat(2000) + "\nnext";
+        let shown = Error::format("f.json", format!("token {token:?} is bad\nreally")).to_string();
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(
+            shown.chars().count() < MAX_MESSAGE_CHARS + 60,
+            "{} chars",
+            shown.len()
+        );
+        assert!(shown.starts_with("f.json: token \"xxx") && shown.ends_with("more characters)"));
+        let short = Error::format("f.json", "line 3: bad\tvalue").to_string();
+        assert_eq!(short, "f.json: line 3: bad value");
     }
 }
