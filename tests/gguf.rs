@@ -378,6 +378,23 @@ fn string_length_beyond_eof_is_refused() {
     assert_err_contains(&write_bytes("longkey.gguf", &bytes), "string of");
 }
 
+/// A key length that is too long but still inside the file swallows the bytes after it; the
+/// error says the length is corrupt instead of quoting those bytes as a key (fuzz finding: a
+/// 400-character "key" of tabs and token strings).
+#[test]
+fn a_key_length_that_swallows_the_file_is_called_corrupt() {
+    let w = Writer::new()
+        .kv("general.name", GgufValue::String("tiny".into()))
+        .kv("general.tabs", GgufValue::String("a\tb\u{1}c".repeat(40)));
+    let mut bytes = w.bytes();
+    // The first key's length (right after the 24-byte preamble) made 100 bytes longer.
+    let real = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
+    bytes[24..32].copy_from_slice(&(real + 100).to_le_bytes());
+    let path = write_bytes("swallowing-key.gguf", &bytes);
+    assert_err_contains(&path, "metadata key: length");
+    assert_err_contains(&path, "probably corrupt");
+}
+
 #[test]
 fn structural_corruptions_are_refused() {
     // Nesting deeper than the reader allows.

@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 
 /// The four bytes every GGUF file starts with.
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+/// GGUF's limits: keys are ASCII of at most 65,535 bytes (the format description), tensor
+/// names at most 63 bytes (ggml's GGML_MAX_NAME of 64 with the terminating zero).
+const MAX_KEY_BYTES: u64 = 65_535;
+const MAX_TENSOR_NAME_BYTES: u64 = 63;
 /// Alignment of tensor data when the file does not set `general.alignment`.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// ggml tensors have at most this many dimensions.
@@ -309,7 +313,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let mut metadata = Vec::with_capacity(kv_count as usize);
     let mut seen_keys = HashSet::new();
     for _ in 0..kv_count {
-        let key = cur.string("metadata key")?;
+        let key = cur.name("metadata key", MAX_KEY_BYTES)?;
         let ty = cur.u32("metadata value type")?;
         let value = read_value(&mut cur, ty, &key, 0)?;
         if !seen_keys.insert(key.clone()) {
@@ -430,7 +434,7 @@ fn min_value_size(ty: u32) -> u64 {
 
 /// One tensor info; checks dims, type, row length against the block size, and offset alignment.
 fn read_tensor_info(cur: &mut Cursor, alignment: u64) -> Result<GgufTensorInfo> {
-    let name = cur.string("tensor name")?;
+    let name = cur.name("tensor name", MAX_TENSOR_NAME_BYTES)?;
     let n_dims = cur.u32(&name)?;
     if n_dims == 0 || n_dims > MAX_DIMS {
         return Err(cur.error(format!(
@@ -574,6 +578,29 @@ impl<'a> Cursor<'a> {
         let raw = self.take(len as usize, what)?;
         String::from_utf8(raw.to_vec())
             .map_err(|e| self.error(format!("{what}: string is not UTF-8 ({e})")))
+    }
+
+    /// A metadata key or tensor name: at most `max_bytes` printable ASCII bytes. Real files
+    /// never break this, so a breach means the length field before it is corrupt; saying so
+    /// beats quoting the bytes it swallowed as if they were a name.
+    fn name(&mut self, what: &str, max_bytes: u64) -> Result<String> {
+        let start = self.pos;
+        let len = self.u64(what)?;
+        // A length past the end of the file gets `string`'s own error, which says so.
+        let in_file = len <= self.remaining() as u64;
+        let plausible = !in_file
+            || (len <= max_bytes
+                && self.bytes[self.pos..self.pos + len as usize]
+                    .iter()
+                    .all(|b| (0x20..0x7f).contains(b)));
+        self.pos = start;
+        if !plausible {
+            return Err(self.error(format!(
+                "{what}: length {len}, expected at most {max_bytes} printable ASCII bytes; \
+                 the length field is probably corrupt"
+            )));
+        }
+        self.string(what)
     }
 
     /// Refuses `count` items of at least `min_size` bytes each when they cannot fit in the rest
