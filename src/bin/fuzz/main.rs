@@ -8,7 +8,8 @@
 //! Per target it prints the count of each outcome: ok, error (the loader refused the input,
 //! as it should), panic, abort (the worker died: allocation failure under the cap, stack
 //! overflow), timeout (killed after --timeout-ms), slow (finished, but over --slow-ms), and
-//! error messages with a flaw (over 400 characters, or Rust debug formatting such as `Some(`).
+//! error messages with a flaw (past the bounded length of content errors, or Rust debug formatting
+//! such as `Some(`).
 //! The exit status is 1 if any case panicked, aborted or timed out. `--save DIR` keeps the input
 //! of every such case (and of flawed messages) as a folder; `--replay DIR` runs one saved case,
 //! `--case I` rebuilds case I of the seed.

@@ -88,8 +88,9 @@ impl Worker {
 
 /// A flaw in an error message a user would read, if any.
 fn message_flaw(message: &str) -> Option<&'static str> {
-    if message.chars().count() > 400 {
-        return Some("longer than 400 characters");
+    // Content errors are bounded to MAX_MESSAGE_CHARS plus the path and the cut marker.
+    if message.chars().count() > ilrec::error::MAX_MESSAGE_CHARS + 200 {
+        return Some("longer than the bounded message length");
     }
     let debug = ["Some(", "None ", "Ok(", "Err("];
     debug
