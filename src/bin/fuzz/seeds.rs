@@ -193,3 +193,25 @@ pub fn recbole_seeds() -> Vec<Bundle> {
         ],
     }]
 }
+
+/// The raw item ids the `sids` target checks a `sids.json` against.
+pub fn sid_item_ids() -> Vec<String> {
+    (1..=6).map(|i| format!("i{i}")).collect()
+}
+
+/// `sids.json` (LC-Rec's index shape) with its item-id side file, written by the library.
+pub fn sids_seeds(scratch: &Path) -> Vec<Bundle> {
+    let codes: Vec<Vec<u32>> = (0..6u32).map(|i| vec![i % 2, i / 2, i]).collect();
+    std::fs::create_dir_all(scratch).expect("seed folder");
+    let path = scratch.join("sids.json");
+    ilrec::sid::write_sids(&path, &codes, &sid_item_ids()).expect("seed SIDs write");
+    let side = ilrec::sid::index_json::item_ids_path(&path);
+    let read = |p: &Path| std::fs::read(p).expect("seed SID file");
+    let with_side = Bundle {
+        files: vec![
+            ("sids.json".into(), read(&path)),
+            ("sids.item_ids.json".into(), read(&side)),
+        ],
+    };
+    vec![with_side, Bundle::single("sids.json", read(&path))]
+}

@@ -56,6 +56,12 @@ pub const TARGETS: &[Target] = &[
         seeds: |_| seeds::recbole_seeds(),
         run: run_dataset,
     },
+    Target {
+        name: "sids",
+        about: "sids.json (+ item-id side file) against a data set's item ids",
+        seeds: seeds::sids_seeds,
+        run: run_sids,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Target> {
@@ -92,4 +98,8 @@ fn run_gguf(dir: &Path) -> Result<()> {
 fn run_dataset(dir: &Path) -> Result<()> {
     let dataset = load_dataset(dir, &LoadOptions::default())?;
     leave_one_out(&dataset, 20).map(|_| ())
+}
+
+fn run_sids(dir: &Path) -> Result<()> {
+    ilrec::sid::read_sids(&dir.join("sids.json"), &seeds::sid_item_ids()).map(|_| ())
 }
