@@ -4,31 +4,41 @@
 //! Module map (data flows top to bottom):
 //! - [`error`]      the project error type
 //! - [`tensor`]     Tensor = shape + contiguous storage (f32 compute; bf16/f16 storage)
-//! - [`cpu`]        CPU kernels: thread pool, blocked AVX2/FMA GEMM, elementwise, reductions
+//! - [`cpu`]        CPU kernels: thread pool, blocked GEMM, attention, softmax / log-sum-exp,
+//!   elementwise, one ISA detection (`ILREC_NO_AVX512`, `ILREC_NO_SIMD`)
 //! - [`cuda`]       CUDA device, embedded PTX, launch wrappers (feature `cuda`)
 //! - [`autograd`]   the tape: `Var`s, one file per op family with forward AND backward
 //! - [`optim`]      AdamW, schedules, clipping
 //! - [`tokenizer`]  tokenizer.json: byte-level BPE, pre-tokenizers, NFC, added tokens
 //! - [`model`]      config.json, safetensors / GGUF loading, the Llama-family decoder
-//! - [`rec`]        data sets, k-core, leave-one-out, prompts, item trie, beam search, metrics
-//! - [`cf`]         SASRec, the collaborative-filtering reward model
-//! - [`sid`]        RQ-VAE semantic item IDs
-//! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the trainer
+//! - [`rec`]        data only: data sets, k-core, leave-one-out, prompts, item trie, metrics
 //! - [`report`]     progress bars, the JSON-lines run log, SVG plots, the results table
+//! - [`eval`]       trie-constrained beam search, the Llama scorer with its KV cache, evaluation
+//! - [`sid`]        semantic item IDs: RQ-VAE, k-means, collision handling, sids.json
+//! - [`cf`]         SASRec, the collaborative-filtering reward model
+//! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the one training step
+//! - [`speed`]      bench support: timed forward / training steps (`bench`)
+//! - [`pipeline`]   the `train` stages: data, model, CF, resumable stages, evaluation, results
+//! - [`cli`]        the flag parser the binaries share; [`fixtures`] the test-fixture root
 
 pub mod autograd;
 pub mod cf;
+pub mod cli;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod error;
+pub mod eval;
+pub mod fixtures;
 pub mod ilrec;
 pub mod model;
 pub mod optim;
+pub mod pipeline;
 pub mod rec;
 pub mod report;
 pub mod rng;
 pub mod sid;
+pub mod speed;
 pub mod tensor;
 pub mod tokenizer;
 

@@ -39,7 +39,9 @@ impl DType {
     }
 }
 
-/// Where the numbers live. CPU storage only in this file; a CUDA variant lives behind the feature.
+/// Where the numbers live: host memory, as f32 (compute) or bf16 / f16 (storage of loaded
+/// checkpoints). There is no device storage: the CUDA kernels (`cuda`, feature `cuda`) take and
+/// return host slices.
 #[derive(Clone, Debug)]
 pub enum Storage {
     F32(Arc<Vec<f32>>),
@@ -146,12 +148,7 @@ impl Tensor {
 
     /// Number of rows when the tensor is seen as (rows, last_dim).
     pub fn rows(&self) -> usize {
-        let d = self.last_dim();
-        if d == 0 {
-            0
-        } else {
-            self.numel() / d
-        }
+        self.numel().checked_div(self.last_dim()).unwrap_or(0)
     }
 
     pub fn dtype(&self) -> DType {

@@ -1,6 +1,7 @@
 //! Constrained beam search on a tiny trie against exhaustive scoring of every item.
 
-use ilrec::rec::{beam_search, ItemTrie, PrefixScorer};
+use ilrec::eval::beam::{beam_search, PrefixScorer};
+use ilrec::rec::ItemTrie;
 use ilrec::rng::Rng;
 use ilrec::Result;
 

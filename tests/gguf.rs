@@ -726,24 +726,10 @@ fn unknown_pre_tokenizer_and_architecture_are_named() {
 // ---------------------------------------------------------------------------------------------
 // The real SmolLM2 file (present after `bash scripts/get-smollm2.sh`).
 
-fn smollm2_path(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("data/models")
-        .join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: {} is absent; run `bash scripts/get-smollm2.sh`",
-            p.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn smollm2_gguf_header_matches_the_published_architecture() {
-    let Some(path) = smollm2_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+    let Some(path) = common::smollm2("data/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
+    else {
         return;
     };
     let g = GgufFile::open(&path).unwrap();
@@ -775,7 +761,7 @@ fn smollm2_gguf_header_matches_the_published_architecture() {
 
 #[test]
 fn smollm2_tokenizer_matches_the_reference_vocab_and_merges() {
-    let Some(path) = smollm2_path("smollm2-135m-hf/tokenizer.json") else {
+    let Some(path) = common::smollm2("data/models/smollm2-135m-hf/tokenizer.json") else {
         return;
     };
     let read = |p: &PathBuf| -> serde_json::Value {

@@ -58,17 +58,9 @@ fn help_names_the_default_layers() {
     assert!(help.contains("every 10th block"), "{help}");
 }
 
+/// The converted SmolLM2 HF folder, or None (skipped) before `scripts/get-smollm2.sh`.
 fn hf_dir() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(HF_DIR);
-    if p.join("model.safetensors").exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (run `bash scripts/get-smollm2.sh`)",
-            p.display()
-        );
-        None
-    }
+    common::smollm2(HF_DIR).filter(|p| p.join("model.safetensors").exists())
 }
 
 #[test]
@@ -86,16 +78,25 @@ fn layer_out_of_range_fails_with_status_2() {
 fn json_output_has_every_layer_position_and_sorted_top_k() {
     let Some(dir) = hf_dir() else { return };
     let dir = dir.to_str().expect("a UTF-8 path");
+    // Text, ids, depth and the reference top-1 all come from the fixture.
+    let reference = first_reference_prompt();
+    let text = reference["text"].as_str().expect("reference text");
+    let want_ids: Vec<u64> = reference["ids"]
+        .as_array()
+        .expect("reference ids")
+        .iter()
+        .map(|v| v.as_u64().expect("an id"))
+        .collect();
+    let top = reference["layers"]
+        .as_object()
+        .expect("reference layers")
+        .keys()
+        .filter_map(|k| k.parse::<usize>().ok())
+        .max()
+        .expect("a layer")
+        .to_string();
     let out = lens(&[
-        "--model",
-        dir,
-        "--text",
-        "Hello, my name is",
-        "--layers",
-        "5",
-        "--top-k",
-        "3",
-        "--json",
+        "--model", dir, "--text", text, "--layers", "5", "--top-k", "3", "--json",
     ]);
     assert_eq!(
         out.status.code(),
@@ -113,11 +114,13 @@ fn json_output_has_every_layer_position_and_sorted_top_k() {
         .map(|v| v.as_u64().expect("an id"))
         .collect();
     // HF tokenizers' ids for this text (../shared/fixtures/smollm2/reference.json).
-    assert_eq!(ids, vec![19556, 28, 957, 1462, 314]);
+    assert_eq!(ids, want_ids);
     let layers = report["layers"].as_object().expect("layers");
     let mut names: Vec<&str> = layers.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, vec!["30", "5"], "the final layer is always added");
+    let mut want_names = vec![top.as_str(), "5"];
+    want_names.sort_unstable();
+    assert_eq!(names, want_names, "the final layer is always added");
     for (layer, positions) in layers {
         let positions = positions.as_array().expect("positions");
         assert_eq!(positions.len(), ids.len(), "layer {layer}");
@@ -134,18 +137,22 @@ fn json_output_has_every_layer_position_and_sorted_top_k() {
             assert!(logits.windows(2).all(|w| w[0] >= w[1]), "{logits:?}");
         }
     }
-    // The model's own top-1 after "Hello, my name is" is transformers' (the values themselves
-    // are checked in tests/smollm2.rs).
-    let last = &layers["30"][4][0][0];
-    assert_eq!(last.as_u64(), Some(reference_last_top1()));
+    // The model's own top-1 at the prompt's last position is transformers' (the values
+    // themselves are checked in tests/smollm2.rs).
+    let last_pos = ids.len() - 1;
+    let last = &layers[top.as_str()][last_pos][0][0];
+    let want = reference["layers"][top.as_str()][last_pos][0][0].as_u64();
+    assert!(
+        want.is_some(),
+        "reference.json: layer {top} position {last_pos}"
+    );
+    assert_eq!(last.as_u64(), want);
 }
 
-/// Layer 30's top-1 id at the last position of the first reference prompt.
-fn reference_last_top1() -> u64 {
+/// The first prompt of the SmolLM2 reference (text, ids, per-layer top-k).
+fn first_reference_prompt() -> Value {
     let path = common::fixture("smollm2/reference.json");
     let text = std::fs::read_to_string(&path).expect("reference.json readable");
     let json: Value = serde_json::from_str(&text).expect("reference.json is JSON");
-    json["prompts"][0]["layers"]["30"][4][0][0]
-        .as_u64()
-        .expect("an id")
+    json["prompts"][0].clone()
 }

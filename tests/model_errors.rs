@@ -9,6 +9,15 @@ use common::fixture;
 use ilrec::model::llama::Llama;
 use std::path::{Path, PathBuf};
 
+/// A field of the tiny-llama fixture's config.json (sizes are read, never assumed).
+fn fixture_size(key: &str) -> usize {
+    let text = std::fs::read_to_string(fixture("tiny-llama/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("tiny-llama/config.json has no {key}")) as usize
+}
+
 /// A fresh copy of the tiny-llama fixture dir.
 fn copy_of_tiny_llama(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ilrec-model-errors-{}-{tag}", std::process::id()));
@@ -136,7 +145,7 @@ fn wrong_shape_is_named_with_both_shapes() {
     let victim = "model.layers.0.self_attn.q_proj.weight";
     rewrite_checkpoint(&dir, |name, shape, data| {
         if name == victim {
-            // (64, 64) -> (64, 32): keep half the data so the file itself stays valid.
+            // (Hq*hd, D) -> (Hq*hd, D/2): keep half the data so the file itself stays valid.
             Some((
                 vec![shape[0], shape[1] / 2],
                 data[..data.len() / 2].to_vec(),
@@ -147,7 +156,19 @@ fn wrong_shape_is_named_with_both_shapes() {
     });
     let e = load_error(&dir);
     assert!(e.contains("model.safetensors") && e.contains(victim), "{e}");
-    assert!(e.contains("[64, 32]") && e.contains("[64, 64]"), "{e}");
+    // q_proj is (num_attention_heads * head_dim, hidden_size), read from the fixture's config.
+    let d = fixture_size("hidden_size");
+    let heads = fixture_size("num_attention_heads");
+    let head_dim = std::fs::read_to_string(fixture("tiny-llama/config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|c| c["head_dim"].as_u64())
+        .map_or(d / heads, |h| h as usize);
+    let (found, expected) = (
+        format!("[{}, {}]", heads * head_dim, d / 2),
+        format!("[{}, {d}]", heads * head_dim),
+    );
+    assert!(e.contains(&found) && e.contains(&expected), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -222,12 +243,18 @@ fn config_with_a_missing_field_is_named() {
     }
     // A config that disagrees with the weights: the shape error names the tensor.
     std::fs::copy(fixture("tiny-llama/config.json"), dir.join("config.json")).unwrap();
+    // Double the FFN width: gate_proj is then expected as (2F, D).
+    let (ffn, d) = (
+        fixture_size("intermediate_size"),
+        fixture_size("hidden_size"),
+    );
     edit_config(&dir, |o| {
-        o.insert("intermediate_size".into(), serde_json::json!(128));
+        o.insert("intermediate_size".into(), serde_json::json!(2 * ffn));
     });
     let e = load_error(&dir);
+    let expected = format!("[{}, {d}]", 2 * ffn);
     assert!(
-        e.contains("mlp.gate_proj.weight") && e.contains("[128, 64]"),
+        e.contains("mlp.gate_proj.weight") && e.contains(&expected),
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);

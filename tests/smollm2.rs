@@ -16,7 +16,6 @@ use ilrec::model::llama::Llama;
 use ilrec::model::load::load_model;
 use ilrec::tokenizer::Tokenizer;
 use serde_json::Value;
-use std::path::PathBuf;
 
 const GGUF: &str = "data/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
 const HF_DIR: &str = "data/models/smollm2-135m-hf";
@@ -24,20 +23,6 @@ const HF_DIR: &str = "data/models/smollm2-135m-hf";
 /// Relative tolerance on logits (relative to max(|reference|, 1), so logits near zero are
 /// compared absolutely).
 const LOGIT_RTOL: f32 = 1e-3;
-
-/// `rel` under the crate root, or None with a printed skip reason.
-fn model_path(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (run `bash scripts/get-smollm2.sh`)",
-            p.display()
-        );
-        None
-    }
-}
 
 /// One prompt of reference.json.
 struct Reference {
@@ -190,14 +175,16 @@ fn check_against_reference(model: &Llama, tokenizer: &Tokenizer, source: &str) {
 
 #[test]
 fn gguf_lens_matches_transformers() {
-    let Some(path) = model_path(GGUF) else { return };
+    let Some(path) = common::smollm2(GGUF) else {
+        return;
+    };
     let (model, tokenizer) = Llama::from_gguf(&path).expect("the GGUF loads");
     check_against_reference(&model, &tokenizer, "gguf");
 }
 
 #[test]
 fn converted_hf_dir_lens_matches_transformers() {
-    let Some(dir) = model_path(HF_DIR) else {
+    let Some(dir) = common::smollm2(HF_DIR) else {
         return;
     };
     let (model, tokenizer) = load_model(&dir).expect("the HF directory loads");
@@ -209,7 +196,9 @@ fn converted_hf_dir_lens_matches_transformers() {
 /// ids after the largest), on a fresh tokenizer.
 #[test]
 fn gguf_metadata_tokenizer_matches_hf_cases() {
-    let Some(path) = model_path(GGUF) else { return };
+    let Some(path) = common::smollm2(GGUF) else {
+        return;
+    };
     let gguf = GgufFile::open(&path).expect("the GGUF opens");
     let json = hf_tokenizer_json(&gguf).expect("tokenizer metadata");
     let origin = path.display().to_string();
@@ -222,7 +211,9 @@ fn gguf_metadata_tokenizer_matches_hf_cases() {
 /// the default system message), answered greedily with the KV cache up to `<|im_end|>`.
 #[test]
 fn greedy_chatml_answer_names_paris() {
-    let Some(path) = model_path(GGUF) else { return };
+    let Some(path) = common::smollm2(GGUF) else {
+        return;
+    };
     let (model, tokenizer) = Llama::from_gguf(&path).expect("the GGUF loads");
     let prompt = "<|im_start|>user\nThe capital of France is<|im_end|>\n<|im_start|>assistant\n";
     let ids = tokenizer.encode(prompt);

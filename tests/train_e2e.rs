@@ -134,6 +134,17 @@ fn every_stage_runs_and_writes_its_outputs() {
         .map(|r| r["method"].as_str().unwrap())
         .collect();
     assert_eq!(methods, vec!["popularity", "sasrec", "sft", "ilrec"]);
+    // --sasrec-epochs 2 is honoured (it used to be ignored: 30 epochs, patience 3, ran).
+    let sasrec: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoints/sasrec.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sasrec["epochs"], 2, "{sasrec}");
+    let ran = sasrec["epochs_run"].as_u64().unwrap();
+    assert!(
+        (1..=2).contains(&ran),
+        "SASRec ran {ran} epochs with --sasrec-epochs 2"
+    );
     for row in last["rows"].as_array().unwrap() {
         for key in ["hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10"] {
             let v = row[key].as_f64().unwrap();
@@ -271,12 +282,15 @@ fn bad_input_fails_fast_with_a_hint() {
     let data = scratch("data-bad");
     write_tiny_dataset(&data);
     let d = data.to_str().unwrap();
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 8] = [
         &["--data", "/no/such/folder"],
         &["--data", d, "--model", "giant"],
         &["--data", d, "--model", "tiny", "--lens-layers", "3"],
         &["--data", d, "--beams", "0"],
         &["--data", d, "--schedule", "sometimes"],
+        &["--data", d, "--negatives-scope", "anywhere"],
+        &["--data", d, "--ensemble", "median"],
+        &["--data", d, "--tau-r", "0"],
     ];
     for args in cases {
         let started = Instant::now();
@@ -305,10 +319,22 @@ fn ablations_and_the_sequential_schedule_add_their_rows() {
             "2",
             "--finetune-epochs",
             "1",
+            "--negatives-scope",
+            "vocab",
+            "--ensemble",
+            "sum",
+            "--tau-r",
+            "2",
         ]
         .map(String::from),
     );
     let stdout = run_ok(&args);
+    // The library options the CLI now exposes reach the run (config.json records them).
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["negatives_scope"], "vocab", "{config}");
+    assert_eq!(config["ensemble"], "sum", "{config}");
+    assert_eq!(config["tau_r"], 2.0, "{config}");
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let methods: Vec<String> = last["rows"]
         .as_array()
@@ -317,7 +343,7 @@ fn ablations_and_the_sequential_schedule_add_their_rows() {
         .map(|r| r["method"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(&methods[..4], &["popularity", "sasrec", "sft", "ilrec"]);
-    assert_eq!(methods.len(), 8, "four ablation rows expected: {methods:?}");
+    assert_eq!(methods.len(), 9, "five ablation rows expected: {methods:?}");
     for want in ["cpo", "crr", "cpd", "final"] {
         assert!(
             methods[4..].iter().any(|m| m.contains(want)),
@@ -344,6 +370,24 @@ fn ablations_and_the_sequential_schedule_add_their_rows() {
             "w/o CPD must not pay CPD: {r}"
         );
     }
+    // S = {L} zeroes CPD (the lens of the last block is the logits); the "CPD kept" variant
+    // takes its negatives from the final layer but still distils the default lens layers.
+    let cpd_of = |needle: &str| -> Vec<f64> {
+        let stage = stage_of(needle);
+        log.iter()
+            .filter(|r| r["stage"] == stage.as_str() && r.get("cpd").is_some())
+            .map(|r| r["cpd"].as_f64().unwrap())
+            .collect()
+    };
+    let (zeroed, kept) = (cpd_of("CPD 0"), cpd_of("CPD kept"));
+    assert!(
+        !zeroed.is_empty() && zeroed.iter().all(|&c| c.abs() < 1e-6),
+        "{zeroed:?}"
+    );
+    assert!(
+        kept.iter().any(|&c| c > 0.0),
+        "CPD kept must be paid: {kept:?}"
+    );
     let _ = std::fs::remove_dir_all(&run);
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -6,6 +6,7 @@
 //! - a row: shape `[C]` or `[1, C]` with `C = a.last_dim()` (a bias, a norm weight), repeated on every row;
 //! - a column: shape `a.shape[..-1] + [1]` (a per-row statistic), repeated along the last axis;
 //! - a scalar (one element).
+//!
 //! The output has `a`'s shape; `b`'s gradient is the output gradient summed over the repeats.
 
 use super::tape::{Tape, Var};

@@ -69,7 +69,8 @@ impl GradCheck {
                 let a = analytic.to_vec()[i];
                 let err = (a - numeric).abs();
                 let tol = self.abs_tol + self.rel_tol * numeric.abs().max(a.abs());
-                if !(err <= tol) {
+                // Written so that a NaN error fails the check too.
+                if err.is_nan() || tol.is_nan() || err > tol {
                     return Err(Error::Autograd(format!(
                         "gradcheck: input {k} coordinate {i}: analytic {a} vs numeric {numeric} (err {err}, tol {tol})"
                     )));

@@ -10,10 +10,11 @@
 //!   saved log-sum-exp straight into the gradient buffer: the gradient is the only full-size
 //!   allocation, and no log-softmax node is ever materialised.
 
-use super::softmax::{exp, log_sum_exp};
 use super::tape::{Tape, Var};
+use crate::cpu::elementwise::exp_f32;
 use crate::cpu::par::DisjointMut;
 use crate::cpu::pool::parallel_for;
+use crate::cpu::softmax::log_sum_exp;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -117,7 +118,7 @@ impl Tape {
                     // SAFETY: one row per task.
                     let drow = unsafe { dx_w.range(r * vocab..(r + 1) * vocab) };
                     for (d, &v) in drow.iter_mut().zip(&xs[r * vocab..][..vocab]) {
-                        *d = scale * exp(v - l);
+                        *d = scale * exp_f32(v - l);
                     }
                     drow[t as usize] -= scale;
                 });

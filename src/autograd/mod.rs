@@ -37,5 +37,4 @@ pub use gradcheck::GradCheck;
 pub use params::{ParamId, Params};
 pub use rope::default_inv_freq;
 /// The vectorisable exp and 8-lane log-sum-exp, shared with the ILRec objective's row loops.
-pub(crate) use softmax::{exp as fast_exp, log_sum_exp};
 pub use tape::{BackwardFn, Grads, Tape, Var};

@@ -9,12 +9,12 @@
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
 //! step that BENCHMARKS.md compares with PyTorch (`bench/pytorch_step.py`); its logic lives in
-//! `ilrec::model::speed`.
+//! `ilrec::speed`.
 
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
 use ilrec::model::config::LlamaConfig;
-use ilrec::model::speed::{time_forward_backward, time_train_step, StepObjective};
+use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step, StepObjective};
 use ilrec::{Error, Result};
 use std::time::{Duration, Instant};
 
@@ -242,17 +242,6 @@ fn time_reps(reps: Option<usize>, mut run: impl FnMut()) -> Timing {
         fastest: times[0],
         cpu_seconds,
     }
-}
-
-/// User + system CPU time of this process so far, from /proc/self/stat (Linux only).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // USER_HZ is 100 on every mainstream Linux configuration.
-    Some(ticks / 100.0)
 }
 
 fn bench_peak(args: &[String]) -> Result<()> {

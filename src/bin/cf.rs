@@ -7,6 +7,7 @@
 //! reads as much history as it was trained on.
 
 use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
+use ilrec::cli::Flags;
 use ilrec::rec::{leave_one_out, load_dataset, LoadOptions, Popularity};
 use ilrec::{Error, Result};
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ struct Args {
     save: Option<PathBuf>,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
+fn parse_args(args: Vec<String>) -> Result<Args> {
     let mut a = Args {
         data: PathBuf::new(),
         load: LoadOptions::default(),
@@ -35,38 +36,30 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
         save: None,
     };
     let mut data = None;
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| Error::config(format!("{flag} needs a value"), USAGE))
-        };
-        match flag.as_str() {
-            "--data" => data = Some(PathBuf::from(value()?)),
-            "--kcore" => a.load.kcore = parse(&flag, value()?)?,
-            "--epochs" => a.train.epochs = parse(&flag, value()?)?,
-            "--seed" => a.train.seed = parse(&flag, value()?)?,
-            "--batch" => a.train.batch = parse(&flag, value()?)?,
-            "--lr" => a.train.lr = parse(&flag, value()?)?,
-            "--dropout" => a.dropout = parse(&flag, value()?)?,
-            "--patience" => a.train.patience = parse(&flag, value()?)?,
-            "--max-len" => a.max_len = parse(&flag, value()?)?,
-            "--save" => a.save = Some(PathBuf::from(value()?)),
+    let mut f = Flags::new(USAGE, args);
+    while let Some(flag) = f.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--data" => data = Some(PathBuf::from(f.value(flag)?)),
+            "--kcore" => a.load.kcore = f.num(flag)?,
+            "--epochs" => a.train.epochs = f.num(flag)?,
+            "--seed" => a.train.seed = f.num(flag)?,
+            "--batch" => a.train.batch = f.num(flag)?,
+            "--lr" => a.train.lr = f.num(flag)?,
+            "--dropout" => a.dropout = f.num(flag)?,
+            "--patience" => a.train.patience = f.num(flag)?,
+            "--max-len" => a.max_len = f.num(flag)?,
+            "--save" => a.save = Some(PathBuf::from(f.value(flag)?)),
             "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
-            _ => return Err(Error::config(format!("unknown argument {flag}"), USAGE)),
+            other => return Err(f.unknown(other)),
         }
     }
     a.data = data.ok_or_else(|| Error::config("--data DIR is required", USAGE))?;
     Ok(a)
 }
 
-fn parse<T: std::str::FromStr>(flag: &str, value: String) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| Error::config(format!("{flag}: '{value}' is not a valid value"), USAGE))
-}
-
 fn run() -> Result<serde_json::Value> {
-    let args = parse_args(std::env::args().skip(1))?;
+    let args = parse_args(std::env::args().skip(1).collect())?;
     let dataset = load_dataset(&args.data, &args.load)?;
     let split = leave_one_out(&dataset, args.max_len)?;
     let config = SasRecConfig {

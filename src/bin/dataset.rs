@@ -2,6 +2,7 @@
 //! the ILREC.md pre-processing, splits it leave-one-out, scores the popularity baseline on the
 //! test split, and prints one JSON line of counts and metrics.
 
+use ilrec::cli::Flags;
 use ilrec::rec::{leave_one_out, load_dataset, LoadOptions, Popularity, DEFAULT_MAX_HISTORY};
 use ilrec::{Error, Result};
 use std::path::PathBuf;
@@ -14,19 +15,18 @@ struct Args {
     max_history: usize,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
+fn parse_args(args: Vec<String>) -> Result<Args> {
     let mut dir = None;
     let mut load = LoadOptions::default();
     let mut max_history = DEFAULT_MAX_HISTORY;
-    while let Some(arg) = args.next() {
+    let mut f = Flags::new(USAGE, args);
+    while let Some(arg) = f.next_flag() {
         match arg.as_str() {
-            "--kcore" => load.kcore = number(&arg, args.next())?,
-            "--max-history" => max_history = number(&arg, args.next())?,
-            "--max-text-chars" => load.max_text_chars = number(&arg, args.next())?,
+            "--kcore" => load.kcore = f.num(&arg)?,
+            "--max-history" => max_history = f.num(&arg)?,
+            "--max-text-chars" => load.max_text_chars = f.num(&arg)?,
             "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
-            flag if flag.starts_with("--") => {
-                return Err(Error::config(format!("unknown option {flag}"), USAGE))
-            }
+            flag if flag.starts_with("--") => return Err(f.unknown(flag)),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
             _ => return Err(Error::config(format!("unexpected argument {arg}"), USAGE)),
         }
@@ -39,18 +39,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
     })
 }
 
-fn number(flag: &str, value: Option<String>) -> Result<usize> {
-    let value = value.ok_or_else(|| Error::config(format!("{flag} needs a value"), USAGE))?;
-    value.parse().map_err(|_| {
-        Error::config(
-            format!("{flag}: '{value}' is not a non-negative integer"),
-            USAGE,
-        )
-    })
-}
-
 fn run() -> Result<serde_json::Value> {
-    let args = parse_args(std::env::args().skip(1))?;
+    let args = parse_args(std::env::args().skip(1).collect())?;
     let dataset = load_dataset(&args.dir, &args.load)?;
     let split = leave_one_out(&dataset, args.max_history)?;
     let pop = Popularity::from_dataset(&dataset)

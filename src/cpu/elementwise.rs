@@ -9,6 +9,9 @@
 //! SiLU needs e^x. `f32::exp` is a libm call that LLVM cannot vectorise, so [`exp_f32`] below
 //! is a branch-free version (range reduction + polynomial) that it can; see its doc for accuracy.
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::isa::Isa;
+
 /// Panics with a message naming `kernel` if the two lengths differ.
 #[inline]
 fn assert_same_len(kernel: &str, what: &str, expected: usize, found: usize) {
@@ -68,8 +71,8 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 pub fn silu(a: &[f32], out: &mut [f32]) {
     assert_same_len("silu", "out", a.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU supports AVX2 (cpu::isa checked it; the env may cap it off).
         return unsafe { silu_avx2(a, out) };
     }
     silu_loop(a, out);
@@ -81,8 +84,8 @@ pub fn silu_backward(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) {
     assert_same_len("silu_backward", "grad_out", x.len(), grad_out.len());
     assert_same_len("silu_backward", "grad_in", x.len(), grad_in.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU supports AVX2 (cpu::isa checked it; the env may cap it off).
         return unsafe { silu_backward_avx2(x, grad_out, grad_in) };
     }
     silu_backward_loop(x, grad_out, grad_in);
@@ -125,8 +128,8 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     assert_same_len("swiglu", "up", gate.len(), up.len());
     assert_same_len("swiglu", "out", gate.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU supports AVX2 (cpu::isa checked it; the env may cap it off).
         return unsafe { swiglu_avx2(gate, up, out) };
     }
     swiglu_loop(gate, up, out);
@@ -151,8 +154,8 @@ pub fn swiglu_backward(
         );
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU supports AVX2 (cpu::isa checked it; the env may cap it off).
         return unsafe { swiglu_backward_avx2(gate, up, grad_out, d_gate, d_up) };
     }
     swiglu_backward_loop(gate, up, grad_out, d_gate, d_up);

@@ -6,13 +6,19 @@
 //! - [`gemm`]         cache-blocked single-precision GEMM (packing + AVX-512 / AVX2+FMA / scalar
 //!   microkernels chosen at run time), plain and batched
 //! - [`peak`]         FMA-throughput probe: the GFLOP/s ceiling the GEMM is measured against
-//! - [`elementwise`]  add, mul, scale, silu, axpy, ... over slices
+//! - [`elementwise`]  add, mul, scale, silu, axpy, ... over slices; the one vectorisable `exp_f32`
+//! - [`softmax`]      row max / sum / log-sum-exp / softmax (every softmax of the crate)
+//! - [`attention`]    fused attention forward and backward (AVX2+FMA and portable builds)
+//! - [`isa`]          CPU feature detection, capped by `ILREC_NO_AVX512` / `ILREC_NO_SIMD`
 //! - [`alloc`]        malloc tuning: freed training buffers stay in the process for reuse
 //! - [`par`]          fixed work splits over the pool, disjoint writes into one buffer
 
 pub mod alloc;
+pub mod attention;
 pub mod elementwise;
 pub mod gemm;
+pub mod isa;
 pub mod par;
 pub mod peak;
 pub mod pool;
+pub mod softmax;

@@ -3,6 +3,8 @@
 //! Each thread runs independent FMA chains held in registers (no memory traffic), enough chains
 //! (12) to cover FMA latency x FMA pipes, for about 0.3 s. One FMA on a lane is 2 flops.
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::isa::Isa;
 use std::time::{Duration, Instant};
 
 /// How long each measurement runs.
@@ -49,15 +51,15 @@ pub fn fma_probe(threads: usize, width: VectorWidth, duration: Duration) -> Opti
     #[cfg(target_arch = "x86_64")]
     match width {
         VectorWidth::Avx2 => {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the features were just checked.
+            if Isa::detect() >= Isa::Avx2 {
+                // SAFETY: cpu::isa checked AVX2 and FMA.
                 let round = || unsafe { x86::fma_chains_avx2(ITERS_PER_ROUND) };
                 return Some(run_threads(threads, 8, duration, round));
             }
         }
         VectorWidth::Avx512 => {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature was just checked.
+            if Isa::detect() >= Isa::Avx512 {
+                // SAFETY: cpu::isa checked AVX-512F.
                 let round = || unsafe { x86::fma_chains_avx512(ITERS_PER_ROUND) };
                 return Some(run_threads(threads, 16, duration, round));
             }

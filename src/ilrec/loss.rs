@@ -25,9 +25,11 @@
 //! The negative set, its weights `w` and the CF rewards are inputs: constants by construction.
 
 use super::negatives::{crr_tokens, PositionNegatives};
-use crate::autograd::{fast_exp, log_sum_exp, Tape, Var};
+use crate::autograd::{Tape, Var};
+use crate::cpu::elementwise::exp_f32;
 use crate::cpu::par::DisjointMut;
 use crate::cpu::pool::parallel_for;
+use crate::cpu::softmax::log_sum_exp;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -159,75 +161,20 @@ impl Tape {
         let n_rows = positions.len();
         let n_t = norm.positions;
         let n_cpd = norm.cpd_terms.max(1);
-        let mut grad_z = if want_grad {
-            vec![0.0f32; n_rows * vocab]
-        } else {
-            Vec::new()
-        };
-        let mut grad_lens: Vec<Vec<f32>> = lens
-            .iter()
-            .map(|_| {
-                if want_grad {
-                    vec![0.0f32; n_rows * vocab]
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        // Rows are independent: each task computes one row's terms and writes that row of every
-        // gradient; the terms are then summed in row order (and per row: CPO, CRR, then the lens
-        // layers in order), exactly as a serial loop would, so the loss has the same bits with
-        // any thread count.
         let n_lens = lens_vals.len();
         let lens_data: Vec<&[f32]> = lens_vals.iter().map(|l| l.data()).collect::<Result<_>>()?;
-        // Per row: [cpo, crr, cpd of lens 0, cpd of lens 1, ...]; `Err` if a row failed.
-        let mut row_terms: Vec<Result<Vec<f32>>> = (0..n_rows).map(|_| Ok(Vec::new())).collect();
-        {
-            let terms_w = DisjointMut::new(&mut row_terms);
-            let gz_w = DisjointMut::new(&mut grad_z);
-            let gl_w: Vec<DisjointMut<f32>> =
-                grad_lens.iter_mut().map(|g| DisjointMut::new(g)).collect();
-            parallel_for(n_rows, &|r| {
-                let row = r * vocab..(r + 1) * vocab;
-                // SAFETY: task r writes only row r of each gradient (empty when no gradient is
-                // wanted) and cell r of the terms.
-                let (g_z, g_lens, cell) = unsafe {
-                    (
-                        want_grad.then(|| gz_w.range(row.clone())),
-                        gl_w.iter()
-                            .map(|g| want_grad.then(|| g.range(row.clone())))
-                            .collect::<Vec<_>>(),
-                        terms_w.range(r..r + 1),
-                    )
-                };
-                cell[0] = row_objective(
-                    &zs[row.clone()],
-                    &lens_data,
-                    r,
-                    vocab,
-                    &positions[r],
-                    item_vocab,
-                    weights,
-                    n_t,
-                    n_cpd,
-                    g_z,
-                    g_lens,
-                );
-            });
-        }
-        let (mut ce, mut crr, mut cpd) = (0.0f64, 0.0f64, 0.0f64);
-        for (pos, t) in positions.iter().zip(row_terms) {
-            let t = t?;
-            ce += t[0] as f64;
-            if !pos.negatives.is_empty() {
-                crr += t[1] as f64;
-            }
-            if pos.item_position {
-                for l in 0..n_lens {
-                    cpd += t[2 + l] as f64;
-                }
-            }
-        }
+        let rows = RowInputs {
+            zs,
+            lens_data: &lens_data,
+            positions,
+            item_vocab,
+            weights,
+            n_t,
+            n_cpd,
+            vocab,
+        };
+        let (row_terms, grad_z, grad_lens) = rows.run(want_grad);
+        let (ce, crr, cpd) = sum_terms(positions, row_terms, n_lens)?;
         let terms = summarize(
             positions,
             ce / n_t as f64,
@@ -260,6 +207,99 @@ impl Tape {
         });
         Ok((out, terms))
     }
+}
+
+/// What every row of the objective reads (see [`Tape::ilrec_objective_part`]).
+struct RowInputs<'a> {
+    zs: &'a [f32],
+    lens_data: &'a [&'a [f32]],
+    positions: &'a [ResponsePosition],
+    item_vocab: ItemVocab<'a>,
+    weights: &'a ObjectiveWeights,
+    n_t: usize,
+    n_cpd: usize,
+    vocab: usize,
+}
+
+/// Per row: [cpo, crr, cpd of lens 0, cpd of lens 1, ...] (`Err` if a row failed).
+type RowTerms = Vec<Result<Vec<f32>>>;
+
+impl RowInputs<'_> {
+    /// Every row's terms, and (when `want_grad`) the gradients of z and of each lens layer.
+    /// Rows are independent: each task computes one row's terms and writes that row of every
+    /// gradient; the terms are then summed in row order (and per row: CPO, CRR, then the lens
+    /// layers in order), exactly as a serial loop would, so the loss has the same bits with
+    /// any thread count.
+    fn run(&self, want_grad: bool) -> (RowTerms, Vec<f32>, Vec<Vec<f32>>) {
+        let (n_rows, vocab) = (self.positions.len(), self.vocab);
+        let zeros = || {
+            if want_grad {
+                vec![0.0f32; n_rows * vocab]
+            } else {
+                Vec::new()
+            }
+        };
+        let mut grad_z = zeros();
+        let mut grad_lens: Vec<Vec<f32>> = self.lens_data.iter().map(|_| zeros()).collect();
+        let mut row_terms: RowTerms = (0..n_rows).map(|_| Ok(Vec::new())).collect();
+        {
+            let terms_w = DisjointMut::new(&mut row_terms);
+            let gz_w = DisjointMut::new(&mut grad_z);
+            let gl_w: Vec<DisjointMut<f32>> =
+                grad_lens.iter_mut().map(|g| DisjointMut::new(g)).collect();
+            parallel_for(n_rows, &|r| {
+                let row = r * vocab..(r + 1) * vocab;
+                // SAFETY: task r writes only row r of each gradient (empty when no gradient is
+                // wanted) and cell r of the terms.
+                let (g_z, g_lens, cell) = unsafe {
+                    (
+                        want_grad.then(|| gz_w.range(row.clone())),
+                        gl_w.iter()
+                            .map(|g| want_grad.then(|| g.range(row.clone())))
+                            .collect::<Vec<_>>(),
+                        terms_w.range(r..r + 1),
+                    )
+                };
+                cell[0] = row_objective(
+                    &self.zs[row.clone()],
+                    self.lens_data,
+                    r,
+                    vocab,
+                    &self.positions[r],
+                    self.item_vocab,
+                    self.weights,
+                    self.n_t,
+                    self.n_cpd,
+                    g_z,
+                    g_lens,
+                );
+            });
+        }
+        (row_terms, grad_z, grad_lens)
+    }
+}
+
+/// Sums of CE (every row), CRR (rows with negatives) and CPD (item positions, every lens layer)
+/// in row order.
+fn sum_terms(
+    positions: &[ResponsePosition],
+    row_terms: RowTerms,
+    n_lens: usize,
+) -> Result<(f64, f64, f64)> {
+    let (mut ce, mut crr, mut cpd) = (0.0f64, 0.0f64, 0.0f64);
+    for (pos, t) in positions.iter().zip(row_terms) {
+        let t = t?;
+        ce += t[0] as f64;
+        if !pos.negatives.is_empty() {
+            crr += t[1] as f64;
+        }
+        if pos.item_position {
+            for l in 0..n_lens {
+                cpd += t[2 + l] as f64;
+            }
+        }
+    }
+    Ok((ce, crr, cpd))
 }
 
 /// All terms of one response position r (see the module docs): returns [CPO, CRR, CPD per lens
@@ -383,15 +423,15 @@ fn cpo_row(
     for (&v, &w) in neg.tokens.iter().zip(&neg.weights) {
         z_pen[v as usize] += alpha * w * z[v as usize].abs();
     }
-    let lse = logsumexp(&z_pen);
+    let lse = log_sum_exp(&z_pen);
     if let Some(g) = grad {
         for (gv, &zp) in g.iter_mut().zip(&z_pen) {
-            *gv += coef * fast_exp(zp - lse);
+            *gv += coef * exp_f32(zp - lse);
         }
         g[y] -= coef;
         for (&v, &w) in neg.tokens.iter().zip(&neg.weights) {
             // chain rule through z' = z + alpha w |z|: the softmax gradient of z'[v] times (1 + alpha w sign z).
-            let p_pen = fast_exp(z_pen[v as usize] - lse);
+            let p_pen = exp_f32(z_pen[v as usize] - lse);
             g[v as usize] += coef * p_pen * alpha * w * sign(z[v as usize]);
         }
     }
@@ -418,21 +458,21 @@ fn crr_row(
         ));
     }
     let scaled: Vec<f32> = pos.crr_log_rewards.iter().map(|r| r / tau_r).collect();
-    let lse_r = logsumexp(&scaled);
-    let lse_z = logsumexp(z);
+    let lse_r = log_sum_exp(&scaled);
+    let lse_z = log_sum_exp(z);
     let mut kl = 0.0f32;
     for (&v, &s) in k.iter().zip(&scaled) {
         let log_q = s - lse_r;
         if log_q > f32::NEG_INFINITY {
-            kl += fast_exp(log_q) * (log_q - (z[v as usize] - lse_z));
+            kl += exp_f32(log_q) * (log_q - (z[v as usize] - lse_z));
         }
     }
     if let Some(g) = grad {
         for (gv, &zv) in g.iter_mut().zip(z) {
-            *gv += coef * fast_exp(zv - lse_z);
+            *gv += coef * exp_f32(zv - lse_z);
         }
         for (&v, &s) in k.iter().zip(&scaled) {
-            g[v as usize] -= coef * fast_exp(s - lse_r);
+            g[v as usize] -= coef * exp_f32(s - lse_r);
         }
     }
     Ok(kl)
@@ -454,11 +494,11 @@ fn cpd_row(
             .map(|&v| (z[v as usize], lens[v as usize]))
             .unzip(),
     };
-    let (lse_t, lse_s) = (logsumexp(&teacher), logsumexp(&student));
+    let (lse_t, lse_s) = (log_sum_exp(&teacher), log_sum_exp(&student));
     let mut kl = 0.0f32;
     for (&t, &s) in teacher.iter().zip(&student) {
         let log_pt = t - lse_t;
-        kl += fast_exp(log_pt) * (log_pt - (s - lse_s));
+        kl += exp_f32(log_pt) * (log_pt - (s - lse_s));
     }
     if let Some(g) = grad {
         let index = |i: usize| match item_vocab {
@@ -466,17 +506,10 @@ fn cpd_row(
             ItemVocab::Tokens(ts) => ts[i] as usize,
         };
         for (i, (&t, &s)) in teacher.iter().zip(&student).enumerate() {
-            g[index(i)] += coef * (fast_exp(s - lse_s) - fast_exp(t - lse_t));
+            g[index(i)] += coef * (exp_f32(s - lse_s) - exp_f32(t - lse_t));
         }
     }
     kl
-}
-
-/// log sum exp of a row, shifted by its max (finite for any row with a finite entry); the
-/// vectorised version the cross-entropy uses (8-lane partial sums, polynomial exp: rows of 49152
-/// logits, several per response position, made this objective's cost).
-pub fn logsumexp(xs: &[f32]) -> f32 {
-    log_sum_exp(xs)
 }
 
 /// sign(x) with sign(0) = 0, as PyTorch's |x| gradient.

@@ -10,6 +10,7 @@ pub mod lens_report;
 pub mod loss;
 pub mod negatives;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 pub use lens::LensLayers;

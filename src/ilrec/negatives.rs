@@ -25,6 +25,27 @@ pub enum Ensemble {
     Sum,
 }
 
+impl Ensemble {
+    /// Parses `mean` or `sum` (`--ensemble`).
+    pub fn parse(s: &str) -> Result<Ensemble> {
+        match s {
+            "mean" => Ok(Ensemble::Mean),
+            "sum" => Ok(Ensemble::Sum),
+            other => Err(Error::config(
+                format!("--ensemble {other}: unknown"),
+                "use mean (the spec's default) or sum (the authors' code)",
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ensemble::Mean => "mean",
+            Ensemble::Sum => "sum",
+        }
+    }
+}
+
 /// Where negatives may come from.
 #[derive(Clone, Copy, Debug)]
 pub enum Candidates<'a> {

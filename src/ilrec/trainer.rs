@@ -15,8 +15,9 @@
 //! searched and the objective is exactly the mean cross-entropy over response tokens.
 
 use super::loss::{ItemVocab, Normalizer, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
-use super::negatives::{crr_tokens, ensemble_logits, self_hard_negatives, Candidates, Ensemble};
+use super::negatives::{crr_tokens, Ensemble};
 use super::schedule::Schedule;
+use super::step::{mine_negatives, stacked_lens, MiningRow};
 use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
 use crate::model::llama::{BatchInput, Llama};
@@ -25,6 +26,7 @@ use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, CosineSchedule};
 use crate::rec::ItemTrie;
 use crate::report::{Progress, RunLog};
 use crate::rng::Rng;
+use crate::tensor::Tensor;
 use crate::{Error, Result, Var};
 use serde_json::json;
 use std::path::PathBuf;
@@ -45,11 +47,45 @@ pub struct TrainExample {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepConfig {
     pub weights: ObjectiveWeights,
-    /// S: blocks whose logit lens proposes negatives (1..=L); empty = SFT.
+    /// S: blocks whose logit lens proposes negatives and is distilled by CPD (1..=L); empty = SFT.
     pub lens_layers: Vec<usize>,
+    /// Blocks whose lens ensemble proposes the negatives when they differ from `lens_layers`
+    /// (the ablation "final-layer negatives, CPD kept": `Some(vec![L])`); None = `lens_layers`.
+    pub negative_layers: Option<Vec<usize>>,
     pub margin: f32,
     pub tau: f32,
     pub ensemble: Ensemble,
+    pub scope: NegativesScope,
+}
+
+/// Where self-hard negatives may come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NegativesScope {
+    /// The trie children of the ground-truth prefix (valid next tokens of some item; the spec).
+    Trie,
+    /// Every token of the vocabulary.
+    Vocab,
+}
+
+impl NegativesScope {
+    /// Parses `trie` or `vocab` (`--negatives-scope`).
+    pub fn parse(s: &str) -> Result<NegativesScope> {
+        match s {
+            "trie" => Ok(NegativesScope::Trie),
+            "vocab" => Ok(NegativesScope::Vocab),
+            other => Err(Error::config(
+                format!("--negatives-scope {other}: unknown"),
+                "use trie (children of the prefix in the item trie) or vocab (every token)",
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NegativesScope::Trie => "trie",
+            NegativesScope::Vocab => "vocab",
+        }
+    }
 }
 
 impl StepConfig {
@@ -63,9 +99,11 @@ impl StepConfig {
                 tau_r: 1.0,
             },
             lens_layers: Vec::new(),
+            negative_layers: None,
             margin: 0.0,
             tau: 1.0,
             ensemble: Ensemble::Mean,
+            scope: NegativesScope::Trie,
         }
     }
 
@@ -179,19 +217,26 @@ fn part_gradients(
 
     let mut tape = Tape::new();
     let out = model.forward(&mut tape, &input, Some(&rows))?;
-    let num_layers = model.config.num_hidden_layers;
-    let lens: Vec<Var> = cfg
-        .lens_layers
-        .iter()
-        .map(|&l| match l == num_layers {
-            true => Ok(out.logits), // the final layer's lens is the logits themselves
-            false => model.lens(&mut tape, &out, l, Some(&rows)),
-        })
-        .collect::<Result<_>>()?;
+    // The lens of every layer the step reads (CPD's S, and the mining layers when they differ),
+    // in one stacked head call; the final layer's lens is the logits themselves.
+    let top = model.config.num_hidden_layers;
+    let mining_layers = cfg.negative_layers.as_deref().unwrap_or(&cfg.lens_layers);
+    let mut layers: Vec<usize> = Vec::new();
+    for &l in cfg.lens_layers.iter().chain(mining_layers) {
+        if l != top && !layers.contains(&l) {
+            layers.push(l);
+        }
+    }
+    let (z, stacked) = stacked_lens(model, &mut tape, &out, &rows, &layers, Some(out.logits))?;
+    let lens_of = |l: usize| match layers.iter().position(|&x| x == l) {
+        Some(i) => stacked[i],
+        None => z,
+    };
+    let lens: Vec<Var> = cfg.lens_layers.iter().map(|&l| lens_of(l)).collect();
+    let mining: Vec<Var> = mining_layers.iter().map(|&l| lens_of(l)).collect();
 
-    let positions = response_positions(
-        &tape, out.logits, &lens, &owners, &responses, batch, trie, cf, cfg,
-    )?;
+    let positions =
+        response_positions(&tape, z, &mining, &owners, &responses, batch, trie, cf, cfg)?;
     let (loss, terms) = tape.ilrec_objective_part(
         out.logits,
         &lens,
@@ -217,45 +262,46 @@ fn response_positions(
     cf: Option<&SasRec>,
     cfg: &StepConfig,
 ) -> Result<Vec<ResponsePosition>> {
-    let z = tape.value(logits).data()?; // (rows, V)
-    let vocab = tape.shape(logits)[1];
-    let lens_vals: Vec<&[f32]> = lens
+    let mut positions: Vec<ResponsePosition> = owners
         .iter()
-        .map(|&l| tape.value(l).data())
-        .collect::<Result<_>>()?;
-    let mut positions = Vec::with_capacity(owners.len());
-    for (r, &(b, j)) in owners.iter().enumerate() {
-        let response = responses[b];
-        let target = response[j];
-        let mut pos = ResponsePosition {
-            target,
-            item_position: j + 1 < response.len(),
+        .map(|&(b, j)| ResponsePosition {
+            target: responses[b][j],
+            item_position: j + 1 < responses[b].len(),
             ..Default::default()
-        };
-        if !cfg.is_sft() {
-            let node = trie.walk(&response[..j]).ok_or_else(|| {
-                Error::config(
-                    "a response is not a path of the item trie",
-                    "responses are trie.item_seq(target)",
-                )
-            })?;
-            let candidates: Vec<u32> = trie.children(node).iter().map(|&(t, _)| t).collect();
-            let rows: Vec<&[f32]> = lens_vals
-                .iter()
-                .map(|l| &l[r * vocab..(r + 1) * vocab])
-                .collect();
-            let z_m = ensemble_logits(&rows, cfg.ensemble)?;
-            let z_y = z[r * vocab + target as usize];
-            pos.negatives = self_hard_negatives(
-                z_y,
-                &z_m,
-                target,
-                Candidates::Tokens(&candidates),
-                cfg.margin,
-                cfg.tau,
-            )?;
+        })
+        .collect();
+    if !cfg.is_sft() {
+        let mut rows = Vec::with_capacity(owners.len());
+        for &(b, j) in owners {
+            let candidates = match cfg.scope {
+                NegativesScope::Trie => {
+                    let node = trie.walk(&responses[b][..j]).ok_or_else(|| {
+                        Error::config(
+                            "a response is not a path of the item trie",
+                            "responses are trie.item_seq(target)",
+                        )
+                    })?;
+                    Some(trie.children(node).iter().map(|&(t, _)| t).collect())
+                }
+                NegativesScope::Vocab => None,
+            };
+            rows.push(MiningRow {
+                target: responses[b][j],
+                candidates,
+            });
         }
-        positions.push(pos);
+        let lens_vals: Vec<&Tensor> = lens.iter().map(|&l| tape.value(l)).collect();
+        let mined = mine_negatives(
+            tape.value(logits),
+            &lens_vals,
+            &rows,
+            cfg.ensemble,
+            cfg.margin,
+            cfg.tau,
+        )?;
+        for (pos, negatives) in positions.iter_mut().zip(mined) {
+            pos.negatives = negatives;
+        }
     }
     if cfg.weights.lambda > 0.0 && positions.iter().any(|p| !p.negatives.is_empty()) {
         let cf = cf.ok_or_else(|| {
@@ -471,7 +517,7 @@ pub fn run_stage(
             let ndcg = validate(&state.model)?;
             log.append(json!({"stage": cfg.name, "step": state.step, "valid_ndcg@10": ndcg}))?;
         }
-        let periodic = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
+        let periodic = cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
         if let Some(ckpt) = checkpoint {
             if last || periodic {
                 ckpt.save(state, log.len(), last)?;

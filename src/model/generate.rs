@@ -100,15 +100,10 @@ pub fn argmax(row: &[f32]) -> u32 {
 mod tests {
     use super::*;
     use crate::model::llama::BatchInput;
-    use std::path::PathBuf;
 
     /// The tiny-llama fixture directory (env `ILREC_FIXTURES` or ../shared/fixtures).
     fn tiny_llama() -> Llama {
-        let root = std::env::var_os("ILREC_FIXTURES").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-            PathBuf::from,
-        );
-        let dir = root.join("tiny-llama");
+        let dir = crate::fixtures::root().join("tiny-llama");
         Llama::from_dir(&dir).unwrap_or_else(|e| panic!("fixture {} must load: {e}", dir.display()))
     }
 

@@ -142,10 +142,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
-        std::env::var_os("ILREC_FIXTURES").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-            PathBuf::from,
-        )
+        crate::fixtures::root()
     }
 
     fn error_of(path: &Path) -> String {
@@ -160,7 +157,17 @@ mod tests {
         let dir = fixtures().join("tiny-llama");
         let (model, tokenizer) =
             load_model(&dir).unwrap_or_else(|e| panic!("fixture {} must load: {e}", dir.display()));
-        assert_eq!(model.config.num_hidden_layers, 4);
+        // The depth and width come from the fixture's own config.json, read independently.
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let field = |k: &str| {
+            config[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("config.json: {k}")) as usize
+        };
+        assert_eq!(model.config.num_hidden_layers, field("num_hidden_layers"));
+        assert_eq!(model.config.hidden_size, field("hidden_size"));
+        assert_eq!(model.blocks().len(), field("num_hidden_layers"));
         assert!(tokenizer.is_none());
     }
 

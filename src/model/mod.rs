@@ -5,7 +5,6 @@
 //! - [`qk_norm`]     Qwen3's per-head RMSNorm of queries and keys
 //! - [`weights`]     safetensors reading (single or sharded, memory-mapped) and writing
 //! - [`llama`]       the decoder: embedding, blocks, final norm, LM head; logit lens; vocab resize
-//! - [`speed`]       forward / forward+backward throughput on random weights (BENCHMARKS.md)
 //! - [`gguf`]        our own GGUF v2/v3 reader (header, metadata, tensor infos) on a memory map
 //! - [`gguf_quant`]  ggml tensor types: block layouts and dequantisation to f32
 //! - [`gguf_kquant`] the 256-element k-quant blocks (Q2_K .. Q6_K) decoded to f32
@@ -27,5 +26,4 @@ pub mod llama;
 pub mod load;
 pub mod qk_norm;
 pub mod rope_scaling;
-pub mod speed;
 pub mod weights;

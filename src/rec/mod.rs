@@ -7,14 +7,13 @@
 //! [`RankingMetrics`] for evaluation.
 //!
 //! Files: `csv.rs` (quoted CSV reader), `movielens.rs` and `recbole.rs` (the two formats),
-//! `dataset.rs` (types, detection, assembly), `preprocess.rs` (dedup, k-core), `split.rs`,
+//! `loader.rs` (raw types and the readers' shared helpers), `dataset.rs` (detection, dispatch,
+//! assembly), `preprocess.rs` (dedup, k-core), `split.rs`,
 //! `prompt.rs`, `trie.rs`, `metrics.rs`, `popularity.rs`.
 
-pub mod beam;
 pub mod csv;
 pub mod dataset;
-pub mod decode;
-pub mod eval;
+pub mod loader;
 pub mod metrics;
 pub mod movielens;
 pub mod popularity;
@@ -25,8 +24,8 @@ pub mod split;
 pub mod trie;
 pub mod vocab_map;
 
-pub use beam::{beam_search, PrefixScorer, ScoredItem};
-pub use dataset::{load_dataset, Dataset, Format, Interaction, Item, LoadOptions, RawData};
+pub use dataset::{load_dataset, Dataset, Format, LoadOptions};
+pub use loader::{Interaction, Item, RawData};
 pub use metrics::{rank_of, MetricsMean, RankingMetrics, KS};
 pub use popularity::Popularity;
 pub use prompt::{

@@ -4,7 +4,7 @@
 //! name, in any order.
 
 use super::csv::{CsvReader, CsvRecord};
-use super::dataset::{column, field, item_text, parse_timestamp, read_text, RawBuilder, RawData};
+use super::loader::{column, field, item_text, parse_timestamp, read_text, RawBuilder, RawData};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -40,7 +40,7 @@ fn read_movies(path: &Path, max_text_chars: usize, builder: &mut RawBuilder) -> 
         builder.add_item(
             path,
             record.line,
-            super::dataset::Item {
+            super::loader::Item {
                 raw_id: id.to_string(),
                 title,
                 text,

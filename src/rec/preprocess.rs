@@ -1,7 +1,7 @@
 //! Pre-processing of interaction rows (LC-Rec protocol, ILREC.md section 1): chronological
 //! order with repeated (user, item) pairs removed, then the iterative k-core filter.
 
-use super::dataset::Interaction;
+use super::loader::Interaction;
 
 /// Sorts rows by (user, timestamp, file line) and drops every repeat of a (user, item) pair,
 /// keeping its earliest occurrence (ties by file order). Returns how many rows were dropped.

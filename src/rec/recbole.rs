@@ -4,7 +4,7 @@
 //! ':' is used, so columns may come in any order and extra columns are ignored. RecBole fields
 //! hold no quoting: a value is everything between two tabs.
 
-use super::dataset::{
+use super::loader::{
     column, field, item_text, parse_timestamp, read_text, Item, RawBuilder, RawData,
 };
 use crate::{Error, Result};

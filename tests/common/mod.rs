@@ -7,10 +7,7 @@ use std::path::PathBuf;
 
 /// The fixture root: env `ILREC_FIXTURES` if set, else `../shared/fixtures` beside the crate.
 pub fn fixtures_dir() -> PathBuf {
-    match std::env::var_os("ILREC_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
-    }
+    ilrec::fixtures::root()
 }
 
 /// A file inside the fixture root. Panics (the test fails loudly) if it is missing: CI always
@@ -34,6 +31,22 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
         Some(p)
     } else {
         eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
+/// `rel` under the crate root (a SmolLM2 file: `data/models/...`), or None with a printed skip
+/// reason: the real model is fetched by `bash scripts/get-smollm2.sh` (CI does), so tests that
+/// need it skip on a machine without it.
+pub fn smollm2(rel: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (run `bash scripts/get-smollm2.sh`)",
+            p.display()
+        );
         None
     }
 }

@@ -22,7 +22,6 @@
 //! depth blocking depends only on k, every element of C is accumulated in the same order
 //! whatever the thread count: results are bitwise identical for 1 and N threads.
 
-mod isa;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -30,7 +29,7 @@ mod kernel_avx512;
 mod kernel_scalar;
 mod pack;
 
-pub use isa::Isa;
+pub use crate::cpu::isa::Isa;
 
 use super::pool;
 use pack::{pack_a, pack_b, Operand, PackBuf};

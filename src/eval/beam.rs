@@ -10,8 +10,8 @@
 //! cache: `start` encodes the prompt once, `step` reorders the cache to the surviving beams and
 //! appends one token to each.
 
-use super::trie::{ItemTrie, NodeId};
 use crate::error::Result;
+use crate::rec::trie::{ItemTrie, NodeId};
 
 /// The model as beam search sees it.
 pub trait PrefixScorer {

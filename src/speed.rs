@@ -1,17 +1,18 @@
-//! Throughput of the decoder on random weights, for BENCHMARKS.md and the `bench` binary:
+//! Bench support (above `model/`: it uses the optimizer and the ILRec step). Throughput of the
+//! decoder on random weights, for BENCHMARKS.md and the `bench` binary:
 //! tokens per second of a forward (no gradients recorded) and of a training step's
 //! forward + backward (all-row logits, next-token loss, gradients added into the parameters).
 
-use super::config::LlamaConfig;
-use super::llama::{causal_lm_loss, shifted_targets, BatchInput, ForwardOutput, Llama};
 use crate::autograd::profile;
-use crate::cpu::par::DisjointMut;
-use crate::cpu::pool::parallel_for;
 use crate::error::Result;
 use crate::ilrec::loss::{ItemVocab, ObjectiveWeights, ResponsePosition};
-use crate::ilrec::negatives::{ensemble_logits, self_hard_negatives, Candidates, Ensemble};
+use crate::ilrec::negatives::Ensemble;
+use crate::ilrec::step::{mine_negatives, stacked_lens, MiningRow};
+use crate::model::config::LlamaConfig;
+use crate::model::llama::{causal_lm_loss, shifted_targets, BatchInput, ForwardOutput, Llama};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::rng::Rng;
+use crate::tensor::Tensor;
 use crate::{Tape, Var};
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ pub fn smollm2_135m_shape() -> LlamaConfig {
         head_dim: 64,
         rms_norm_eps: 1e-5,
         rope_theta: 100000.0,
-        rope_scaling: super::rope_scaling::RopeScaling::None,
+        rope_scaling: crate::model::rope_scaling::RopeScaling::None,
         vocab_size: 49152,
         tie_word_embeddings: true,
         qkv_bias: false,
@@ -310,66 +311,50 @@ fn ilrec_terms(
         .flat_map(|row| (t - 1 - r..t - 1).map(move |p| row * t + p))
         .collect();
     // The final logits z at the response rows and the lens of the ILREC_LENS_LAYERS blocks
-    // below the top, in ONE head call: the layers' response rows stacked into ((1+L)*n_t, D), one
-    // final norm + LM head, split back into (n_t, V) blocks. Row by row this is exactly
-    // `index_select(out.logits, rows)` and `model.lens(tape, out, l, Some(&rows))`, but the head's
-    // weight gradient (V x D, 113 MB for SmolLM2) is produced once instead of 1 + L times, and
-    // no (B*T, V) gradient is scattered for z (its rows are recomputed: 2 n_t D V FLOPs).
+    // below the top in ONE head call, exactly as the trainer's step (`ilrec::step`): row by row
+    // this is `index_select(out.logits, rows)` and the lens of each layer, but the head's weight
+    // gradient (V x D, 113 MB for SmolLM2) is produced once instead of 1 + L times, and no
+    // (B*T, V) gradient is scattered for z (its rows are recomputed: 2 n_t D V FLOPs).
     let top = model.config.num_hidden_layers;
-    let lens_layers = (top.saturating_sub(ILREC_LENS_LAYERS)..top).filter(|&l| l >= 1);
-    let d = model.config.hidden_size;
-    let mut picked = Vec::new();
-    for l in std::iter::once(top).chain(lens_layers) {
-        let flat = tape.reshape(out.hidden[l], &[b * t, d])?; // (B*T, D)
-        picked.push(tape.index_select(flat, &rows)?); // (n_t, D)
-    }
-    let stacked = tape.concat(&picked, 0)?; // ((1+L)*n_t, D)
-    let heads = model.apply_head(tape, out.head, stacked, None)?; // ((1+L)*n_t, V)
-    let blocks = tape.split(heads, 0, &vec![rows.len(); picked.len()])?; // (1+L) x (n_t, V)
-    let (z, lens) = (blocks[0], blocks[1..].to_vec());
-    let vocab = model.config.vocab_size;
-    let (z_val, lens_vals) = (
-        tape.value(z).clone(),
-        lens.iter()
-            .map(|&l| tape.value(l).clone())
-            .collect::<Vec<_>>(),
-    );
-    let zs = z_val.data()?;
-    // Mining is independent per position: one pool task each.
-    let mut mined: Vec<Result<ResponsePosition>> = (0..rows.len())
-        .map(|_| Ok(ResponsePosition::default()))
+    let lens_layers: Vec<usize> = (top.saturating_sub(ILREC_LENS_LAYERS)..top)
+        .filter(|&l| l >= 1)
         .collect();
-    {
-        let mined_w = DisjointMut::new(&mut mined);
-        parallel_for(rows.len(), &|i| {
-            let y = targets[rows[i]] as u32;
-            let position = lens_vals
-                .iter()
-                .map(|lv| lv.data().map(|d| &d[i * vocab..(i + 1) * vocab]))
-                .collect::<Result<Vec<&[f32]>>>()
-                .and_then(|lens_rows| ensemble_logits(&lens_rows, Ensemble::Mean))
-                .and_then(|z_m| {
-                    let z_y = zs[i * vocab + y as usize];
-                    self_hard_negatives(z_y, &z_m, y, Candidates::Vocab(vocab), 0.0, 1.0)
-                })
-                .map(|negatives| {
-                    let k = if negatives.is_empty() {
-                        0
-                    } else {
-                        negatives.tokens.len() + 1
-                    };
-                    ResponsePosition {
-                        target: y,
-                        negatives,
-                        crr_log_rewards: vec![-1.0; k],
-                        item_position: (i + 1) % r != 0,
-                    }
-                });
-            // SAFETY: task i writes cell i only.
-            unsafe { mined_w.range(i..i + 1)[0] = position };
-        });
-    }
-    let positions: Vec<ResponsePosition> = mined.into_iter().collect::<Result<_>>()?;
+    let (z, lens) = stacked_lens(model, tape, out, &rows, &lens_layers, None)?;
+    // Mining on the pool, one task per position, over the whole vocabulary.
+    let mining_rows: Vec<MiningRow> = rows
+        .iter()
+        .map(|&row| MiningRow {
+            target: targets[row] as u32,
+            candidates: None,
+        })
+        .collect();
+    let lens_vals: Vec<&Tensor> = lens.iter().map(|&l| tape.value(l)).collect();
+    let mined = mine_negatives(
+        tape.value(z),
+        &lens_vals,
+        &mining_rows,
+        Ensemble::Mean,
+        0.0,
+        1.0,
+    )?;
+    let positions: Vec<ResponsePosition> = mined
+        .into_iter()
+        .zip(&mining_rows)
+        .enumerate()
+        .map(|(i, (negatives, row))| {
+            let k = if negatives.is_empty() {
+                0
+            } else {
+                negatives.tokens.len() + 1
+            };
+            ResponsePosition {
+                target: row.target,
+                negatives,
+                crr_log_rewards: vec![-1.0; k],
+                item_position: (i + 1) % r != 0,
+            }
+        })
+        .collect();
     let weights = ObjectiveWeights {
         alpha: 0.5,
         lambda: 0.5,

@@ -10,12 +10,15 @@
 //! number of threads.
 
 use super::beam::{beam_search, PrefixScorer};
-use super::metrics::{rank_of, RankingMetrics};
-use super::trie::ItemTrie;
+use crate::rec::metrics::{rank_of, RankingMetrics};
+use crate::rec::trie::ItemTrie;
 use crate::report::Progress;
 use crate::Result;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// One sample's outcome inside a thread's chunk: (returned items, invalid count).
+type ChunkResult = (Vec<u32>, usize);
 
 /// Metrics plus the validity count of what the beams returned.
 #[derive(Clone, Debug, Default)]
@@ -75,7 +78,7 @@ where
     let threads = threads.clamp(1, prompts.len().max(1));
     let chunk = prompts.len().div_ceil(threads).max(1);
     let done = AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(Vec<u32>, usize)>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<ChunkResult>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = prompts
             .chunks(chunk)
             .map(|part| {

@@ -1,5 +1,8 @@
-//! Which microkernel family the GEMM runs: chosen at run time from the CPU's features, capped by
-//! environment switches, or given explicitly (tests and benchmarks run every supported one).
+//! CPU feature detection, the one place in the crate that asks the CPU what it supports: which
+//! SIMD family the kernels run (the GEMM microkernels, attention, SiLU/SwiGLU, the FMA probe),
+//! chosen at run time from the CPU's features, capped by the environment switches
+//! `ILREC_NO_SIMD=1` (portable loops everywhere) and `ILREC_NO_AVX512=1` (at most AVX2 + FMA), or
+//! given explicitly (tests and benchmarks run every supported GEMM kernel).
 
 use std::sync::OnceLock;
 
@@ -32,7 +35,7 @@ impl Isa {
         Isa::Scalar
     }
 
-    /// The kernel `sgemm` uses: the best supported, capped by env `ILREC_NO_SIMD=1` (scalar) or
+    /// The family every kernel uses: the best supported, capped by env `ILREC_NO_SIMD=1` (scalar) or
     /// `ILREC_NO_AVX512=1` (at most AVX2). Read once per process.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();

@@ -1,0 +1,60 @@
+//! Stage "train CF": SASRec on the training split, the CF reward model of ILRec's CRR term and a
+//! results row. Cached in the run folder so a resumed run reuses it; `checkpoints/sasrec.json`
+//! records the epochs asked for and the epochs run.
+
+use super::config::PipelineConfig;
+use super::results::write_json;
+use crate::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
+use crate::rec::{Dataset, Split};
+use crate::report::Progress;
+use crate::{Error, Result};
+use serde_json::json;
+use std::path::Path;
+
+/// SASRec's training options from the run config (`sasrec_epochs`, `sasrec_patience`, `seed`;
+/// the rest are `SasRecTrainOptions::default()`).
+pub fn sasrec_options(cfg: &PipelineConfig) -> SasRecTrainOptions {
+    SasRecTrainOptions {
+        epochs: cfg.sasrec_epochs,
+        patience: cfg.sasrec_patience,
+        seed: cfg.seed,
+        ..SasRecTrainOptions::default()
+    }
+}
+
+/// Trains SASRec (default model config) or loads it from `run_dir` when resuming.
+pub fn train_cf(
+    dataset: &Dataset,
+    split: &Split,
+    cfg: &PipelineConfig,
+    run_dir: &Path,
+) -> Result<SasRec> {
+    let path = run_dir.join("checkpoints").join("sasrec.safetensors");
+    if cfg.resume && path.exists() {
+        eprintln!("sasrec: loaded {}", path.display());
+        return SasRec::load(&path);
+    }
+    let mut sasrec = SasRec::new(SasRecConfig::new(dataset.num_items()), cfg.seed)?;
+    let train_opts = sasrec_options(cfg);
+    let mut progress = Progress::new("sasrec (epochs)", train_opts.epochs);
+    let summary = sasrec.train(split, &train_opts, |report| {
+        progress.set_note(format!(
+            "loss {:.3} valid ndcg@10 {:.4}",
+            report.train_loss,
+            report.valid.ndcg_at(10).unwrap_or(0.0)
+        ));
+        progress.inc(1);
+    })?;
+    progress.finish();
+    std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(|e| Error::io(run_dir, e))?;
+    sasrec.save(&path)?;
+    // What actually ran (early stopping may end before the most epochs).
+    let record = json!({
+        "epochs": train_opts.epochs, "patience": train_opts.patience,
+        "epochs_run": summary.epochs_run, "best_epoch": summary.best_epoch,
+        "seconds": summary.seconds,
+    });
+    eprintln!("sasrec: {record}");
+    write_json(&run_dir.join("checkpoints").join("sasrec.json"), &record)?;
+    Ok(sasrec)
+}

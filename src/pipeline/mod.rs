@@ -1,0 +1,20 @@
+//! The training pipeline as typed stages, in the order a run calls them (`src/bin/train.rs`
+//! tells the story; each stage lives here so other front ends and tests can call it):
+//!
+//! 1. [`data`]      load, split, render items ([`config::ItemRepr`]), vocabulary, trie, examples
+//! 2. [`model`]     resolve `--model` (preset, HF folder, GGUF), tokenizer, build the model
+//! 3. [`cf`]        train SASRec, the CF reward model
+//! 4. [`stage`]     train one stage, resumably (warm-up, then each [`variants`] method)
+//! 5. [`evaluate`]  trie-constrained beam search on validation / test
+//! 6. [`results`]   run folder, config.json, plots, results.json, the verdict
+//!
+//! Every hyper-parameter is a field of [`config::PipelineConfig`] with a documented default.
+
+pub mod cf;
+pub mod config;
+pub mod data;
+pub mod evaluate;
+pub mod model;
+pub mod results;
+pub mod stage;
+pub mod variants;

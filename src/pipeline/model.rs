@@ -1,0 +1,153 @@
+//! Stage "build the model": a preset trained from scratch (embedded Llama configs in
+//! `data/presets/`), an HF checkpoint folder or a GGUF file. The config is resolved first (so bad
+//! input fails before any long work); the weights are loaded by `model::load`, the one loader.
+
+use crate::autograd::ParamId;
+use crate::ilrec::LensLayers;
+use crate::model::config::LlamaConfig;
+use crate::model::gguf::GgufFile;
+use crate::model::gguf_hf::{hf_config, hf_tokenizer_json};
+use crate::model::llama::Llama;
+use crate::model::load::load_model;
+use crate::rec::vocab_map::VocabMap;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Where the model comes from.
+#[derive(Clone, Debug)]
+pub enum ModelSource {
+    /// A preset config, trained from scratch on a compact vocabulary.
+    Preset(String),
+    /// An HF checkpoint folder (config.json, safetensors, tokenizer.json).
+    HfDir(PathBuf),
+    /// A GGUF file (e.g. SmolLM2 from scripts/get-smollm2.sh): weights and tokenizer inside.
+    Gguf(PathBuf),
+}
+
+/// A resolved `--model`: its source and its config (before any weight is read).
+#[derive(Clone, Debug)]
+pub struct ModelPlan {
+    pub source: ModelSource,
+    pub config: LlamaConfig,
+}
+
+/// The built model and the parameters the optimizer updates. Every parameter trains today; an
+/// adapter method (LoRA) attaches its adapters here, freezes the base and returns only them.
+pub struct BuiltModel {
+    pub model: Llama,
+    pub trainable: Vec<ParamId>,
+}
+
+/// The embedded preset configs.
+fn preset(name: &str) -> Option<&'static str> {
+    match name {
+        "tiny" => Some(include_str!("../../data/presets/tiny.json")),
+        "mini" => Some(include_str!("../../data/presets/mini.json")),
+        "small" => Some(include_str!("../../data/presets/small.json")),
+        "base" => Some(include_str!("../../data/presets/base.json")),
+        _ => None,
+    }
+}
+
+/// Resolves `spec` and checks `lens` against the model's depth.
+pub fn plan_model(spec: &str, lens: &LensLayers) -> Result<ModelPlan> {
+    let plan = if let Some(text) = preset(spec) {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::format(spec, e.to_string()))?;
+        ModelPlan {
+            config: LlamaConfig::from_json(&value, format!("preset {spec}"))?,
+            source: ModelSource::Preset(spec.into()),
+        }
+    } else if spec.ends_with(".gguf") && Path::new(spec).is_file() {
+        let path = PathBuf::from(spec);
+        let config = hf_config(&GgufFile::open(&path)?)?;
+        ModelPlan {
+            config: LlamaConfig::from_json(&config, &path)?,
+            source: ModelSource::Gguf(path),
+        }
+    } else {
+        let dir = PathBuf::from(spec);
+        if !dir.join("config.json").is_file() {
+            return Err(Error::config(
+                format!("--model {spec}: not a preset and not a folder with config.json"),
+                "use a preset (tiny, mini, small, base), an HF checkpoint folder or a .gguf file",
+            ));
+        }
+        ModelPlan {
+            config: LlamaConfig::from_file(dir.join("config.json"))?,
+            source: ModelSource::HfDir(dir),
+        }
+    };
+    lens.resolve(plan.config.num_hidden_layers)?;
+    Ok(plan)
+}
+
+/// The tokenizer of the plan: the GGUF's own, the folder's tokenizer.json, or (presets) the
+/// SmolLM2 tokenizer the repository ships.
+pub fn load_tokenizer(plan: &ModelPlan) -> Result<Tokenizer> {
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/smollm2/tokenizer.json");
+    let path = match &plan.source {
+        ModelSource::Gguf(path) => {
+            let json = hf_tokenizer_json(&GgufFile::open(path)?)?;
+            return Tokenizer::from_json(&json, &path.display().to_string());
+        }
+        ModelSource::HfDir(dir) if dir.join("tokenizer.json").is_file() => {
+            dir.join("tokenizer.json")
+        }
+        _ => shipped,
+    };
+    if !path.is_file() {
+        return Err(Error::config(
+            format!("tokenizer {} not found", path.display()),
+            "the repository ships data/tokenizer/smollm2/tokenizer.json",
+        ));
+    }
+    Tokenizer::from_file(&path)
+}
+
+/// The vocabulary map: compact (only the ids the data uses, plus EOS) for a preset, identity
+/// for a pretrained model.
+pub fn vocabulary<'a>(
+    plan: &ModelPlan,
+    streams: impl Iterator<Item = &'a [u32]>,
+    eos: u32,
+) -> VocabMap {
+    match plan.source {
+        ModelSource::Preset(_) => VocabMap::from_tokens(streams, &[eos]),
+        ModelSource::HfDir(_) | ModelSource::Gguf(_) => VocabMap::identity(plan.config.vocab_size),
+    }
+}
+
+/// The model config as trained (a preset's vocabulary is the compact one).
+pub fn trained_config(plan: &ModelPlan, vocab: &VocabMap, model_eos: u32) -> LlamaConfig {
+    let mut cfg = plan.config.clone();
+    if let ModelSource::Preset(_) = plan.source {
+        cfg.vocab_size = vocab.len();
+        cfg.eos_token_id = Some(model_eos);
+        cfg.eos_token_ids = vec![model_eos];
+        cfg.bos_token_id = None;
+    }
+    cfg
+}
+
+/// Builds the model: random init (seeded) for a preset, `model::load` for the others.
+pub fn build_model(
+    plan: &ModelPlan,
+    vocab: &VocabMap,
+    model_eos: u32,
+    seed: u64,
+) -> Result<BuiltModel> {
+    let model = match &plan.source {
+        ModelSource::Preset(_) => Llama::from_config(trained_config(plan, vocab, model_eos), seed)?,
+        ModelSource::HfDir(path) | ModelSource::Gguf(path) => load_model(path)?.0,
+    };
+    let trainable = model
+        .params
+        .ids()
+        .filter(|&id| model.params.is_trainable(id))
+        .collect();
+    Ok(BuiltModel { model, trainable })
+}

@@ -1,0 +1,112 @@
+//! Stage "write results": the run folder, `config.json`, the plots, `results.json`, the verdict
+//! sentence and the final JSON line.
+
+use crate::ilrec::trainer::StepConfig;
+use crate::report::{line_plot, ResultsTable, RunLog, Series};
+use crate::{Error, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// `out`, or `runs/run-<unix seconds>`; created. With `resume` it must hold a run already.
+pub fn prepare_run_dir(out: Option<&Path>, resume: bool) -> Result<PathBuf> {
+    let dir = match out {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            PathBuf::from("runs").join(format!("run-{secs}"))
+        }
+    };
+    if resume && !dir.join("config.json").is_file() {
+        return Err(Error::config(
+            format!("--resume: {} holds no run", dir.display()),
+            "pass the --out folder of the killed run",
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// loss.svg (loss terms of every fine-tuning stage) and valid_ndcg.svg.
+pub fn write_plots(run_dir: &Path, log: &RunLog, variants: &[(String, StepConfig)]) -> Result<()> {
+    let mut loss = vec![Series {
+        name: "warmup ce".into(),
+        points: log.series(("stage", "warmup"), "step", "ce"),
+    }];
+    let mut ndcg = vec![Series {
+        name: "warmup".into(),
+        points: log.series(("stage", "warmup"), "step", "valid_ndcg@10"),
+    }];
+    for (name, _) in variants {
+        for term in ["ce", "crr", "cpd"] {
+            let points = log.series(("stage", name), "step", term);
+            if points.iter().any(|p| p.1 != 0.0) {
+                let name = format!("{name} {term}");
+                loss.push(Series { name, points });
+            }
+        }
+        let points = log.series(("stage", name), "step", "valid_ndcg@10");
+        ndcg.push(Series {
+            name: name.clone(),
+            points,
+        });
+    }
+    let loss_svg = line_plot("training loss terms", "step (per stage)", "loss", &loss);
+    let ndcg_svg = line_plot("validation NDCG@10", "step (per stage)", "NDCG@10", &ndcg);
+    for (file, svg) in [("loss.svg", loss_svg), ("valid_ndcg.svg", ndcg_svg)] {
+        let path = run_dir.join(file);
+        std::fs::write(&path, svg).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The sentence the README quotes: does ILRec beat SFT, does SFT beat popularity?
+pub fn verdict(table: &ResultsTable) -> String {
+    let hit10 = |m: &str| {
+        table
+            .get(m)
+            .and_then(|r| r.test.hit_at(10))
+            .unwrap_or(f64::NAN)
+    };
+    let ndcg10 = |m: &str| {
+        table
+            .get(m)
+            .and_then(|r| r.test.ndcg_at(10))
+            .unwrap_or(f64::NAN)
+    };
+    let beats = |a: f64, b: f64| if a > b { "beats" } else { "does NOT beat" };
+    format!(
+        "SFT {} popularity on test Hit@10 ({:.4} vs {:.4}); ILRec {} SFT on test NDCG@10 ({:.4} vs {:.4}) and {} on Hit@10 ({:.4} vs {:.4})",
+        beats(hit10("sft"), hit10("popularity")), hit10("sft"), hit10("popularity"),
+        beats(ndcg10("ilrec"), ndcg10("sft")), ndcg10("ilrec"), ndcg10("sft"),
+        if hit10("ilrec") > hit10("sft") { "beats it" } else { "does not beat it" }, hit10("ilrec"), hit10("sft"),
+    )
+}
+
+/// Writes `results.json` and returns the one-line summary `{"dataset", "seconds", "rows"}`.
+pub fn write_results(
+    run_dir: &Path,
+    dataset: &str,
+    seconds: f64,
+    table: &ResultsTable,
+    timings: &[(String, f64)],
+) -> Result<Value> {
+    let stage_seconds: Vec<Value> = timings
+        .iter()
+        .map(|(n, s)| json!({"stage": n, "seconds": s}))
+        .collect();
+    let results = json!({
+        "dataset": dataset, "seconds": seconds, "rows": table.rows_json(), "verdict": verdict(table),
+        "stage_seconds": stage_seconds, "run_dir": run_dir.display().to_string(),
+    });
+    write_json(&run_dir.join("results.json"), &results)?;
+    Ok(json!({"dataset": dataset, "seconds": seconds, "rows": table.rows_json()}))
+}

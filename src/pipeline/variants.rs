@@ -1,0 +1,76 @@
+//! The methods a run fine-tunes from the warm-up checkpoint: the SFT baseline continued, ILRec,
+//! and with `--ablation` one variant per removed part.
+
+use super::config::PipelineConfig;
+use crate::ilrec::trainer::StepConfig;
+use crate::ilrec::ObjectiveWeights;
+
+/// ILRec's step from the config; `top` = the model's number of blocks.
+pub fn ilrec_step(cfg: &PipelineConfig, top: usize) -> StepConfig {
+    StepConfig {
+        weights: ObjectiveWeights {
+            alpha: cfg.alpha,
+            lambda: cfg.lambda,
+            mu: cfg.mu,
+            tau_r: cfg.tau_r,
+        },
+        lens_layers: lens_layers(cfg, top),
+        negative_layers: None,
+        margin: cfg.margin,
+        tau: cfg.tau,
+        ensemble: cfg.ensemble,
+        scope: cfg.negatives_scope,
+    }
+}
+
+/// S: by default the four blocks below the top, clipped to >= 1 (validated by `plan_model`).
+pub fn lens_layers(cfg: &PipelineConfig, top: usize) -> Vec<usize> {
+    cfg.lens_layers.resolve(top).unwrap_or_else(|_| vec![top])
+}
+
+/// (method name, step) of every fine-tuning run, in table order.
+pub fn variants(cfg: &PipelineConfig, top: usize) -> Vec<(String, StepConfig)> {
+    let ilrec = ilrec_step(cfg, top);
+    let mut out = vec![
+        ("sft".to_string(), StepConfig::sft()),
+        ("ilrec".into(), ilrec.clone()),
+    ];
+    if !cfg.ablation {
+        return out;
+    }
+    let w = ilrec.weights;
+    let with_weights = |weights: ObjectiveWeights| StepConfig {
+        weights,
+        ..ilrec.clone()
+    };
+    out.push((
+        "ilrec w/o cpo".into(),
+        with_weights(ObjectiveWeights { alpha: 0.0, ..w }),
+    ));
+    out.push((
+        "ilrec w/o crr".into(),
+        with_weights(ObjectiveWeights { lambda: 0.0, ..w }),
+    ));
+    out.push((
+        "ilrec w/o cpd".into(),
+        with_weights(ObjectiveWeights { mu: 0.0, ..w }),
+    ));
+    // S = {L}: negatives from the final layer, and CPD (which distils the lens layers towards
+    // the final logits) becomes identically zero, so this row changes two things at once...
+    out.push((
+        "final-layer negatives, CPD 0 (S = {L})".into(),
+        StepConfig {
+            lens_layers: vec![top],
+            ..ilrec.clone()
+        },
+    ));
+    // ... and this one changes only where negatives come from: CPD stays on the default layers.
+    out.push((
+        "final-layer negatives, CPD kept".into(),
+        StepConfig {
+            negative_layers: Some(vec![top]),
+            ..ilrec
+        },
+    ));
+    out
+}
