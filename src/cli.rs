@@ -42,6 +42,23 @@ impl Flags {
         })
     }
 
+    /// The value after `flag` as a whole number of at least 1 (counts, sizes, threads).
+    pub fn positive(&mut self, flag: &str) -> Result<usize> {
+        let n: usize = self.num(flag)?;
+        if n == 0 {
+            return Err(Error::config(
+                format!("{flag} 0: must be at least 1"),
+                self.hint.clone(),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// An error about the command line as a whole (a missing required flag, a bad combination).
+    pub fn error(&self, msg: impl Into<String>) -> Error {
+        Error::config(msg, self.hint.clone())
+    }
+
     /// The error for a flag the binary does not know.
     pub fn unknown(&self, flag: &str) -> Error {
         Error::config(format!("unknown option `{flag}`"), self.hint.clone())
@@ -75,5 +92,23 @@ mod tests {
             .to_string()
             .contains("needs a value"));
         assert_eq!(f.next_flag(), None);
+    }
+
+    #[test]
+    fn positive_refuses_zero_and_negatives() {
+        let args = ["--a", "0", "--b", "-1", "--c", "4"]
+            .map(String::from)
+            .to_vec();
+        let mut f = Flags::new("see t --help", args);
+        f.next_flag();
+        assert!(f
+            .positive("--a")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        f.next_flag();
+        assert!(f.positive("--b").is_err());
+        f.next_flag();
+        assert_eq!(f.positive("--c").unwrap(), 4);
     }
 }
