@@ -6,6 +6,7 @@
 //!
 //! Usage: convert IN.gguf OUT_DIR [--dtype f32|bf16]
 
+use ilrec::cli::Flags;
 use ilrec::model::gguf::GgufFile;
 use ilrec::model::gguf_hf::{self, HfTensor};
 use ilrec::{Error, Result};
@@ -31,28 +32,28 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = parse_args().and_then(|args| run(&args)) {
+    if let Err(e) = parse_args(std::env::args().skip(1).collect()).and_then(|args| run(&args)) {
         eprintln!("convert: {e}");
         std::process::exit(1);
     }
 }
 
-fn parse_args() -> Result<Args> {
+fn parse_args(args: Vec<String>) -> Result<Args> {
     let mut positional = Vec::new();
     let mut dtype = OutDtype::F32;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
+    let mut f = Flags::new(USAGE, args);
+    while let Some(arg) = f.next_flag() {
         match arg.as_str() {
             "--dtype" => {
-                dtype = match args.next().as_deref() {
-                    Some("f32") => OutDtype::F32,
-                    Some("bf16") => OutDtype::Bf16,
+                dtype = match f.value("--dtype")?.as_str() {
+                    "f32" => OutDtype::F32,
+                    "bf16" => OutDtype::Bf16,
                     other => {
                         return Err(Error::config(format!("--dtype {other:?}"), "f32 or bf16"))
                     }
                 }
             }
-            "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
+            "-h" | "--help" => return Err(f.error("help requested")),
             _ => positional.push(PathBuf::from(arg)),
         }
     }
@@ -62,10 +63,7 @@ fn parse_args() -> Result<Args> {
             out_dir,
             dtype,
         }),
-        Err(p) => Err(Error::config(
-            format!("expected 2 paths, got {}", p.len()),
-            USAGE,
-        )),
+        Err(p) => Err(f.error(format!("expected 2 paths, got {}", p.len()))),
     }
 }
 

@@ -9,6 +9,7 @@
 //! Run with --help for the options. Errors (bad arguments, a missing or unreadable model, a layer
 //! out of range) print one line with a hint and exit with status 2.
 
+use ilrec::cli::Flags;
 use ilrec::ilrec::lens_report::{lens_top_k, TopK};
 use ilrec::ilrec::LensLayers;
 use ilrec::model::generate::GreedyDecoder;
@@ -56,7 +57,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match parse_args(std::env::args().skip(1).collect()) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{HELP}");
@@ -76,8 +77,8 @@ fn fail(e: &Error) -> ExitCode {
 }
 
 /// The options, or None when help was asked for.
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
-    let mut args = Args {
+fn parse_args(args: Vec<String>) -> Result<Option<Args>> {
+    let mut a = Args {
         model: String::new(),
         text: String::new(),
         layers: None,
@@ -87,58 +88,43 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>> {
         time: false,
     };
     let mut text_given = false;
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| Error::config(format!("{name} needs a value"), USAGE))
-        };
-        match arg.as_str() {
-            "--model" => args.model = value("--model")?,
+    let mut f = Flags::new(USAGE, args);
+    while let Some(flag) = f.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--model" => a.model = f.value(flag)?,
             "--text" => {
-                args.text = value("--text")?;
+                a.text = f.value(flag)?;
                 text_given = true;
             }
-            "--layers" => args.layers = Some(LensLayers::parse(&value("--layers")?)?),
-            "--top-k" => args.top_k = count("--top-k", &value("--top-k")?, 1)?,
-            "--generate" => args.generate = count("--generate", &value("--generate")?, 0)?,
-            "--json" => args.json = true,
-            "--time" => args.time = true,
+            "--layers" => a.layers = Some(LensLayers::parse(&f.value(flag)?)?),
+            "--top-k" => a.top_k = f.positive(flag)?,
+            "--generate" => a.generate = f.num(flag)?,
+            "--json" => a.json = true,
+            "--time" => a.time = true,
             "-h" | "--help" => return Ok(None),
-            other => return Err(Error::config(format!("unknown argument {other:?}"), USAGE)),
+            other => return Err(f.error(format!("unknown argument {other:?}"))),
         }
     }
-    if args.model.is_empty() {
-        return Err(Error::config("--model is required", USAGE));
+    if a.model.is_empty() {
+        return Err(f.error("--model is required"));
     }
     if !text_given {
-        return Err(Error::config("--text is required", USAGE));
+        return Err(f.error("--text is required"));
     }
-    if args.text.is_empty() {
+    if a.text.is_empty() {
         return Err(Error::config(
             "--text is empty",
             "the lens needs at least one token to look at",
         ));
     }
-    if args.json && args.generate > 0 {
+    if a.json && a.generate > 0 {
         return Err(Error::config(
             "--generate cannot be combined with --json",
             "the JSON output holds only the lens; drop one of the two",
         ));
     }
-    Ok(Some(args))
-}
-
-/// A non-negative integer option that must be at least `min`.
-fn count(name: &str, s: &str, min: usize) -> Result<usize> {
-    s.parse::<usize>()
-        .ok()
-        .filter(|&n| n >= min)
-        .ok_or_else(|| {
-            Error::config(
-                format!("{name}: expected an integer >= {min}, found {s:?}"),
-                USAGE,
-            )
-        })
+    Ok(Some(a))
 }
 
 fn run(args: &Args) -> Result<()> {

@@ -15,6 +15,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use ilrec::cli::Flags;
 use ilrec::tokenizer::Tokenizer;
 use ilrec::{Error, Result};
 use serde_json::{json, Value};
@@ -31,8 +32,8 @@ struct Args {
 const USAGE: &str = "usage: tokenize --tokenizer PATH/tokenizer.json [--decode [--skip-special]] \
                      | --tokenizer PATH --bench TEXT_FILE [--runs N] [--per-line]";
 
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
+fn parse_args(args: Vec<String>) -> Result<Args> {
+    let mut a = Args {
         tokenizer: String::new(),
         decode: false,
         skip_special: false,
@@ -40,38 +41,27 @@ fn parse_args() -> Result<Args> {
         per_line: false,
         runs: 5,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| Error::config(format!("{name} needs a value"), USAGE))
-        };
-        match arg.as_str() {
-            "--tokenizer" => args.tokenizer = value("--tokenizer")?,
-            "--decode" => args.decode = true,
-            "--skip-special" => args.skip_special = true,
-            "--bench" => args.bench = Some(value("--bench")?),
-            "--per-line" => args.per_line = true,
-            "--runs" => {
-                let runs = value("--runs")?;
-                args.runs = runs.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    Error::config(
-                        format!("--runs: expected a positive integer, found {runs:?}"),
-                        USAGE,
-                    )
-                })?;
-            }
-            other => return Err(Error::config(format!("unknown argument {other:?}"), USAGE)),
+    let mut f = Flags::new(USAGE, args);
+    while let Some(flag) = f.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--tokenizer" => a.tokenizer = f.value(flag)?,
+            "--decode" => a.decode = true,
+            "--skip-special" => a.skip_special = true,
+            "--bench" => a.bench = Some(f.value(flag)?),
+            "--per-line" => a.per_line = true,
+            "--runs" => a.runs = f.positive(flag)?,
+            other => return Err(f.error(format!("unknown argument {other:?}"))),
         }
     }
-    if args.tokenizer.is_empty() {
-        return Err(Error::config("--tokenizer is required", USAGE));
+    if a.tokenizer.is_empty() {
+        return Err(f.error("--tokenizer is required"));
     }
-    Ok(args)
+    Ok(a)
 }
 
 fn main() -> ExitCode {
-    match parse_args().and_then(run) {
+    match parse_args(std::env::args().skip(1).collect()).and_then(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

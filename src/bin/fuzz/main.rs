@@ -22,6 +22,8 @@ mod supervisor;
 mod targets;
 mod worker;
 
+use ilrec::cli::Flags;
+use ilrec::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,10 +50,10 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--worker") {
         return run_worker(&args[1..]);
     }
-    match parse(&args) {
+    match parse(args) {
         Ok(opts) => supervisor::run(&opts),
-        Err(msg) => {
-            eprintln!("fuzz: {msg}\n{USAGE}");
+        Err(e) => {
+            eprintln!("fuzz: {e}");
             ExitCode::from(2)
         }
     }
@@ -70,7 +72,7 @@ fn run_worker(args: &[String]) -> ExitCode {
     }
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
+fn parse(args: Vec<String>) -> Result<Options> {
     let mut opts = Options {
         targets: Vec::new(),
         iters: 10_000,
@@ -83,38 +85,36 @@ fn parse(args: &[String]) -> Result<Options, String> {
         case: None,
         replay: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--iters" => opts.iters = number(arg, value()?)?,
-            "--seed" => opts.seed = number(arg, value()?)?,
-            "--jobs" => opts.jobs = number::<usize>(arg, value()?)?.max(1),
-            "--mem-mb" => opts.mem_mb = number(arg, value()?)?,
-            "--timeout-ms" => opts.timeout_ms = number(arg, value()?)?,
-            "--slow-ms" => opts.slow_ms = number(arg, value()?)?,
-            "--save" => opts.save = Some(PathBuf::from(value()?)),
-            "--case" => opts.case = Some(number(arg, value()?)?),
-            "--replay" => opts.replay = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err("help requested".into()),
+    let mut f = Flags::new(USAGE, args);
+    while let Some(flag) = f.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--iters" => opts.iters = f.num(flag)?,
+            "--seed" => opts.seed = f.num(flag)?,
+            "--jobs" => opts.jobs = f.num::<usize>(flag)?.max(1),
+            "--mem-mb" => opts.mem_mb = f.num(flag)?,
+            "--timeout-ms" => opts.timeout_ms = f.num(flag)?,
+            "--slow-ms" => opts.slow_ms = f.num(flag)?,
+            "--save" => opts.save = Some(PathBuf::from(f.value(flag)?)),
+            "--case" => opts.case = Some(f.num(flag)?),
+            "--replay" => opts.replay = Some(PathBuf::from(f.value(flag)?)),
+            "-h" | "--help" => return Err(f.error("help requested")),
             "all" => opts.targets.extend(targets::TARGETS.iter()),
             name if !name.starts_with("--") => {
-                let names: Vec<&str> = targets::TARGETS.iter().map(|t| t.name).collect();
                 let target = targets::find(name).ok_or_else(|| {
-                    format!("unknown target {name:?}; targets: {}", names.join(", "))
+                    let names: Vec<&str> = targets::TARGETS.iter().map(|t| t.name).collect();
+                    f.error(format!(
+                        "unknown target {name:?}; targets: {}",
+                        names.join(", ")
+                    ))
                 })?;
                 opts.targets.push(target);
             }
-            flag => return Err(format!("unknown option {flag}")),
+            other => return Err(f.unknown(other)),
         }
     }
     if opts.targets.is_empty() {
-        return Err("no target given".into());
+        return Err(f.error("no target given"));
     }
     Ok(opts)
-}
-
-fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: expected a non-negative integer, found {text:?}"))
 }
