@@ -3,7 +3,7 @@
 # length, threads) and prints each run's JSON line, then the ratio ours / PyTorch of the median
 # step time (min / median / max over the R pairs) and both peak RSS.
 #
-#   bench/compare.sh [R=3] [CONFIG=bench/smollm2-135m.json] [STEPS=3] [THREADS=2] [OBJECTIVE=sft]
+#   bench/compare.sh [R=3] [CONFIG=bench/smollm2-135m.json] [STEPS=3] [THREADS=2] [OBJECTIVE=lm]
 #   PYTHON=/tmp/hfenv/bin/python (any python with `pip install torch transformers`)
 #
 # The machine may be shared: run it when `uptime` shows a load below the thread count, and read
@@ -14,7 +14,7 @@ R=${1:-3}
 CONFIG=${2:-bench/smollm2-135m.json}
 STEPS=${3:-3}
 THREADS=${4:-2}
-OBJECTIVE=${5:-sft}
+OBJECTIVE=${5:-lm}
 PYTHON=${PYTHON:-/tmp/hfenv/bin/python}
 B=${B:-4}
 T=${T:-128}

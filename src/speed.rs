@@ -1,19 +1,26 @@
-//! Bench support (above `model/`: it uses the optimizer and the ILRec step). Throughput of the
+//! Bench support (above `pipeline/`: it times the trainer's own step). Throughput of the
 //! decoder on random weights, for BENCHMARKS.md and the `bench` binary:
 //! tokens per second of a forward (no gradients recorded) and of a training step's
-//! forward + backward (all-row logits, next-token loss, gradients added into the parameters).
+//! forward + backward, and the timing of whole training steps:
+//!
+//! - `lm`: next-token cross-entropy at every position (what `bench/pytorch_step.py` runs, the
+//!   like-for-like comparison with PyTorch);
+//! - `sft` / `ilrec`: the trainer's step itself (`ilrec::trainer::compute_gradients` then
+//!   `apply_update`, the two calls `run_stage` makes) on a synthetic recommendation batch, with the
+//!   default run's ILRec settings, so the ILRec overhead measured here is the one training pays.
 
 use crate::autograd::profile;
+use crate::cf::{SasRec, SasRecConfig};
 use crate::error::Result;
-use crate::ilrec::loss::{ItemVocab, ObjectiveWeights, ResponsePosition};
-use crate::ilrec::negatives::Ensemble;
-use crate::ilrec::step::{mine_negatives, stacked_lens, MiningRow};
+use crate::ilrec::trainer::{apply_update, compute_gradients, StepConfig, TrainExample};
 use crate::model::config::LlamaConfig;
-use crate::model::llama::{causal_lm_loss, shifted_targets, BatchInput, ForwardOutput, Llama};
+use crate::model::llama::{causal_lm_loss, BatchInput, Llama};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::variants::ilrec_step;
+use crate::rec::ItemTrie;
 use crate::rng::Rng;
-use crate::tensor::Tensor;
-use crate::{Tape, Var};
+use crate::Tape;
 use std::time::Instant;
 
 /// A config with SmolLM2-135M's shapes (576 wide, 30 blocks, 9 query / 3 KV heads of 64,
@@ -91,22 +98,43 @@ pub fn time_forward_backward(
     Ok((fwd, fwd_bwd))
 }
 
-/// What `bench train-step` optimises: plain next-token cross-entropy, or ILRec's objective.
+/// What `bench train-step` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepObjective {
-    /// HF's causal-LM loss: shifted cross-entropy, mean over every position.
+    /// HF's causal-LM loss: shifted cross-entropy, mean over every position (PyTorch's step).
+    Lm,
+    /// The trainer's SFT step: cross-entropy on the response tokens only.
     Sft,
-    /// The SFT loss on every position plus ILRec's CPO + CRR + CPD terms on a response subset
-    /// (see [`ILREC_RESPONSE_POSITIONS`]): the extra cost ILRec adds to the same step.
+    /// The trainer's ILRec step with the default run's settings (lens layers, weights, trie
+    /// candidates, CF rewards from a SASRec): what ILRec adds to the SFT step.
     Ilrec,
 }
 
-/// Response positions per row for the ILRec step: the last 8 positions of each row, about one
-/// item's SID codes + EOS in a recommendation prompt. ILRec's lens terms are computed only there.
-pub const ILREC_RESPONSE_POSITIONS: usize = 8;
+impl StepObjective {
+    pub fn parse(s: &str) -> Option<StepObjective> {
+        match s {
+            "lm" => Some(StepObjective::Lm),
+            "sft" => Some(StepObjective::Sft),
+            "ilrec" => Some(StepObjective::Ilrec),
+            _ => None,
+        }
+    }
 
-/// Layers below the top whose logit lens feeds ILRec (the 4 below the last block).
-pub const ILREC_LENS_LAYERS: usize = 4;
+    pub fn name(self) -> &'static str {
+        match self {
+            StepObjective::Lm => "lm",
+            StepObjective::Sft => "sft",
+            StepObjective::Ilrec => "ilrec",
+        }
+    }
+}
+
+/// Response tokens per row of the trainer's step (`sft`, `ilrec`): the last 8 of each row, an
+/// item's 7 tokens + EOS (a short title, or a few SID codes); the rest of the row is the prompt.
+pub const RESPONSE_TOKENS: usize = 8;
+
+/// Synthetic items of the trainer's step: random token sequences, indexed by a trie.
+const SYNTHETIC_ITEMS: usize = 256;
 
 /// Timing of `steps` training steps (forward, backward, clip, AdamW), after one warm-up step.
 #[derive(Clone, Debug)]
@@ -136,8 +164,9 @@ pub struct TrainStepReport {
 /// head per token, plus attention's two T x T products counted in full (not halved for
 /// causality): 4 * L * T * Dq per token.
 ///
-/// `6 * N_block * B*T + 6 * B*T * D * V + 12 * L * B * T^2 * Dq`
-pub fn train_step_flops(cfg: &LlamaConfig, batch: usize, seq: usize) -> f64 {
+/// `6 * N_block * B*T + 6 * H * D * V + 12 * L * B * T^2 * Dq`, H = the rows the LM head runs
+/// on (`B*T` for `lm`; the response rows for the trainer's step, which skips the prompt rows).
+pub fn train_step_flops(cfg: &LlamaConfig, batch: usize, seq: usize, head_rows: usize) -> f64 {
     let (d, f, v) = (
         cfg.hidden_size as f64,
         cfg.intermediate_size as f64,
@@ -150,7 +179,8 @@ pub fn train_step_flops(cfg: &LlamaConfig, batch: usize, seq: usize) -> f64 {
     );
     let per_block = d * q + 2.0 * d * kv + q * d + 3.0 * d * f;
     let tokens = (batch * seq) as f64;
-    6.0 * per_block * l * tokens + 6.0 * tokens * d * v + 12.0 * l * tokens * seq as f64 * q
+    let head = head_rows as f64;
+    6.0 * per_block * l * tokens + 6.0 * head * d * v + 12.0 * l * tokens * seq as f64 * q
 }
 
 /// Peak resident set size of this process in MiB (VmHWM from /proc/self/status; Linux only).
@@ -171,10 +201,11 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// Times the training step of a randomly initialised `cfg` (seed 0) on a fixed random batch
-/// (seed 1) of `batch` x `seq` tokens: forward with logits at every position, the loss of
-/// `objective`, backward, gradient clipping to norm 1, one AdamW step (lr 1e-4, weight decay
-/// 0.01; PyTorch's other defaults). One warm-up step, then `steps` timed ones.
+/// Times the training step of a randomly initialised `cfg` (seed 0): `lm` on a fixed random
+/// batch (seed 1) of `batch` x `seq` tokens with logits at every position; `sft` / `ilrec` on
+/// the synthetic recommendation batch of [`Workload::trainer`] (same shape). Then gradient
+/// clipping to norm 1 and one AdamW step (lr 1e-4, weight decay 0.01; PyTorch's other defaults).
+/// One warm-up step, then `steps` timed ones.
 pub fn time_train_step(
     cfg: &LlamaConfig,
     batch: usize,
@@ -183,12 +214,10 @@ pub fn time_train_step(
     objective: StepObjective,
 ) -> Result<TrainStepReport> {
     let mut model = Llama::from_config(cfg.clone(), 0)?;
-    let mut rng = Rng::new(1);
-    let ids: Vec<u32> = (0..batch * seq)
-        .map(|_| rng.below(cfg.vocab_size) as u32)
-        .collect();
-    let labels: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-    let input = BatchInput::new(ids, batch, seq)?;
+    let workload = match objective {
+        StepObjective::Lm => Workload::lm(cfg, batch, seq)?,
+        _ => Workload::trainer(cfg, batch, seq, objective)?,
+    };
     let mut opt = AdamW::new(AdamWConfig {
         lr: 1e-4,
         ..AdamWConfig::default()
@@ -202,11 +231,26 @@ pub fn time_train_step(
             phases.clear();
         }
         let cpu_before = process_cpu_seconds();
-        let (p, loss) = train_step(&mut model, &mut opt, &input, &labels, objective)?;
+        let (p, loss) = workload.step(&mut model, &mut opt)?;
         let cpu = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
         phases.push((p, cpu));
         last_loss = loss;
     }
+    let head_rows = match objective {
+        StepObjective::Lm => batch * seq,
+        _ => batch * RESPONSE_TOKENS.min(seq),
+    };
+    let flops = train_step_flops(cfg, batch, seq, head_rows);
+    Ok(summarise(&phases, flops, batch * seq, last_loss))
+}
+
+/// Medians, extremes and rates of the timed steps.
+fn summarise(
+    phases: &[(StepPhases, Option<f64>)],
+    flops: f64,
+    tokens: usize,
+    last_loss: f32,
+) -> TrainStepReport {
     let cpu_total: Option<f64> = phases.iter().map(|(_, c)| *c).sum();
     let median = |f: &dyn Fn(&StepPhases) -> f64| {
         let mut v: Vec<f64> = phases.iter().map(|(p, _)| f(p)).collect();
@@ -215,53 +259,136 @@ pub fn time_train_step(
     };
     let total = |p: &StepPhases| p.forward + p.backward + p.optimizer;
     let med = median(&total);
-    let min = phases
-        .iter()
-        .map(|(p, _)| total(p))
-        .fold(f64::MAX, f64::min);
-    let max = phases.iter().map(|(p, _)| total(p)).fold(0.0, f64::max);
-    let flops = train_step_flops(cfg, batch, seq);
-    Ok(TrainStepReport {
-        steps,
+    let totals = || phases.iter().map(|(p, _)| total(p));
+    TrainStepReport {
+        steps: phases.len(),
         ms_per_step_median: med * 1e3,
-        ms_per_step_min: min * 1e3,
-        ms_per_step_max: max * 1e3,
+        ms_per_step_min: totals().fold(f64::MAX, f64::min) * 1e3,
+        ms_per_step_max: totals().fold(0.0, f64::max) * 1e3,
         ms_forward_median: median(&|p| p.forward) * 1e3,
         ms_backward_median: median(&|p| p.backward) * 1e3,
         ms_optimizer_median: median(&|p| p.optimizer) * 1e3,
-        tokens_per_s: (batch * seq) as f64 / med,
+        tokens_per_s: tokens as f64 / med,
         gflops: flops / med / 1e9,
         gflops_per_cpu_s: cpu_total
             .filter(|&c| c > 0.05)
-            .map(|c| flops * steps as f64 / c / 1e9),
+            .map(|c| flops * phases.len() as f64 / c / 1e9),
         peak_rss_mb: peak_rss_mb(),
         last_loss,
-    })
+    }
 }
 
-/// Seconds spent in each phase of one step.
+/// Seconds spent in each phase of one step. The trainer's step (`sft`, `ilrec`) runs forward
+/// and backward inside one call (`compute_gradients`, two micro-batches on two threads): its
+/// `forward` is that call and its `backward` is 0.
 struct StepPhases {
     forward: f64,
     backward: f64,
     optimizer: f64,
 }
 
-/// One full training step; returns its phase times and the loss.
-fn train_step(
+/// What a timed step trains on.
+enum Workload {
+    /// A random batch with next-token labels at every position.
+    Lm { input: BatchInput, labels: Vec<i64> },
+    /// The trainer's inputs: examples whose responses are items of a synthetic trie, a SASRec
+    /// for the CF rewards, and the step settings (`StepConfig::sft()` or the default ILRec).
+    Trainer {
+        examples: Vec<TrainExample>,
+        trie: ItemTrie,
+        cf: Box<SasRec>, // boxed: the variants' sizes differ by ~500 bytes
+        step: StepConfig,
+    },
+}
+
+impl Workload {
+    fn lm(cfg: &LlamaConfig, batch: usize, seq: usize) -> Result<Workload> {
+        let mut rng = Rng::new(1);
+        let ids: Vec<u32> = (0..batch * seq)
+            .map(|_| rng.below(cfg.vocab_size) as u32)
+            .collect();
+        let labels: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+        let input = BatchInput::new(ids, batch, seq)?;
+        Ok(Workload::Lm { input, labels })
+    }
+
+    /// `batch` rows of `seq` tokens: a random prompt, then the response of a random item of
+    /// [`SYNTHETIC_ITEMS`] (each [`RESPONSE_TOKENS`] - 1 random tokens, then EOS = the last id),
+    /// with a random 10-item history for SASRec. The ILRec step is the default run's
+    /// (`pipeline::variants::ilrec_step` of the default config): the four blocks below the top
+    /// as lens layers, alpha 0.1, lambda 0.1, mu 1, trie candidates, mean ensemble.
+    fn trainer(
+        cfg: &LlamaConfig,
+        batch: usize,
+        seq: usize,
+        objective: StepObjective,
+    ) -> Result<Workload> {
+        let mut rng = Rng::new(1);
+        let eos = (cfg.vocab_size - 1) as u32;
+        let token = |rng: &mut Rng| rng.below(cfg.vocab_size - 1) as u32;
+        let items: Vec<Vec<u32>> = (0..SYNTHETIC_ITEMS)
+            .map(|_| (1..RESPONSE_TOKENS).map(|_| token(&mut rng)).collect())
+            .collect();
+        let trie = ItemTrie::build(&items, eos)?;
+        let prompt_len = seq.saturating_sub(RESPONSE_TOKENS).max(1);
+        let examples = (0..batch)
+            .map(|_| TrainExample {
+                prompt: (0..prompt_len).map(|_| token(&mut rng)).collect(),
+                target: rng.below(SYNTHETIC_ITEMS) as u32,
+                history: (0..10).map(|_| rng.below(SYNTHETIC_ITEMS) as u32).collect(),
+            })
+            .collect();
+        let cf = Box::new(SasRec::new(SasRecConfig::new(SYNTHETIC_ITEMS), 2)?);
+        let step = match objective {
+            StepObjective::Ilrec => ilrec_step(&PipelineConfig::default(), cfg.num_hidden_layers),
+            _ => StepConfig::sft(),
+        };
+        Ok(Workload::Trainer {
+            examples,
+            trie,
+            cf,
+            step,
+        })
+    }
+
+    /// One full training step; returns its phase times and the loss.
+    fn step(&self, model: &mut Llama, opt: &mut AdamW) -> Result<(StepPhases, f32)> {
+        match self {
+            Workload::Lm { input, labels } => lm_step(model, opt, input, labels),
+            Workload::Trainer {
+                examples,
+                trie,
+                cf,
+                step,
+            } => {
+                let t0 = Instant::now();
+                let batch: Vec<&TrainExample> = examples.iter().collect();
+                let outcome = compute_gradients(model, &batch, trie, Some(cf), step)?;
+                let t1 = Instant::now();
+                apply_update(model, opt, 1.0, opt.config.lr)?;
+                let phases = StepPhases {
+                    forward: (t1 - t0).as_secs_f64(),
+                    backward: 0.0,
+                    optimizer: t1.elapsed().as_secs_f64(),
+                };
+                Ok((phases, outcome.terms.total))
+            }
+        }
+    }
+}
+
+/// One `lm` step: forward with logits at every position, loss, backward, accumulate, clip,
+/// AdamW; each phase recorded for `ILREC_PROFILE`.
+fn lm_step(
     model: &mut Llama,
     opt: &mut AdamW,
     input: &BatchInput,
     labels: &[i64],
-    objective: StepObjective,
 ) -> Result<(StepPhases, f32)> {
     let t0 = Instant::now();
     let mut tape = Tape::new();
     let out = model.forward(&mut tape, input, None)?;
-    let mut loss = causal_lm_loss(&mut tape, out.logits, labels, input.batch, input.seq)?;
-    if objective == StepObjective::Ilrec {
-        let extra = ilrec_terms(model, &mut tape, &out, input, labels)?;
-        loss = tape.add(loss, extra)?;
-    }
+    let loss = causal_lm_loss(&mut tape, out.logits, labels, input.batch, input.seq)?;
     let loss_value = tape.value(loss).item()?;
     let t1 = Instant::now();
     let grads = tape.backward(loss)?;
@@ -287,80 +414,4 @@ fn train_step(
         optimizer: secs(t2, t3),
     };
     Ok((phases, loss_value))
-}
-
-/// ILRec's CPO + CRR + CPD terms on the last [`ILREC_RESPONSE_POSITIONS`] positions of each row
-/// (those with a next token), as in training: the final logits there (gathered from the
-/// all-position logits), the logit lens of the [`ILREC_LENS_LAYERS`] blocks below the top at the
-/// same rows, self-hard negatives from the lens ensemble over the whole vocabulary
-/// (`Candidates::Vocab`, margin 0, tau 1), CF log-rewards all -1.0 (synthetic: a uniform item
-/// distribution, so the cost is that of real rewards), CPD over the whole vocabulary (title mode)
-/// at every response position but the row's last. Weights alpha = lambda = mu = 0.5, tau_r = 1.
-fn ilrec_terms(
-    model: &Llama,
-    tape: &mut Tape,
-    out: &ForwardOutput,
-    input: &BatchInput,
-    labels: &[i64],
-) -> Result<Var> {
-    let (b, t) = (input.batch, input.seq);
-    let r = ILREC_RESPONSE_POSITIONS.min(t.saturating_sub(1)).max(1);
-    let targets = shifted_targets(labels, b, t)?;
-    // Flat rows b*T + t of the response positions (each has a next token to predict).
-    let rows: Vec<usize> = (0..b)
-        .flat_map(|row| (t - 1 - r..t - 1).map(move |p| row * t + p))
-        .collect();
-    // The final logits z at the response rows and the lens of the ILREC_LENS_LAYERS blocks
-    // below the top in ONE head call, exactly as the trainer's step (`ilrec::step`): row by row
-    // this is `index_select(out.logits, rows)` and the lens of each layer, but the head's weight
-    // gradient (V x D, 113 MB for SmolLM2) is produced once instead of 1 + L times, and no
-    // (B*T, V) gradient is scattered for z (its rows are recomputed: 2 n_t D V FLOPs).
-    let top = model.config.num_hidden_layers;
-    let lens_layers: Vec<usize> = (top.saturating_sub(ILREC_LENS_LAYERS)..top)
-        .filter(|&l| l >= 1)
-        .collect();
-    let (z, lens) = stacked_lens(model, tape, out, &rows, &lens_layers, None)?;
-    // Mining on the pool, one task per position, over the whole vocabulary.
-    let mining_rows: Vec<MiningRow> = rows
-        .iter()
-        .map(|&row| MiningRow {
-            target: targets[row] as u32,
-            candidates: None,
-        })
-        .collect();
-    let lens_vals: Vec<&Tensor> = lens.iter().map(|&l| tape.value(l)).collect();
-    let mined = mine_negatives(
-        tape.value(z),
-        &lens_vals,
-        &mining_rows,
-        Ensemble::Mean,
-        0.0,
-        1.0,
-    )?;
-    let positions: Vec<ResponsePosition> = mined
-        .into_iter()
-        .zip(&mining_rows)
-        .enumerate()
-        .map(|(i, (negatives, row))| {
-            let k = if negatives.is_empty() {
-                0
-            } else {
-                negatives.tokens.len() + 1
-            };
-            ResponsePosition {
-                target: row.target,
-                negatives,
-                crr_log_rewards: vec![-1.0; k],
-                item_position: (i + 1) % r != 0,
-            }
-        })
-        .collect();
-    let weights = ObjectiveWeights {
-        alpha: 0.5,
-        lambda: 0.5,
-        mu: 0.5,
-        tau_r: 1.0,
-    };
-    let (loss, _terms) = tape.ilrec_objective(z, &lens, &positions, ItemVocab::All, &weights)?;
-    Ok(loss)
 }

@@ -4,13 +4,14 @@
 //! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
 //! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
-//!                  [--objective sft|ilrec] [--json]
+//!                  [--objective lm|sft|ilrec] [--json]
 //! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
 //! step that BENCHMARKS.md compares with PyTorch (`bench/pytorch_step.py`); its logic lives in
 //! `ilrec::speed`.
 
+use ilrec::cli::Flags;
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
 use ilrec::model::config::LlamaConfig;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
-  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective sft|ilrec] [--json]
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--json]
   bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
@@ -44,47 +45,6 @@ fn usage_error(msg: String) -> Error {
     Error::Config {
         msg,
         hint: USAGE.to_string(),
-    }
-}
-
-/// Hand-rolled flag parser: `--name value` options and `--name` switches.
-struct Flags<'a> {
-    args: &'a [String],
-    pos: usize,
-}
-
-impl<'a> Flags<'a> {
-    fn new(args: &'a [String]) -> Self {
-        Flags { args, pos: 0 }
-    }
-
-    /// The next flag name, or None at the end.
-    fn next_flag(&mut self) -> Option<&'a str> {
-        let flag = self.args.get(self.pos)?;
-        self.pos += 1;
-        Some(flag.as_str())
-    }
-
-    /// The value after flag `name`, parsed as a positive integer.
-    fn value_usize(&mut self, name: &str) -> Result<usize> {
-        let raw = self
-            .args
-            .get(self.pos)
-            .ok_or_else(|| usage_error(format!("{name} needs a value")))?;
-        self.pos += 1;
-        raw.parse::<usize>()
-            .ok()
-            .filter(|&v| v > 0)
-            .ok_or_else(|| usage_error(format!("{name} expects a positive integer, found `{raw}`")))
-    }
-
-    fn value_str(&mut self, name: &str) -> Result<&'a str> {
-        let raw = self
-            .args
-            .get(self.pos)
-            .ok_or_else(|| usage_error(format!("{name} needs a value")))?;
-        self.pos += 1;
-        Ok(raw)
     }
 }
 
@@ -115,24 +75,25 @@ fn parse_gemm_args(args: &[String]) -> Result<GemmArgs> {
         isa: Isa::detect(),
         json: false,
     };
-    let mut flags = Flags::new(args);
+    let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
+        let flag = flag.as_str();
         match flag {
-            "--m" => m = Some(flags.value_usize(flag)?),
-            "--n" => n = Some(flags.value_usize(flag)?),
-            "--k" => k = Some(flags.value_usize(flag)?),
+            "--m" => m = Some(flags.positive(flag)?),
+            "--n" => n = Some(flags.positive(flag)?),
+            "--k" => k = Some(flags.positive(flag)?),
             "--ta" => g.trans_a = true,
             "--tb" => g.trans_b = true,
-            "--threads" => g.threads = Some(flags.value_usize(flag)?),
-            "--reps" => g.reps = Some(flags.value_usize(flag)?),
-            "--batch" => g.batch = flags.value_usize(flag)?,
+            "--threads" => g.threads = Some(flags.positive(flag)?),
+            "--reps" => g.reps = Some(flags.positive(flag)?),
+            "--batch" => g.batch = flags.positive(flag)?,
             "--isa" => {
-                let name = flags.value_str(flag)?;
-                g.isa = Isa::parse(name)
+                let name = flags.value(flag)?;
+                g.isa = Isa::parse(&name)
                     .ok_or_else(|| usage_error(format!("unknown --isa `{name}`")))?;
             }
             "--json" => g.json = true,
-            other => return Err(usage_error(format!("gemm: unknown flag `{other}`"))),
+            other => return Err(flags.unknown(other)),
         }
     }
     let need = |v: Option<usize>, name: &str| {
@@ -246,12 +207,13 @@ fn time_reps(reps: Option<usize>, mut run: impl FnMut()) -> Timing {
 
 fn bench_peak(args: &[String]) -> Result<()> {
     let (mut threads, mut json) = (pool::num_threads(), false);
-    let mut flags = Flags::new(args);
+    let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
+        let flag = flag.as_str();
         match flag {
-            "--threads" => threads = flags.value_usize(flag)?,
+            "--threads" => threads = flags.positive(flag)?,
             "--json" => json = true,
-            other => return Err(usage_error(format!("peak: unknown flag `{other}`"))),
+            other => return Err(flags.unknown(other)),
         }
     }
     // One second per width (not the library's 0.3 s) so CPU time, read in 10 ms ticks, is
@@ -289,28 +251,26 @@ fn bench_peak(args: &[String]) -> Result<()> {
 
 fn bench_train_step(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
-    let (mut objective, mut json) = (StepObjective::Sft, false);
-    let mut flags = Flags::new(args);
+    let (mut objective, mut json) = (StepObjective::Lm, false);
+    let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
+        let flag = flag.as_str();
         match flag {
-            "--config" => config = Some(flags.value_str(flag)?),
-            "--batch" => batch = flags.value_usize(flag)?,
-            "--seq" => seq = flags.value_usize(flag)?,
-            "--steps" => steps = flags.value_usize(flag)?,
-            "--threads" => pool::set_num_threads(flags.value_usize(flag)?),
+            "--config" => config = Some(flags.value(flag)?),
+            "--batch" => batch = flags.positive(flag)?,
+            "--seq" => seq = flags.positive(flag)?,
+            "--steps" => steps = flags.positive(flag)?,
+            "--threads" => pool::set_num_threads(flags.positive(flag)?),
             "--objective" => {
-                objective = match flags.value_str(flag)? {
-                    "sft" => StepObjective::Sft,
-                    "ilrec" => StepObjective::Ilrec,
-                    other => {
-                        return Err(usage_error(format!(
-                            "train-step: --objective is sft or ilrec, found `{other}`"
-                        )))
-                    }
-                }
+                let name = flags.value(flag)?;
+                objective = StepObjective::parse(&name).ok_or_else(|| {
+                    flags.error(format!(
+                        "train-step: --objective is lm, sft or ilrec, found `{name}`"
+                    ))
+                })?;
             }
             "--json" => json = true,
-            other => return Err(usage_error(format!("train-step: unknown flag `{other}`"))),
+            other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
@@ -320,9 +280,14 @@ fn bench_train_step(args: &[String]) -> Result<()> {
         eprintln!("per-op time over all steps (warm-up included; ILREC_PROFILE):\n{table}");
     }
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.2}"));
-    let name = match objective {
-        StepObjective::Sft => "sft",
-        StepObjective::Ilrec => "ilrec",
+    let name = objective.name();
+    // The trainer's step (sft, ilrec) runs forward and backward in one call.
+    let phases = match objective {
+        StepObjective::Lm => format!(
+            "forward {:.1}, backward {:.1}",
+            r.ms_forward_median, r.ms_backward_median
+        ),
+        _ => format!("forward + backward {:.1}", r.ms_forward_median),
     };
     if json {
         #[rustfmt::skip]
@@ -335,9 +300,9 @@ fn bench_train_step(args: &[String]) -> Result<()> {
     } else {
         #[rustfmt::skip]
         println!(
-            "train-step {name} B={batch} T={seq} threads={}: median {:.1} ms/step (min {:.1}, max {:.1}; forward {:.1}, backward {:.1}, optimizer {:.1}), {:.1} tokens/s, {:.1} GFLOP/s, peak RSS {} MiB, loss {:.4}",
+            "train-step {name} B={batch} T={seq} threads={}: median {:.1} ms/step (min {:.1}, max {:.1}; {phases}, optimizer {:.1}), {:.1} tokens/s, {:.1} GFLOP/s, peak RSS {} MiB, loss {:.4}",
             pool::num_threads(), r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
-            r.ms_forward_median, r.ms_backward_median, r.ms_optimizer_median, r.tokens_per_s, r.gflops,
+            r.ms_optimizer_median, r.tokens_per_s, r.gflops,
             opt(r.peak_rss_mb), r.last_loss
         );
     }
@@ -348,16 +313,17 @@ fn bench_train_step(args: &[String]) -> Result<()> {
 /// forward+backward tokens/s (all-row logits, next-token loss, gradients into the parameters).
 fn bench_decoder(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps, mut json) = (None, 4, 128, 3, false);
-    let mut flags = Flags::new(args);
+    let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
+        let flag = flag.as_str();
         match flag {
-            "--config" => config = Some(flags.value_str(flag)?),
-            "--batch" => batch = flags.value_usize(flag)?,
-            "--seq" => seq = flags.value_usize(flag)?,
-            "--steps" => steps = flags.value_usize(flag)?,
-            "--threads" => pool::set_num_threads(flags.value_usize(flag)?),
+            "--config" => config = Some(flags.value(flag)?),
+            "--batch" => batch = flags.positive(flag)?,
+            "--seq" => seq = flags.positive(flag)?,
+            "--steps" => steps = flags.positive(flag)?,
+            "--threads" => pool::set_num_threads(flags.positive(flag)?),
             "--json" => json = true,
-            other => return Err(usage_error(format!("decoder: unknown flag `{other}`"))),
+            other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("decoder: --config is required".into()))?;

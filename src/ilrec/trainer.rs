@@ -459,6 +459,23 @@ impl StageCheckpoint {
     }
 }
 
+/// The update that follows [`compute_gradients`]: clip the global gradient norm to
+/// `clip_norm`, one AdamW step at `lr` (skipped when the norm is not finite, so one bad batch
+/// cannot poison the weights), gradients cleared. Returns the norm before clipping.
+pub fn apply_update(
+    model: &mut Llama,
+    optimizer: &mut AdamW,
+    clip_norm: f32,
+    lr: f32,
+) -> Result<f32> {
+    let grad_norm = clip_grad_norm(&mut model.params, clip_norm)?;
+    if grad_norm.is_finite() {
+        optimizer.step(&mut model.params, lr)?;
+    }
+    model.params.zero_grad();
+    Ok(grad_norm)
+}
+
 /// Runs the remaining steps of a stage. Every step appends a log record; at `validate_at` steps
 /// `validate(model)` gives a validation NDCG@10 that is logged too; checkpoints are saved every
 /// `checkpoint_every` steps and at the end.
@@ -492,12 +509,8 @@ pub fn run_stage(
             ..cfg.step.clone()
         };
         let outcome = compute_gradients(&mut state.model, &batch, trie, cf, &step_cfg)?;
-        let grad_norm = clip_grad_norm(&mut state.model.params, cfg.clip_norm)?;
         let lr = lr_schedule.lr(state.step);
-        if grad_norm.is_finite() {
-            state.optimizer.step(&mut state.model.params, lr)?;
-        }
-        state.model.params.zero_grad();
+        let grad_norm = apply_update(&mut state.model, &mut state.optimizer, cfg.clip_norm, lr)?;
         state.step += 1;
         let t = outcome.terms;
         let seconds = started.elapsed().as_secs_f64();

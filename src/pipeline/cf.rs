@@ -3,10 +3,11 @@
 //! records the epochs asked for and the epochs run.
 
 use super::config::PipelineConfig;
-use super::results::write_json;
+use super::data::PreparedData;
+use super::results::{result_row, write_json};
 use crate::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
-use crate::rec::{Dataset, Split};
-use crate::report::Progress;
+use crate::rec::{Dataset, Popularity, Split};
+use crate::report::{Progress, ResultsTable};
 use crate::{Error, Result};
 use serde_json::json;
 use std::path::Path;
@@ -56,5 +57,25 @@ pub fn train_cf(
     });
     eprintln!("sasrec: {record}");
     write_json(&run_dir.join("checkpoints").join("sasrec.json"), &record)?;
+    Ok(sasrec)
+}
+
+/// The two baseline rows of the table: popularity (the floor every model must beat) and SASRec,
+/// trained here; returns SASRec, the CF reward model of the ILRec runs.
+pub fn baselines(
+    cfg: &PipelineConfig,
+    d: &PreparedData,
+    run_dir: &Path,
+    table: &mut ResultsTable,
+) -> Result<SasRec> {
+    let popularity = Popularity::from_dataset(&d.dataset);
+    let valid_pop = popularity.evaluate(&d.valid_subset).mean().ndcg_at(10);
+    let test_pop = popularity.evaluate(&d.split.test).mean();
+    let valid_pop = Some(valid_pop.unwrap_or(0.0));
+    table.push(result_row("popularity", test_pop, 0.0, valid_pop));
+    let sasrec = train_cf(&d.dataset, &d.split, cfg, run_dir)?;
+    let valid_cf = sasrec.evaluate(&d.valid_subset)?.mean().ndcg_at(10);
+    let test_cf = sasrec.evaluate(&d.split.test)?.mean();
+    table.push(result_row("sasrec", test_cf, 0.0, valid_cf));
     Ok(sasrec)
 }

@@ -3,6 +3,7 @@
 //! and turn samples into training examples.
 
 use super::config::{ItemRepr, PipelineConfig};
+use super::model::{vocabulary, ModelPlan};
 use crate::ilrec::trainer::TrainExample;
 use crate::rec::vocab_map::VocabMap;
 use crate::rec::{leave_one_out, load_dataset, sample_prompt, Dataset, ItemTrie, LoadOptions};
@@ -57,6 +58,17 @@ pub fn eos_token(tokenizer: &Tokenizer) -> Result<u32> {
             "use a SmolLM2-family tokenizer.json",
         )
     })
+}
+
+/// Stage 1 for the model of `plan`: [`load_and_split`], then [`prepare_data`] with the plan's
+/// vocabulary (compact ids for a preset trained from scratch, the tokenizer's for a checkpoint).
+pub fn prepare_for(
+    cfg: &PipelineConfig,
+    plan: &ModelPlan,
+    tokenizer: &Tokenizer,
+) -> Result<PreparedData> {
+    let vocab = |enc: &Encoded, eos| vocabulary(plan, enc.all_token_streams(), eos);
+    prepare_data(cfg, load_and_split(cfg)?, tokenizer, vocab)
 }
 
 /// Renders, tokenises and indexes the data. `vocab` builds the vocabulary map from the token

@@ -8,12 +8,14 @@
 //! 5. [`evaluate`]  trie-constrained beam search on validation / test
 //! 6. [`results`]   run folder, config.json, plots, results.json, the verdict
 //!
-//! Every hyper-parameter is a field of [`config::PipelineConfig`] with a documented default.
+//! Every hyper-parameter is a field of [`config::PipelineConfig`] with a documented default;
+//! [`flags`] is its command line (`train --help`).
 
 pub mod cf;
 pub mod config;
 pub mod data;
 pub mod evaluate;
+pub mod flags;
 pub mod model;
 pub mod results;
 pub mod stage;

@@ -1,8 +1,13 @@
 //! Stage "write results": the run folder, `config.json`, the plots, `results.json`, the verdict
 //! sentence and the final JSON line.
 
+use super::config::PipelineConfig;
+use super::data::PreparedData;
+use super::model::{trained_config, ModelPlan};
+use super::variants::lens_layers;
 use crate::ilrec::trainer::StepConfig;
-use crate::report::{line_plot, ResultsTable, RunLog, Series};
+use crate::rec::MetricsMean;
+use crate::report::{line_plot, ResultRow, ResultsTable, RunLog, Series};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -27,6 +32,72 @@ pub fn prepare_run_dir(out: Option<&Path>, resume: bool) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     Ok(dir)
+}
+
+/// Records what the run trains on: `vocab_map.json` (tokenizer ids -> model ids) and
+/// `config.json` (every knob of `cfg`, the resolved lens layers, the model config as trained).
+pub fn write_run_config(
+    run_dir: &Path,
+    cfg: &PipelineConfig,
+    plan: &ModelPlan,
+    d: &PreparedData,
+) -> Result<()> {
+    d.vocab.save(&run_dir.join("vocab_map.json"))?;
+    let mut model_json = trained_config(plan, &d.vocab, d.model_eos).to_json();
+    model_json["vocab_size"] = d.vocab.len().into();
+    let lens = lens_layers(cfg, plan.config.num_hidden_layers);
+    write_json(
+        &run_dir.join("config.json"),
+        &cfg.to_json(&lens, model_json),
+    )
+}
+
+/// Wall time of each stage, for `results.json` and the summary on stderr.
+pub struct StageClock {
+    pub laps: Vec<(String, f64)>,
+    since: std::time::Instant,
+}
+
+impl StageClock {
+    pub fn start() -> StageClock {
+        StageClock {
+            laps: Vec::new(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends the stage `name` (it began at the previous lap, or at `start`).
+    pub fn lap(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        self.laps
+            .push((name.to_string(), (now - self.since).as_secs_f64()));
+        self.since = now;
+    }
+
+    /// `data 0.9s, sasrec 10.2s, ...`
+    pub fn summary(&self) -> String {
+        let laps: Vec<String> = self
+            .laps
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.1}s"))
+            .collect();
+        laps.join(", ")
+    }
+}
+
+/// One row of the results table.
+pub fn result_row(
+    method: &str,
+    test: MetricsMean,
+    invalid_rate: f64,
+    valid_ndcg10: Option<f64>,
+) -> ResultRow {
+    ResultRow {
+        method: method.into(),
+        test,
+        invalid_rate,
+        valid_ndcg10,
+    }
 }
 
 /// Writes `value` as pretty JSON to `path`.

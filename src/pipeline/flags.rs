@@ -1,0 +1,171 @@
+//! The command line of a run: `train --help` (every flag with its default, the same defaults as
+//! [`PipelineConfig::default`]) and the parser that turns flags into a checked [`PipelineConfig`].
+//! Lives beside the config so every front end (`train`, later `eval` / `recommend`) reads the same
+//! flags the same way.
+
+use super::config::{ItemRepr, PipelineConfig};
+use crate::cli::Flags;
+use crate::ilrec::negatives::Ensemble;
+use crate::ilrec::schedule::Schedule;
+use crate::ilrec::trainer::NegativesScope;
+use crate::ilrec::LensLayers;
+use crate::Result;
+use std::path::PathBuf;
+
+/// `train --help`.
+pub const HELP: &str = "train: the ILRec pipeline end to end (data -> SASRec -> SFT warm-up -> ILRec and SFT -> beam-search evaluation -> table)
+
+Usage: train [options]
+
+Data and model:
+  --data DIR            data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small]
+  --kcore K             k-core filter, 0 = off [5]
+  --model PRESET|PATH   preset (tiny, mini, small, base) trained from scratch, an HF checkpoint folder or a .gguf file [tiny]
+  --item-repr title     how items are written (only `title` for now) [title]
+  --max-history N       history items in the LLM prompt [10]
+  --train-samples N     seeded subsample of training samples for the LLM, 0 = all [0 = all]
+  --valid-users N       seeded subset of validation users for model selection, 0 = all [200]
+Training:
+  --epochs E            SFT warm-up passes over the training samples [1]
+  --finetune-epochs E   passes of each continuation (ILRec and SFT from the warm-up) [0.5]
+  --batch B             examples per step [16]
+  --lr LR               peak learning rate (cosine to lr/10) [0.002]
+  --warmup F            linear lr warm-up, fraction of a stage's steps [0.05]
+  --clip-norm C         global gradient-norm clip [1]
+  --weight-decay W      AdamW weight decay (norms and biases excluded) [0.01]
+  --sasrec-epochs N     SASRec (the CF reward model): most epochs [30]
+  --sasrec-patience N   SASRec: stop after N epochs without a better validation NDCG@10 [3]
+ILRec:
+  --lens-layers S       logit-lens layers: a list like 2,3 (blocks from 1), `lastK`, or `final` [last4: the four blocks below the top]
+  --alpha A  --lambda L  --mu M  --margin G  --tau T   CPO, CRR, CPD weights; negative margin and temperature [0.1 0.1 1 0 1]
+  --tau-r T             CRR reward temperature [1]
+  --negatives-scope trie|vocab   negatives from the trie children of the prefix, or any token [trie]
+  --ensemble mean|sum   how the lens layers' logits are combined for mining [mean]
+  --schedule joint|sequential   the two ILRec stages [joint]
+  --ablation            also run w/o CPO, w/o CRR, w/o CPD, final-layer negatives (with CPD 0, and with CPD kept)
+Evaluation and output:
+  --beams N             beam width of constrained decoding [20]
+  --seed S              seed of everything [0]
+  --threads N           evaluation threads [2]
+  --out DIR             run folder [runs/run-<unix seconds>]
+  --checkpoint-every N  save a resumable checkpoint every N steps [50]
+  --resume              continue a killed run in --out from its last checkpoint
+  --help                this text
+";
+
+/// The command line as a [`PipelineConfig`]; every value checked before any work.
+pub fn parse(args: Vec<String>) -> Result<PipelineConfig> {
+    let mut c = PipelineConfig::default();
+    let mut f = Flags::new("see train --help", args);
+    while let Some(flag) = f.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--data" => c.data = PathBuf::from(f.value(flag)?),
+            "--kcore" => c.kcore = f.num(flag)?,
+            "--model" => c.model = f.value(flag)?,
+            "--item-repr" => c.item_repr = ItemRepr::parse(&f.value(flag)?)?,
+            "--max-history" => c.max_history = f.num(flag)?,
+            "--train-samples" => c.train_samples = f.num(flag)?,
+            "--valid-users" => c.valid_users = f.num(flag)?,
+            "--epochs" => c.epochs = f.num(flag)?,
+            "--finetune-epochs" => c.finetune_epochs = f.num(flag)?,
+            "--batch" => c.batch = f.num(flag)?,
+            "--lr" => c.lr = f.num(flag)?,
+            "--warmup" => c.warmup_fraction = f.num(flag)?,
+            "--clip-norm" => c.clip_norm = f.num(flag)?,
+            "--weight-decay" => c.weight_decay = f.num(flag)?,
+            "--sasrec-epochs" => c.sasrec_epochs = f.num(flag)?,
+            "--sasrec-patience" => c.sasrec_patience = f.num(flag)?,
+            _ => parse_ilrec_or_output(&mut c, &mut f, flag)?,
+        }
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// The ILRec, evaluation and output flags (the second half of [`parse`]).
+fn parse_ilrec_or_output(c: &mut PipelineConfig, f: &mut Flags, flag: &str) -> Result<()> {
+    match flag {
+        "--lens-layers" => c.lens_layers = LensLayers::parse(&f.value(flag)?)?,
+        "--alpha" => c.alpha = f.num(flag)?,
+        "--lambda" => c.lambda = f.num(flag)?,
+        "--mu" => c.mu = f.num(flag)?,
+        "--tau-r" => c.tau_r = f.num(flag)?,
+        "--margin" => c.margin = f.num(flag)?,
+        "--tau" => c.tau = f.num(flag)?,
+        "--negatives-scope" => c.negatives_scope = NegativesScope::parse(&f.value(flag)?)?,
+        "--ensemble" => c.ensemble = Ensemble::parse(&f.value(flag)?)?,
+        "--schedule" => c.schedule = Schedule::parse(&f.value(flag)?)?,
+        "--ablation" => c.ablation = true,
+        "--beams" => c.beams = f.num(flag)?,
+        "--seed" => c.seed = f.num(flag)?,
+        "--threads" => c.threads = f.num(flag)?,
+        "--out" => c.out = Some(PathBuf::from(f.value(flag)?)),
+        "--checkpoint-every" => c.checkpoint_every = f.num(flag)?,
+        "--resume" => c.resume = true,
+        other => return Err(f.unknown(other)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value each flag of HELP accepts (switches take none).
+    fn sample_value(flag: &str) -> Option<&'static str> {
+        match flag {
+            "--ablation" | "--resume" | "--help" => None,
+            "--model" => Some("tiny"),
+            "--item-repr" => Some("title"),
+            "--lens-layers" => Some("1"),
+            "--negatives-scope" => Some("vocab"),
+            "--ensemble" => Some("sum"),
+            "--schedule" => Some("sequential"),
+            "--out" => Some("runs/flags-test"),
+            "--data" => Some(env!("CARGO_MANIFEST_DIR")),
+            _ => Some("2"),
+        }
+    }
+
+    #[test]
+    fn every_flag_in_help_is_parsed_and_no_other() {
+        let flags: Vec<&str> = HELP
+            .split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .collect();
+        assert!(flags.len() > 30, "HELP lists {} flags", flags.len());
+        for flag in flags.into_iter().filter(|&f| f != "--help") {
+            let mut args = vec![flag.to_string()];
+            args.extend(sample_value(flag).map(String::from));
+            if flag == "--resume" {
+                args.extend(["--out".into(), "runs/flags-test".into()]);
+            }
+            if let Err(e) = parse(args) {
+                assert!(!e.to_string().contains("unknown option"), "{flag}: {e}");
+            }
+        }
+        let err = parse(vec!["--no-such-flag".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown option"), "{err}");
+    }
+
+    #[test]
+    fn no_flags_is_the_default_config() {
+        let parsed = parse(Vec::new()).unwrap();
+        let default = PipelineConfig::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn flags_set_their_fields() {
+        let args = "--sasrec-epochs 7 --sasrec-patience 2 --tau-r 0.5 --negatives-scope vocab --ensemble sum --clip-norm 0.5 --weight-decay 0 --warmup 0.1";
+        let c = parse(args.split(' ').map(String::from).collect()).unwrap();
+        assert_eq!((c.sasrec_epochs, c.sasrec_patience), (7, 2));
+        assert_eq!((c.tau_r, c.clip_norm, c.weight_decay), (0.5, 0.5, 0.0));
+        assert_eq!(c.warmup_fraction, 0.1);
+        assert_eq!(c.negatives_scope, NegativesScope::Vocab);
+        assert_eq!(c.ensemble, Ensemble::Sum);
+    }
+}
