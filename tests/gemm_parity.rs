@@ -200,9 +200,10 @@ fn cuda_gemm_case(
         "cast_f32_to_bf16 {tag}: device rounding differs from half::bf16"
     );
     let mut dc = dev.upload(&case.c0)?;
-    if shape.lda % 8 == 0
-        && shape.ldb % 8 == 0
-        && (case.batch == 1 || (shape.stride_a % 8 == 0 && shape.stride_b % 8 == 0))
+    if shape.lda.is_multiple_of(8)
+        && shape.ldb.is_multiple_of(8)
+        && (case.batch == 1
+            || (shape.stride_a.is_multiple_of(8) && shape.stride_b.is_multiple_of(8)))
     {
         gemm_bf16(dev, &shape, ALPHA, &a16, &b16, BETA, &mut dc)?;
         assert_gemm(

@@ -344,7 +344,7 @@ fn rope_with_default_frequencies_is_plain_rope_bit_for_bit() {
     let x = randn(&[2, 5, h * d], 91);
     let positions = [0usize, 3, 4, 9, 17];
     let inv_freq = ilrec::autograd::default_inv_freq(d, 10_000.0);
-    let plain = forward(&[x.clone()], |tp, v| {
+    let plain = forward(std::slice::from_ref(&x), |tp, v| {
         tp.rope(v[0], h, d, &positions, 10_000.0).unwrap()
     });
     let given = forward(&[x], |tp, v| {
@@ -367,7 +367,7 @@ fn rope_with_llama3_frequencies_rotates_by_them_and_has_a_checked_gradient() {
     let inv_freq = scaling.inv_freq(d, theta);
     let x = randn(&[1, 4, h * d], 92);
     let positions = [1usize, 5, 20, 63];
-    let y = forward(&[x.clone()], |tp, v| {
+    let y = forward(std::slice::from_ref(&x), |tp, v| {
         tp.rope_with_inv_freq(v[0], h, d, &positions, &inv_freq)
             .unwrap()
     });

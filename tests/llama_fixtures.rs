@@ -418,7 +418,10 @@ fn save_then_load_round_trips_bit_for_bit() {
 }
 
 /// Writes `tensors` (name, dtype, shape, little-endian bytes) as a safetensors file.
-fn write_safetensors(path: &Path, tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+/// One tensor to write: name, dtype, shape and its raw little-endian bytes.
+type RawTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+fn write_safetensors(path: &Path, tensors: &[RawTensor]) {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(n, dt, shape, bytes)| {
@@ -439,7 +442,7 @@ fn sharded_checkpoint_loads_like_the_single_file() {
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     let original = SafetensorsFile::open(src.join("model.safetensors")).unwrap();
     let names = original.names();
-    let mut shards: [Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>; 2] = [vec![], vec![]];
+    let mut shards: [Vec<RawTensor>; 2] = [vec![], vec![]];
     let mut weight_map = serde_json::Map::new();
     for (i, n) in names.iter().enumerate() {
         let t = original.tensor_f32(n).unwrap();

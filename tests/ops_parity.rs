@@ -4,6 +4,7 @@
 //!    written here;
 //! 2. with feature `cuda` and a GPU, the CUDA kernels against the CPU result, within the
 //!    tolerance stated at each test (or bit for bit where the kernel promises it).
+//!
 //! Sizes are small odd numbers (not multiples of the 256-thread blocks) plus a SmolLM2 width.
 
 mod parity_common;

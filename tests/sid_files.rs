@@ -16,7 +16,7 @@ use ilrec::sid::index_json::item_ids_path;
 use ilrec::sid::{read_sids, write_sids, SidVocab};
 use ilrec::tokenizer::Tokenizer;
 use ilrec::{Tape, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ilrec-sid-{}-{tag}", std::process::id()));
@@ -161,7 +161,10 @@ fn bad_sids_files_are_one_line_errors_naming_the_item() {
     assert!(not_json.contains("JSON"), "{not_json}");
 }
 
-fn write_tensors(path: &PathBuf, tensors: &[(&str, Vec<usize>)]) {
+/// One tensor to write: its name and shape (the values are zeros).
+type NamedShape<'a> = (&'a str, Vec<usize>);
+
+fn write_tensors(path: &Path, tensors: &[NamedShape]) {
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s)| {
@@ -188,7 +191,7 @@ fn write_tensors(path: &PathBuf, tensors: &[(&str, Vec<usize>)]) {
 #[test]
 fn bad_embeddings_files_are_one_line_errors() {
     let dir = temp_dir("emb");
-    let cases: [(&str, Vec<(&str, Vec<usize>)>, &str); 3] = [
+    let cases: [(&str, Vec<NamedShape>, &str); 3] = [
         (
             "count",
             vec![("e", vec![9, 4])],

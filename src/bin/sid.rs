@@ -18,7 +18,7 @@ use ilrec::sid::{
     build_sids, collision_rate, read_sids, sid_text, write_sids, SidSizes, SidTrainOptions,
 };
 use ilrec::{Error, Result, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const USAGE: &str = "usage: sid --data DIR [--kcore K (5; 0 = off, for the Amazon folders)] \
@@ -137,7 +137,7 @@ fn embeddings(args: &Args, dataset: &Dataset) -> Result<Tensor> {
             let mut rng = ilrec::rng::Rng::new(args.train.seed ^ 0xE5BE_DD17);
             Ok(Tensor::randn(&[dataset.num_items(), 64], 1.0, &mut rng))
         }
-        file => load_embeddings_file(&PathBuf::from(file).as_path(), dataset.num_items()),
+        file => load_embeddings_file(Path::new(file), dataset.num_items()),
     }
 }
 
@@ -167,7 +167,7 @@ fn print_usage(codes: &[Vec<u32>]) {
     eprintln!("largest first-level groups: {}", text.join(", "));
 }
 
-fn check_sids(args: &Args, dataset: &Dataset, path: &PathBuf) -> Result<serde_json::Value> {
+fn check_sids(args: &Args, dataset: &Dataset, path: &Path) -> Result<serde_json::Value> {
     let raw: Vec<String> = dataset.items.iter().map(|i| i.raw_id.clone()).collect();
     let codes = read_sids(path, &raw)?;
     eprintln!(

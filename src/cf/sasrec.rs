@@ -80,7 +80,7 @@ impl SasRecConfig {
             && self.hidden > 0
             && self.blocks > 0
             && self.heads > 0
-            && self.hidden % self.heads == 0;
+            && self.hidden.is_multiple_of(self.heads);
         if !sizes_ok || !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config(format!("bad SASRec config {self:?}"), hint));
         }

@@ -16,6 +16,9 @@ pub const QK: usize = 32;
 /// Elements per block of the k-quant formats (Q2_K .. Q8_K).
 pub const QK_K: usize = 256;
 
+/// Decodes one block's bytes into its elements (the output holds one block of f32).
+type BlockDecoder = fn(&[u8], &mut [f32]);
+
 /// A ggml tensor element type, numbered as in ggml's `enum ggml_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GgmlType {
@@ -128,7 +131,7 @@ impl GgmlType {
     }
 
     /// The function that decodes one block of this type, for the types we decode.
-    fn block_decoder(self) -> Option<fn(&[u8], &mut [f32])> {
+    fn block_decoder(self) -> Option<BlockDecoder> {
         use GgmlType::*;
         Some(match self {
             F32 => decode_f32,

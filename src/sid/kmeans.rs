@@ -27,7 +27,7 @@ pub struct KMeans {
 
 /// Clusters `points` (n, d) into `k` clusters with at most `iters` Lloyd iterations.
 pub fn kmeans(points: &[f32], d: usize, k: usize, iters: usize, seed: u64) -> Result<KMeans> {
-    if d == 0 || k == 0 || points.is_empty() || points.len() % d != 0 {
+    if d == 0 || k == 0 || points.is_empty() || !points.len().is_multiple_of(d) {
         return Err(Error::config(
             format!(
                 "k-means over {} values of width {d} into {k} clusters",

@@ -331,7 +331,7 @@ fn parse_vocab(model: &serde_json::Value, origin: &str) -> Result<FastMap<String
 }
 
 /// One merge entry: "a b" (older files) or ["a", "b"].
-fn merge_parts<'a>(entry: &'a serde_json::Value) -> Option<(&'a str, &'a str)> {
+fn merge_parts(entry: &serde_json::Value) -> Option<(&str, &str)> {
     if let Some(line) = entry.as_str() {
         let mut parts = line.split(' ');
         let (a, b) = (parts.next()?, parts.next()?);

@@ -319,8 +319,7 @@ mod tests {
     #[test]
     fn sparse_ids_are_refused_small_holes_are_not() {
         let err = Tokenizer::from_json(&tiny([0, 1, 16_777_215]), "t.json")
-            .err()
-            .expect("a sparse id table is refused")
+            .expect_err("a sparse id table is refused")
             .to_string();
         assert!(
             err.contains("t.json") && err.contains("largest token id is 16777215"),

@@ -60,7 +60,7 @@ fn decompose_into(c: char, mapping: Mapping, out: &mut Vec<char>) {
         let s = cp - S_BASE;
         out.push(char_from(L_BASE + s / N_COUNT));
         out.push(char_from(V_BASE + (s % N_COUNT) / T_COUNT));
-        if s % T_COUNT != 0 {
+        if !s.is_multiple_of(T_COUNT) {
             out.push(char_from(T_BASE + s % T_COUNT));
         }
         return;
@@ -100,7 +100,7 @@ fn compose_pair(first: char, second: char) -> Option<char> {
             S_BASE + ((a - L_BASE) * V_COUNT + (b - V_BASE)) * T_COUNT,
         ));
     }
-    let is_lv = (S_BASE..S_BASE + S_COUNT).contains(&a) && (a - S_BASE) % T_COUNT == 0;
+    let is_lv = (S_BASE..S_BASE + S_COUNT).contains(&a) && (a - S_BASE).is_multiple_of(T_COUNT);
     if is_lv && (T_BASE + 1..T_BASE + T_COUNT).contains(&b) {
         return Some(char_from(a + (b - T_BASE)));
     }
