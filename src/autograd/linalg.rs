@@ -170,63 +170,76 @@ impl Tape {
         let mut inputs = vec![x, w];
         inputs.extend(bias);
         Ok(self.record("linear", out, &inputs, move |g, needs| {
-            let gd = g.data()?;
-            let mut grads = Vec::with_capacity(3);
-            // dX (m, k) = dY (m, n) . W (n, k)
-            grads.push(if needs[0] {
-                let mut dx = vec![0.0f32; m * k];
-                sgemm(
-                    false,
-                    false,
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    gd,
-                    n,
-                    wv.data()?,
-                    k,
-                    0.0,
-                    &mut dx,
-                    k,
-                );
-                Some(Tensor::from_vec(dx, xv.shape())?)
-            } else {
-                None
-            });
-            // dW (n, k) = dY^T (n, m) . X (m, k)
-            grads.push(if needs[1] {
-                let mut dw = vec![0.0f32; n * k];
-                sgemm(
-                    true,
-                    false,
-                    n,
-                    k,
-                    m,
-                    1.0,
-                    gd,
-                    n,
-                    xv.data()?,
-                    k,
-                    0.0,
-                    &mut dw,
-                    k,
-                );
-                Some(Tensor::from_vec(dw, &[n, k])?)
-            } else {
-                None
-            });
-            // db (n) = column sums of dY
-            if needs.len() == 3 {
-                grads.push(if needs[2] {
-                    Some(Tensor::from_vec(column_sums(gd, n), &[n])?)
-                } else {
-                    None
-                });
-            }
-            Ok(grads)
+            linear_backward(g, needs, &xv, &wv, (m, n, k))
         }))
     }
+}
+
+/// Backward of `linear` from `g = dY` (m, n): the gradients of x (its own shape, read as
+/// (m, k)), of w (n, k) and, when a bias was given (`needs` then has three entries), of the
+/// bias (n).
+fn linear_backward(
+    g: &Tensor,
+    needs: &[bool],
+    xv: &Tensor,
+    wv: &Tensor,
+    (m, n, k): (usize, usize, usize),
+) -> Result<Vec<Option<Tensor>>> {
+    let gd = g.data()?;
+    let mut grads = Vec::with_capacity(3);
+    // dX (m, k) = dY (m, n) . W (n, k)
+    grads.push(if needs[0] {
+        let mut dx = vec![0.0f32; m * k];
+        sgemm(
+            false,
+            false,
+            m,
+            k,
+            n,
+            1.0,
+            gd,
+            n,
+            wv.data()?,
+            k,
+            0.0,
+            &mut dx,
+            k,
+        );
+        Some(Tensor::from_vec(dx, xv.shape())?)
+    } else {
+        None
+    });
+    // dW (n, k) = dY^T (n, m) . X (m, k)
+    grads.push(if needs[1] {
+        let mut dw = vec![0.0f32; n * k];
+        sgemm(
+            true,
+            false,
+            n,
+            k,
+            m,
+            1.0,
+            gd,
+            n,
+            xv.data()?,
+            k,
+            0.0,
+            &mut dw,
+            k,
+        );
+        Some(Tensor::from_vec(dw, &[n, k])?)
+    } else {
+        None
+    });
+    // db (n) = column sums of dY
+    if needs.len() == 3 {
+        grads.push(if needs[2] {
+            Some(Tensor::from_vec(column_sums(gd, n), &[n])?)
+        } else {
+            None
+        });
+    }
+    Ok(grads)
 }
 
 /// dA for `C = op(A) . op(B)` given `G = dC` (batch, m, n). dA has A's stored shape.

@@ -211,31 +211,8 @@ pub fn attention_backward(
     grads: AttentionGrads,
 ) -> Result<()> {
     const OP: &str = "cuda::attention_backward";
-    for buf in [
-        x.q,
-        x.k,
-        x.v,
-        saved.out,
-        saved.lse,
-        saved.d_out,
-        &*grads.dq,
-        &*grads.dk,
-        &*grads.dv,
-    ] {
-        dev.check_owns(OP, buf)?;
-    }
-    let dims = shape.check(OP, x)?;
-    for (what, len) in [
-        ("out", saved.out.len()),
-        ("d_out", saved.d_out.len()),
-        ("dq", grads.dq.len()),
-    ] {
-        check_len(OP, what, x.q.len(), len)?;
-    }
-    check_len(OP, "dk", x.k.len(), grads.dk.len())?;
-    check_len(OP, "dv", x.k.len(), grads.dv.len())?;
+    let dims = check_backward(OP, dev, shape, x, saved, &grads)?;
     let rows = shape.batch * shape.n_heads * shape.tq;
-    check_len(OP, "lse", rows, saved.lse.len())?;
     if shape.is_empty() {
         // No query or no key: every gradient is zero.
         for g in [grads.dq, grads.dk, grads.dv] {
@@ -301,6 +278,44 @@ pub fn attention_backward(
     // SAFETY: attention_backward_dq(q, k, v, key_valid, d_out, lse, delta, dq, AttnDims).
     unsafe { args.launch(shape.row_config()) }.map_err(|e| driver_error(OP, e))?;
     Ok(())
+}
+
+/// Validates the backward's buffers (all on `dev`, each the length the shape implies); returns
+/// the kernels' dims.
+fn check_backward(
+    op: &'static str,
+    dev: &CudaDevice,
+    shape: &AttentionShape,
+    x: &AttentionInputs,
+    saved: &AttentionSaved,
+    grads: &AttentionGrads,
+) -> Result<AttnDims> {
+    for buf in [
+        x.q,
+        x.k,
+        x.v,
+        saved.out,
+        saved.lse,
+        saved.d_out,
+        &*grads.dq,
+        &*grads.dk,
+        &*grads.dv,
+    ] {
+        dev.check_owns(op, buf)?;
+    }
+    let dims = shape.check(op, x)?;
+    for (what, len) in [
+        ("out", saved.out.len()),
+        ("d_out", saved.d_out.len()),
+        ("dq", grads.dq.len()),
+    ] {
+        check_len(op, what, x.q.len(), len)?;
+    }
+    check_len(op, "dk", x.k.len(), grads.dk.len())?;
+    check_len(op, "dv", x.k.len(), grads.dv.len())?;
+    let rows = shape.batch * shape.n_heads * shape.tq;
+    check_len(op, "lse", rows, saved.lse.len())?;
+    Ok(dims)
 }
 
 /// delta = dO . O per (b, h, i) row, one warp per row.

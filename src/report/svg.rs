@@ -21,22 +21,63 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
+/// Width and height of the plot area inside the margins.
+const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
+const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
+
+/// The data ranges on both axes, which map data coordinates to pixels in the plot area.
+struct Frame {
+    x_lo: f64,
+    x_hi: f64,
+    y_lo: f64,
+    y_hi: f64,
+}
+
+impl Frame {
+    /// Pixel x of data x.
+    fn sx(&self, x: f64) -> f64 {
+        LEFT + (x - self.x_lo) / (self.x_hi - self.x_lo) * PLOT_W
+    }
+    /// Pixel y of data y (SVG's y grows downwards, so the top is the largest value).
+    fn sy(&self, y: f64) -> f64 {
+        TOP + (1.0 - (y - self.y_lo) / (self.y_hi - self.y_lo)) * PLOT_H
+    }
+}
+
+/// Whether a point can be drawn (both coordinates finite).
+fn finite(&&(x, y): &&(f64, f64)) -> bool {
+    x.is_finite() && y.is_finite()
+}
+
 /// An SVG document plotting `series` (non-finite points are skipped; empty series are listed in
 /// the legend but draw nothing).
 pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let finite = |&&(x, y): &&(f64, f64)| x.is_finite() && y.is_finite();
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().filter(finite).copied())
         .collect();
     let (x_lo, x_hi) = padded_range(all.iter().map(|p| p.0));
     let (y_lo, y_hi) = padded_range(all.iter().map(|p| p.1));
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let sx = |x: f64| LEFT + (x - x_lo) / (x_hi - x_lo) * plot_w;
-    let sy = |y: f64| TOP + (1.0 - (y - y_lo) / (y_hi - y_lo)) * plot_h;
+    let frame = Frame {
+        x_lo,
+        x_hi,
+        y_lo,
+        y_hi,
+    };
 
     let mut svg = String::new();
+    write_header(&mut svg, title);
+    write_grid(&mut svg, &frame);
+    write_axis_labels(&mut svg, x_label, y_label);
+    for (i, s) in series.iter().enumerate() {
+        write_series(&mut svg, &frame, i, s);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The opening `<svg>` tag, a white background and the title centred above the plot area.
+fn write_header(svg: &mut String, title: &str) {
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
@@ -45,25 +86,29 @@ pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -
     let _ = writeln!(
         svg,
         r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        LEFT + plot_w / 2.0,
+        LEFT + PLOT_W / 2.0,
         escape(title)
     );
-    for t in ticks(x_lo, x_hi) {
-        let x = sx(t);
+}
+
+/// Grid lines with their tick labels on both axes, then the frame around the plot area.
+fn write_grid(svg: &mut String, frame: &Frame) {
+    for t in ticks(frame.x_lo, frame.x_hi) {
+        let x = frame.sx(t);
         let _ = writeln!(
             svg,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + plot_h,
-            TOP + plot_h + 16.0,
+            TOP + PLOT_H,
+            TOP + PLOT_H + 16.0,
             tick_label(t)
         );
     }
-    for t in ticks(y_lo, y_hi) {
-        let y = sy(t);
+    for t in ticks(frame.y_lo, frame.y_hi) {
+        let y = frame.sy(t);
         let _ = writeln!(
             svg,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + plot_w,
+            LEFT + PLOT_W,
             LEFT - 6.0,
             y + 4.0,
             tick_label(t)
@@ -71,56 +116,61 @@ pub fn line_plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -
     }
     let _ = writeln!(
         svg,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+        r#"<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" fill="none" stroke="black"/>"#
     );
+}
+
+/// The x label below the plot area and the y label rotated along its left side.
+fn write_axis_labels(svg: &mut String, x_label: &str, y_label: &str) {
     let _ = writeln!(
         svg,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        LEFT + plot_w / 2.0,
+        LEFT + PLOT_W / 2.0,
         HEIGHT - 10.0,
         escape(x_label)
     );
     let _ = writeln!(
         svg,
         r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
+        TOP + PLOT_H / 2.0,
+        TOP + PLOT_H / 2.0,
         escape(y_label)
     );
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = s
-            .points
-            .iter()
-            .filter(finite)
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-            .collect();
-        if pts.len() == 1 {
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{}" r="3" fill="{color}"/>"#,
-                pts[0].replacen(',', "\" cy=\"", 1)
-            );
-        } else if !pts.is_empty() {
-            let _ = writeln!(
-                svg,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-                pts.join(" ")
-            );
-        }
-        let ly = TOP + 12.0 + 18.0 * i as f64;
-        let lx = LEFT + plot_w + 12.0;
+}
+
+/// Series number `i`: its curve (a dot when it has a single finite point, nothing when it has
+/// none) and its legend entry in the right margin.
+fn write_series(svg: &mut String, frame: &Frame, i: usize, s: &Series) {
+    let color = COLORS[i % COLORS.len()];
+    let pts: Vec<String> = s
+        .points
+        .iter()
+        .filter(finite)
+        .map(|&(x, y)| format!("{:.1},{:.1}", frame.sx(x), frame.sy(y)))
+        .collect();
+    if pts.len() == 1 {
         let _ = writeln!(
             svg,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
-            lx + 20.0,
-            lx + 26.0,
-            ly + 4.0,
-            escape(&s.name)
+            r#"<circle cx="{}" r="3" fill="{color}"/>"#,
+            pts[0].replacen(',', "\" cy=\"", 1)
+        );
+    } else if !pts.is_empty() {
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            pts.join(" ")
         );
     }
-    svg.push_str("</svg>\n");
-    svg
+    let ly = TOP + 12.0 + 18.0 * i as f64;
+    let lx = LEFT + PLOT_W + 12.0;
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+        lx + 20.0,
+        lx + 26.0,
+        ly + 4.0,
+        escape(&s.name)
+    );
 }
 
 /// Min and max of the values, widened when degenerate so the scale never divides by zero.
