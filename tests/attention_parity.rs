@@ -221,6 +221,23 @@ fn attention_matches_reference_and_cuda() {
     }
 }
 
+/// The device's row log-sum-exp against the f64 reference: -inf exactly where a row sees no
+/// key, else within 1e-5 relative.
+#[cfg(feature = "cuda")]
+fn assert_lse_near(what: &str, found: &[f32], want: &[f64]) {
+    for (i, (&f, &w)) in found.iter().zip(want).enumerate() {
+        let ok = if w == f64::NEG_INFINITY {
+            f == f32::NEG_INFINITY
+        } else {
+            (f as f64 - w).abs() <= 1e-5 * (1.0 + w.abs())
+        };
+        assert!(
+            ok,
+            "cuda attention lse {what}: row {i}: found {f}, expected {w}"
+        );
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_case(
     dev: &ilrec::cuda::CudaDevice,
@@ -269,18 +286,7 @@ fn cuda_case(
         1e-5,
         1e-5,
     );
-    let lse_found = lse.download()?;
-    for (i, (&f, &w)) in lse_found.iter().zip(lse64).enumerate() {
-        let ok = if w == f64::NEG_INFINITY {
-            f == f32::NEG_INFINITY
-        } else {
-            (f as f64 - w).abs() <= 1e-5 * (1.0 + w.abs())
-        };
-        assert!(
-            ok,
-            "cuda attention lse {what}: row {i}: found {f}, expected {w}"
-        );
-    }
+    assert_lse_near(&what, &lse.download()?, lse64);
     let run_backward = || -> ilrec::Result<[Vec<f32>; 3]> {
         let nan = |n: usize| dev.upload(&vec![f32::NAN; n]);
         let (mut dq, mut dk, mut dv) = (nan(q.len())?, nan(k.len())?, nan(v.len())?);

@@ -88,8 +88,9 @@ impl Case {
     }
 }
 
-fn cases() -> Vec<Case> {
-    let base = Case {
+/// The setting every case starts from: two sequences of 5, 2 heads of width 4, no mask.
+fn base_case() -> Case {
+    Case {
         name: "",
         batch: 2,
         tq: 5,
@@ -99,20 +100,26 @@ fn cases() -> Vec<Case> {
         d: 4,
         causal: false,
         key_valid: None,
-    };
-    // Left padding in sequence 0 (its first two keys), right padding in sequence 1.
-    let padding = |tk: usize| -> Vec<bool> {
-        (0..2 * tk)
-            .map(|r| {
-                let (b, j) = (r / tk, r % tk);
-                if b == 0 {
-                    j >= 2
-                } else {
-                    j < tk - 1
-                }
-            })
-            .collect()
-    };
+    }
+}
+
+/// Key flags for two sequences of `tk` keys: left padding in sequence 0 (its first two keys),
+/// right padding in sequence 1 (its last key).
+fn padding(tk: usize) -> Vec<bool> {
+    (0..2 * tk)
+        .map(|r| {
+            let (b, j) = (r / tk, r % tk);
+            if b == 0 {
+                j >= 2
+            } else {
+                j < tk - 1
+            }
+        })
+        .collect()
+}
+
+fn cases() -> Vec<Case> {
+    let base = base_case();
     vec![
         Case {
             name: "mha",

@@ -7,7 +7,7 @@ mod common;
 use ilrec::cf::token_log_rewards;
 use ilrec::ilrec::{
     crr_tokens, ensemble_logits, self_hard_negatives, Candidates, Ensemble, ItemVocab,
-    ObjectiveTerms, ObjectiveWeights, ResponsePosition,
+    ObjectiveTerms, ObjectiveWeights, PositionNegatives, ResponsePosition,
 };
 use ilrec::model::llama::{BatchInput, Llama};
 use ilrec::model::weights::SafetensorsFile;
@@ -92,22 +92,9 @@ fn p_cf(f: &Fixture, b: usize) -> Vec<f32> {
     e.into_iter().map(|x| x / z).collect()
 }
 
-/// Runs the whole ILRec step on the fixture batch and returns the loss terms and gradients.
-fn run(f: &Fixture, check_against_json: bool) -> (ObjectiveTerms, Params) {
-    let layers: Vec<usize> = f.meta["hparams"]["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect();
-    let levels = f.meta["levels"].as_u64().unwrap() as usize;
-    let eos = f.meta["eos_token_id"].as_u64().unwrap() as u32;
-    let trie = ItemTrie::build(&f.item_sids, eos).unwrap();
-    let mut item_vocab: Vec<u32> = f.item_sids.iter().flatten().copied().collect();
-    item_vocab.sort_unstable();
-    item_vocab.dedup();
+/// The response positions as (example, t): position t predicts the labelled token t+1.
+fn response_rows(f: &Fixture) -> Vec<(usize, usize)> {
     let (b_n, t_n) = (f.batch, f.seq);
-    // response rows: position t predicts token t+1
     let mut rows = Vec::new();
     for b in 0..b_n {
         for t in 0..t_n - 1 {
@@ -116,6 +103,135 @@ fn run(f: &Fixture, check_against_json: bool) -> (ObjectiveTerms, Params) {
             }
         }
     }
+    rows
+}
+
+/// The forward pass's logits at the response positions: the final head's and each lens's, one
+/// row of `vocab` values per position.
+struct RowLogits {
+    z: Vec<f32>,
+    lens: Vec<Vec<f32>>,
+    vocab: usize,
+}
+
+/// The library's trie-based CRR log-rewards of the negatives at `prefix` (example b, target y),
+/// cross-checked against a direct sum over the items.
+fn checked_crr_rewards(
+    f: &Fixture,
+    trie: &ItemTrie,
+    b: usize,
+    prefix: &[u32],
+    neg: &PositionNegatives,
+    y: u32,
+) -> Vec<f32> {
+    if neg.is_empty() {
+        return vec![];
+    }
+    let k = crr_tokens(neg, y);
+    let lib = token_log_rewards(trie, prefix, &k, &p_cf(f, b)).unwrap();
+    for (a, w) in lib.iter().zip(reference_log_rewards(f, b, prefix, &k)) {
+        assert!((a - w).abs() < 1e-5, "trie rewards {a} vs direct {w}");
+    }
+    lib
+}
+
+/// The negatives and CRR log-rewards at example b, position t equal the ones ilrec.json lists
+/// (PyTorch's) in `expected`.
+fn assert_matches_json(expected: &[Value], (b, t): (usize, usize), neg: &[u32], rewards: &[f32]) {
+    let e = expected
+        .iter()
+        .find(|e| e["example"] == b && e["position"] == t)
+        .expect("position listed in ilrec.json");
+    let want: Vec<u32> = e["negatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(neg, want, "negatives of example {b} position {t}");
+    let want_r: Vec<f32> = e["crr_log_rewards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(rewards.len(), want_r.len());
+    for (a, w) in rewards.iter().zip(&want_r) {
+        assert!(
+            (a - w).abs() < 1e-4,
+            "CRR log-reward {a} vs {w} at example {b} position {t}"
+        );
+    }
+}
+
+/// The objective's view of response row `r` (example b, position t): its self-hard negatives
+/// among the trie's candidates and their CRR log-rewards, checked along the way (and against
+/// ilrec.json when `expected` is given).
+fn response_position(
+    f: &Fixture,
+    trie: &ItemTrie,
+    logits: &RowLogits,
+    r: usize,
+    (b, t): (usize, usize),
+    expected: Option<&[Value]>,
+) -> ResponsePosition {
+    let levels = f.meta["levels"].as_u64().unwrap() as usize;
+    let (t_n, v) = (f.seq, logits.vocab);
+    let y = f.ids[b * t_n + t + 1];
+    let prefix = &f.ids[b * t_n + f.resp_start[b]..b * t_n + t + 1];
+    let node = trie
+        .walk(prefix)
+        .expect("ground-truth prefix is in the trie");
+    let cand: Vec<u32> = trie.children(node).iter().map(|&(tok, _)| tok).collect();
+    let lens_rows: Vec<&[f32]> = logits.lens.iter().map(|l| &l[r * v..(r + 1) * v]).collect();
+    let z_m = ensemble_logits(&lens_rows, Ensemble::Mean).unwrap();
+    let neg = self_hard_negatives(
+        logits.z[r * v + y as usize],
+        &z_m,
+        y,
+        Candidates::Tokens(&cand),
+        hp(f, "margin"),
+        hp(f, "tau"),
+    )
+    .unwrap();
+    assert!(
+        !neg.tokens.contains(&y),
+        "a negative equals the ground truth"
+    );
+    let rewards = checked_crr_rewards(f, trie, b, prefix, &neg, y);
+    if let Some(expected) = expected {
+        assert_matches_json(expected, (b, t), &neg.tokens, &rewards);
+    }
+    let j = t + 1 - f.resp_start[b];
+    if j >= levels {
+        assert!(
+            neg.is_empty(),
+            "the EOS position has no negatives under trie scope"
+        );
+    }
+    ResponsePosition {
+        target: y,
+        negatives: neg,
+        crr_log_rewards: rewards,
+        item_position: j < levels,
+    }
+}
+
+/// Runs the whole ILRec step on the fixture batch and returns the loss terms and gradients.
+fn run(f: &Fixture, check_against_json: bool) -> (ObjectiveTerms, Params) {
+    let layers: Vec<usize> = f.meta["hparams"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    let eos = f.meta["eos_token_id"].as_u64().unwrap() as u32;
+    let trie = ItemTrie::build(&f.item_sids, eos).unwrap();
+    let mut item_vocab: Vec<u32> = f.item_sids.iter().flatten().copied().collect();
+    item_vocab.sort_unstable();
+    item_vocab.dedup();
+    let (b_n, t_n) = (f.batch, f.seq);
+    let rows = response_rows(f);
     let flat: Vec<usize> = rows.iter().map(|&(b, t)| b * t_n + t).collect();
     let mut tape = Tape::new();
     let out = f
@@ -130,84 +246,18 @@ fn run(f: &Fixture, check_against_json: bool) -> (ObjectiveTerms, Params) {
         .iter()
         .map(|&l| f.model.lens(&mut tape, &out, l, Some(&flat)).unwrap())
         .collect();
-    let v = f.model.config.vocab_size;
-    let z = tape.value(out.logits).to_vec();
-    let lens_vals: Vec<Vec<f32>> = lens.iter().map(|&l| tape.value(l).to_vec()).collect();
+    let logits = RowLogits {
+        z: tape.value(out.logits).to_vec(),
+        lens: lens.iter().map(|&l| tape.value(l).to_vec()).collect(),
+        vocab: f.model.config.vocab_size,
+    };
     let expected = f.meta["negatives"].as_array().unwrap();
-    let mut positions = Vec::new();
-    for (r, &(b, t)) in rows.iter().enumerate() {
-        let y = f.ids[b * t_n + t + 1];
-        let prefix = &f.ids[b * t_n + f.resp_start[b]..b * t_n + t + 1];
-        let node = trie
-            .walk(prefix)
-            .expect("ground-truth prefix is in the trie");
-        let cand: Vec<u32> = trie.children(node).iter().map(|&(tok, _)| tok).collect();
-        let lens_rows: Vec<&[f32]> = lens_vals.iter().map(|l| &l[r * v..(r + 1) * v]).collect();
-        let z_m = ensemble_logits(&lens_rows, Ensemble::Mean).unwrap();
-        let neg = self_hard_negatives(
-            z[r * v + y as usize],
-            &z_m,
-            y,
-            Candidates::Tokens(&cand),
-            hp(f, "margin"),
-            hp(f, "tau"),
-        )
-        .unwrap();
-        assert!(
-            !neg.tokens.contains(&y),
-            "a negative equals the ground truth"
-        );
-        let rewards = if neg.is_empty() {
-            vec![]
-        } else {
-            // the library's trie-based rewards, cross-checked against a direct sum over items
-            let k = crr_tokens(&neg, y);
-            let lib = token_log_rewards(&trie, prefix, &k, &p_cf(f, b)).unwrap();
-            for (a, w) in lib.iter().zip(reference_log_rewards(f, b, prefix, &k)) {
-                assert!((a - w).abs() < 1e-5, "trie rewards {a} vs direct {w}");
-            }
-            lib
-        };
-        if check_against_json {
-            let e = expected
-                .iter()
-                .find(|e| e["example"] == b && e["position"] == t)
-                .expect("position listed in ilrec.json");
-            let want: Vec<u32> = e["negatives"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect();
-            assert_eq!(neg.tokens, want, "negatives of example {b} position {t}");
-            let want_r: Vec<f32> = e["crr_log_rewards"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
-            assert_eq!(rewards.len(), want_r.len());
-            for (a, w) in rewards.iter().zip(&want_r) {
-                assert!(
-                    (a - w).abs() < 1e-4,
-                    "CRR log-reward {a} vs {w} at example {b} position {t}"
-                );
-            }
-        }
-        let j = t + 1 - f.resp_start[b];
-        if j >= levels {
-            assert!(
-                neg.is_empty(),
-                "the EOS position has no negatives under trie scope"
-            );
-        }
-        positions.push(ResponsePosition {
-            target: y,
-            negatives: neg,
-            crr_log_rewards: rewards,
-            item_position: j < levels,
-        });
-    }
+    let expected = check_against_json.then_some(expected.as_slice());
+    let positions: Vec<ResponsePosition> = rows
+        .iter()
+        .enumerate()
+        .map(|(r, &row)| response_position(f, &trie, &logits, r, row, expected))
+        .collect();
     let weights = ObjectiveWeights {
         alpha: hp(f, "alpha"),
         lambda: hp(f, "lambda_crr"),

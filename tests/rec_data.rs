@@ -387,8 +387,10 @@ fn assert_mentions(msg: &str, parts: &[&str]) {
     }
 }
 
+// Bad input is an error naming the file, and the line and column where there is one.
+
 #[test]
-fn bad_input_is_an_error_naming_file_line_column() {
+fn bad_input_missing_files_are_named() {
     let dir = movielens_dir("bad-missing");
     std::fs::remove_file(dir.join("movies.csv")).unwrap();
     assert_mentions(&err_of(&dir, 5), &["movies.csv", "missing"]);
@@ -397,7 +399,10 @@ fn bad_input_is_an_error_naming_file_line_column() {
         &err_of(&temp_dir("bad-empty-dir"), 5),
         &["ratings.csv", ".inter"],
     );
+}
 
+#[test]
+fn bad_input_movielens_rows_name_file_line_column() {
     let dir = movielens_dir("bad-column");
     write(&dir, "ratings.csv", "userId,movieId,rating\nu1,10,5\n");
     assert_mentions(&err_of(&dir, 0), &["ratings.csv", "line 1", "'timestamp'"]);
@@ -439,7 +444,10 @@ fn bad_input_is_an_error_naming_file_line_column() {
         "movieId,title,genres\n10,\"Open title,Drama\n",
     );
     assert_mentions(&err_of(&dir, 0), &["movies.csv", "line 2"]);
+}
 
+#[test]
+fn bad_input_nothing_left_to_train_on_names_the_file() {
     // Empty after filtering: names the interaction file and the option to change.
     assert_mentions(
         &err_of(&movielens_dir("bad-kcore"), 6),
@@ -458,7 +466,10 @@ fn bad_input_is_an_error_naming_file_line_column() {
         &leave_one_out(&ds, 20).unwrap_err().to_string(),
         &["ratings.csv", "3 interactions"],
     );
+}
 
+#[test]
+fn bad_input_recbole_files_name_file_line_column() {
     let dir = recbole_dir("bad-recbole-time");
     write(
         &dir,

@@ -170,12 +170,85 @@ fn linear64(x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Block `l`'s residual attention step of `naive_scores`: pre-LN, then causal multi-head
+/// self-attention added to every position of `x`.
+fn naive_attention(model: &SasRec, l: usize, x: &mut [Vec<f64>]) {
+    let c = model.config;
+    let d = c.hidden;
+    let dh = d / c.heads;
+    let p = |name: String| param(model, &name).0;
+    let a: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| {
+            layer_norm64(
+                r,
+                &p(format!("blocks.{l}.attn_norm.weight")),
+                &p(format!("blocks.{l}.attn_norm.bias")),
+            )
+        })
+        .collect();
+    let proj = |name: &str, r: &Vec<f64>| {
+        linear64(
+            r,
+            &p(format!("blocks.{l}.attn.{name}.weight")),
+            &p(format!("blocks.{l}.attn.{name}.bias")),
+        )
+    };
+    let q: Vec<Vec<f64>> = a.iter().map(|r| proj("q", r)).collect();
+    let k: Vec<Vec<f64>> = a.iter().map(|r| proj("k", r)).collect();
+    let v: Vec<Vec<f64>> = a.iter().map(|r| proj("v", r)).collect();
+    for i in 0..x.len() {
+        let mut att = vec![0.0; d];
+        for h in 0..c.heads {
+            let hs = h * dh..(h + 1) * dh;
+            let s: Vec<f64> = (0..=i)
+                .map(|j| hs.clone().map(|e| q[i][e] * k[j][e]).sum::<f64>() / (dh as f64).sqrt())
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+            for j in 0..=i {
+                let pj = (s[j] - m).exp() / z;
+                for e in hs.clone() {
+                    att[e] += pj * v[j][e];
+                }
+            }
+        }
+        let o = proj("o", &att);
+        (0..d).for_each(|e| x[i][e] += o[e]);
+    }
+}
+
+/// Block `l`'s residual feed-forward step of `naive_scores`: pre-LN, fc1, ReLU, fc2, added to
+/// every position of `x`.
+fn naive_ffn(model: &SasRec, l: usize, x: &mut [Vec<f64>]) {
+    let d = model.config.hidden;
+    let p = |name: String| param(model, &name).0;
+    for r in x.iter_mut() {
+        let f = layer_norm64(
+            r,
+            &p(format!("blocks.{l}.ffn_norm.weight")),
+            &p(format!("blocks.{l}.ffn_norm.bias")),
+        );
+        let f = linear64(
+            &f,
+            &p(format!("blocks.{l}.ffn.fc1.weight")),
+            &p(format!("blocks.{l}.ffn.fc1.bias")),
+        );
+        let f: Vec<f64> = f.iter().map(|&u| u.max(0.0)).collect();
+        let f = linear64(
+            &f,
+            &p(format!("blocks.{l}.ffn.fc2.weight")),
+            &p(format!("blocks.{l}.ffn.fc2.bias")),
+        );
+        (0..d).for_each(|e| r[e] += f[e]);
+    }
+}
+
 /// Scores of every item after `history` (already at most max_len items), computed one position
 /// at a time in f64 from the parameter values: pre-LN blocks, causal multi-head attention.
 fn naive_scores(model: &SasRec, history: &[u32]) -> Vec<f64> {
     let c = model.config;
     let d = c.hidden;
-    let dh = d / c.heads;
     let (emb, _) = param(model, "item_emb.weight");
     let (pos, _) = param(model, "pos_emb.weight");
     let mut x: Vec<Vec<f64>> = history
@@ -188,66 +261,8 @@ fn naive_scores(model: &SasRec, history: &[u32]) -> Vec<f64> {
         .collect();
     let p = |name: String| param(model, &name).0;
     for l in 0..c.blocks {
-        let a: Vec<Vec<f64>> = x
-            .iter()
-            .map(|r| {
-                layer_norm64(
-                    r,
-                    &p(format!("blocks.{l}.attn_norm.weight")),
-                    &p(format!("blocks.{l}.attn_norm.bias")),
-                )
-            })
-            .collect();
-        let proj = |name: &str, r: &Vec<f64>| {
-            linear64(
-                r,
-                &p(format!("blocks.{l}.attn.{name}.weight")),
-                &p(format!("blocks.{l}.attn.{name}.bias")),
-            )
-        };
-        let q: Vec<Vec<f64>> = a.iter().map(|r| proj("q", r)).collect();
-        let k: Vec<Vec<f64>> = a.iter().map(|r| proj("k", r)).collect();
-        let v: Vec<Vec<f64>> = a.iter().map(|r| proj("v", r)).collect();
-        for i in 0..x.len() {
-            let mut att = vec![0.0; d];
-            for h in 0..c.heads {
-                let hs = h * dh..(h + 1) * dh;
-                let s: Vec<f64> = (0..=i)
-                    .map(|j| {
-                        hs.clone().map(|e| q[i][e] * k[j][e]).sum::<f64>() / (dh as f64).sqrt()
-                    })
-                    .collect();
-                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                for j in 0..=i {
-                    let pj = (s[j] - m).exp() / z;
-                    for e in hs.clone() {
-                        att[e] += pj * v[j][e];
-                    }
-                }
-            }
-            let o = proj("o", &att);
-            (0..d).for_each(|e| x[i][e] += o[e]);
-        }
-        for r in x.iter_mut() {
-            let f = layer_norm64(
-                r,
-                &p(format!("blocks.{l}.ffn_norm.weight")),
-                &p(format!("blocks.{l}.ffn_norm.bias")),
-            );
-            let f = linear64(
-                &f,
-                &p(format!("blocks.{l}.ffn.fc1.weight")),
-                &p(format!("blocks.{l}.ffn.fc1.bias")),
-            );
-            let f: Vec<f64> = f.iter().map(|&u| u.max(0.0)).collect();
-            let f = linear64(
-                &f,
-                &p(format!("blocks.{l}.ffn.fc2.weight")),
-                &p(format!("blocks.{l}.ffn.fc2.bias")),
-            );
-            (0..d).for_each(|e| r[e] += f[e]);
-        }
+        naive_attention(model, l, &mut x);
+        naive_ffn(model, l, &mut x);
     }
     let last = x.last().unwrap();
     let h = layer_norm64(

@@ -116,14 +116,9 @@ fn without_timing(mut r: Value) -> Value {
     r
 }
 
-#[test]
-fn every_stage_runs_and_writes_its_outputs() {
-    let data = scratch("data-a");
-    write_tiny_dataset(&data);
-    let run = scratch("run-a");
-    let stdout = run_ok(&train_args(&data, &run));
-
-    // The last stdout line is the summary JSON with the four methods.
+/// The last stdout line is the summary JSON: the data set, the four methods with metrics in
+/// range, and SASRec trained for the `--sasrec-epochs` asked for.
+fn assert_summary(stdout: &str, data: &Path, run: &Path) {
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["dataset"], data.file_name().unwrap().to_str().unwrap());
     assert!(last["seconds"].as_f64().unwrap() > 0.0);
@@ -158,7 +153,10 @@ fn every_stage_runs_and_writes_its_outputs() {
         );
         assert!(h1 <= h5 && h5 <= h10);
     }
+}
 
+/// The run folder holds the config, log, results, plots, vocabulary map and both checkpoints.
+fn assert_output_files(run: &Path) {
     for file in [
         "config.json",
         "log.jsonl",
@@ -176,10 +174,16 @@ fn every_stage_runs_and_writes_its_outputs() {
     assert!(std::fs::read_to_string(run.join("loss.svg"))
         .unwrap()
         .contains("<polyline"));
+}
 
-    // Log records: every step has the loss terms; ILRec finds negatives; the warm-up loss falls.
-    let log = log_records(&run);
-    let steps: Vec<&Value> = log.iter().filter(|r| r.get("loss").is_some()).collect();
+/// The log records of training steps (those with a loss).
+fn step_records(log: &[Value]) -> Vec<&Value> {
+    log.iter().filter(|r| r.get("loss").is_some()).collect()
+}
+
+/// Log records: every step has the loss terms; ILRec finds negatives; the warm-up loss falls.
+fn assert_training_log(log: &[Value]) {
+    let steps = step_records(log);
     for r in &steps {
         for key in [
             "step",
@@ -224,21 +228,23 @@ fn every_stage_runs_and_writes_its_outputs() {
     assert!(log
         .iter()
         .any(|r| r["stage"] == "ilrec" && r["valid_ndcg@10"].is_number()));
+}
 
-    // Resume: kill a second run midway through training, resume it, compare bit for bit.
-    let killed = scratch("run-b");
+/// Starts a run into `out`, kills it once its log has `kill_after` lines (or after two minutes),
+/// then resumes it to the end; returns the resumed run's stdout.
+fn kill_then_resume(data: &Path, out: &Path, kill_after: usize) -> String {
     let mut child = train()
-        .args(train_args(&data, &killed))
+        .args(train_args(data, out))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let lines = std::fs::read_to_string(killed.join("log.jsonl"))
+        let lines = std::fs::read_to_string(out.join("log.jsonl"))
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        if lines >= steps.len() / 2 || Instant::now() > deadline {
+        if lines >= kill_after || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -249,12 +255,15 @@ fn every_stage_runs_and_writes_its_outputs() {
         !status.success(),
         "the run finished before it could be killed: make the test run longer"
     );
-    let mut resume_args = train_args(&data, &killed);
+    let mut resume_args = train_args(data, out);
     resume_args.push("--resume".into());
-    let resumed_stdout = run_ok(&resume_args);
+    run_ok(&resume_args)
+}
 
+/// The resumed run's log (timings aside) and metrics equal the uninterrupted run's.
+fn assert_same_run(log: Vec<Value>, stdout: &str, resumed: &Path, resumed_stdout: &str) {
     let a: Vec<Value> = log.into_iter().map(without_timing).collect();
-    let b: Vec<Value> = log_records(&killed)
+    let b: Vec<Value> = log_records(resumed)
         .into_iter()
         .map(without_timing)
         .collect();
@@ -266,11 +275,24 @@ fn every_stage_runs_and_writes_its_outputs() {
         let v: Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
         v["rows"].clone()
     };
-    assert_eq!(
-        rows(&stdout),
-        rows(&resumed_stdout),
-        "resumed metrics differ"
-    );
+    assert_eq!(rows(stdout), rows(resumed_stdout), "resumed metrics differ");
+}
+
+#[test]
+fn every_stage_runs_and_writes_its_outputs() {
+    let data = scratch("data-a");
+    write_tiny_dataset(&data);
+    let run = scratch("run-a");
+    let stdout = run_ok(&train_args(&data, &run));
+    assert_summary(&stdout, &data, &run);
+    assert_output_files(&run);
+    let log = log_records(&run);
+    assert_training_log(&log);
+
+    // Resume: kill a second run midway through training, resume it, compare bit for bit.
+    let killed = scratch("run-b");
+    let resumed_stdout = kill_then_resume(&data, &killed, step_records(&log).len() / 2);
+    assert_same_run(log, &stdout, &killed, &resumed_stdout);
 
     for dir in [data, run, killed] {
         let _ = std::fs::remove_dir_all(dir);
