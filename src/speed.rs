@@ -340,7 +340,9 @@ impl Workload {
             .collect();
         let cf = Box::new(SasRec::new(SasRecConfig::new(SYNTHETIC_ITEMS), 2)?);
         let step = match objective {
-            StepObjective::Ilrec => ilrec_step(&PipelineConfig::default(), cfg.num_hidden_layers),
+            StepObjective::Ilrec => {
+                ilrec_step(&PipelineConfig::default(), cfg.num_hidden_layers, None)
+            }
             _ => StepConfig::sft(),
         };
         Ok(Workload::Trainer {

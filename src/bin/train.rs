@@ -1,8 +1,10 @@
 //! `train`: the whole ILRec pipeline, end to end, on one data set. Each step is a stage of
 //! `ilrec::pipeline`; this file is the story, in order:
 //!
-//! 1. load and split the data; render items (title mode: title tokens then EOS); build the trie
-//! 2. train SASRec (the CF reward model, and a results row)
+//! 1. load and split the data
+//! 2. train SASRec (the CF reward model, and a results row); in SID mode its item table is
+//!    quantised into semantic IDs (RQ-VAE); render items (SID or title tokens, then EOS), build
+//!    the vocabulary, the item trie and the prompts
 //! 3. SFT warm-up of the LLM on the seqrec prompts
 //! 4. from that checkpoint: ILRec fine-tuning, and the SFT baseline continued on the same batches
 //! 5. evaluate each model with trie-constrained beam search on validation and test
@@ -13,12 +15,12 @@
 use ilrec::cli::wants_help;
 use ilrec::ilrec::schedule::Schedule;
 use ilrec::ilrec::trainer::StepConfig;
-use ilrec::pipeline::config::PipelineConfig;
+use ilrec::pipeline::config::{ItemRepr, PipelineConfig};
 use ilrec::pipeline::evaluate::Evaluator;
 use ilrec::pipeline::results::{result_row, StageClock};
 use ilrec::pipeline::stage::{file_name, last_valid, run_resumable, stage_config, steps_for};
 use ilrec::pipeline::stage::{Journal, StageInputs};
-use ilrec::pipeline::{cf, data, flags, model, results, variants};
+use ilrec::pipeline::{cf, data, flags, model, results, sids, variants};
 use ilrec::report::ResultsTable;
 use ilrec::Result;
 use std::path::Path;
@@ -44,15 +46,33 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     let tokenizer = model::load_tokenizer(&plan)?;
     let run_dir = results::prepare_run_dir(cfg.out.as_deref(), cfg.resume)?;
 
-    // 1. Data: split, items as tokens, the vocabulary, the item trie, training examples.
-    let d = data::prepare_for(cfg, &plan, &tokenizer)?;
-    results::write_run_config(&run_dir, cfg, &plan, &d)?;
+    // 1. Data: load, k-core, leave-one-out split.
+    let (dataset, split) = data::load_and_split(cfg)?;
     clock.lap("data");
 
     // Popularity, the floor every model must beat; 2. SASRec, the CF reward model.
     let mut table = ResultsTable::default();
-    let sasrec = cf::baselines(cfg, &d, &run_dir, &mut table)?;
+    let sasrec = cf::baselines(cfg, (&dataset, &split), &run_dir, &mut table)?;
     clock.lap("sasrec");
+
+    // Items as tokens: semantic IDs from SASRec's item table (or titles); then the vocabulary,
+    // the item trie and the training examples.
+    let mut tokenizer = tokenizer;
+    let sids = match cfg.item_repr {
+        ItemRepr::Sid => Some(sids::item_sids(
+            cfg,
+            &plan,
+            &dataset,
+            &sasrec,
+            &mut tokenizer,
+            &run_dir,
+        )?),
+        ItemRepr::Title => None,
+    };
+    let texts = data::item_texts(cfg.item_repr, &dataset, sids.as_deref())?;
+    let d = data::prepare_for(cfg, &plan, &tokenizer, (dataset, split), texts)?;
+    results::write_run_config(&run_dir, cfg, &plan, &d)?;
+    clock.lap("items and prompts");
 
     // 3. SFT warm-up from scratch (or from the pretrained checkpoint).
     let built = model::build_model(&plan, &d.vocab, d.model_eos, cfg.seed)?;
@@ -82,7 +102,8 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     clock.lap("sft warm-up");
 
     // 4. From the warm-up weights: SFT continued, ILRec (and the ablations), same batches.
-    let methods = variants::variants(cfg, warm.config.num_hidden_layers);
+    let top = warm.config.num_hidden_layers;
+    let methods = variants::variants(cfg, top, d.item_vocab.clone());
     let mut finetuned = Vec::new();
     for (name, step) in &methods {
         let steps = steps_for(cfg.finetune_epochs, d.train.len(), cfg.batch);

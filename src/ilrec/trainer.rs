@@ -56,6 +56,9 @@ pub struct StepConfig {
     pub tau: f32,
     pub ensemble: Ensemble,
     pub scope: NegativesScope,
+    /// CPD's item vocabulary V_item (model ids, ascending): the SID tokens in SID mode; None =
+    /// the whole vocabulary (title mode).
+    pub item_vocab: Option<Vec<u32>>,
 }
 
 /// Where self-hard negatives may come from.
@@ -104,6 +107,7 @@ impl StepConfig {
             tau: 1.0,
             ensemble: Ensemble::Mean,
             scope: NegativesScope::Trie,
+            item_vocab: None,
         }
     }
 
@@ -237,11 +241,15 @@ fn part_gradients(
 
     let positions =
         response_positions(&tape, z, &mining, &owners, &responses, batch, trie, cf, cfg)?;
+    let item_vocab = match &cfg.item_vocab {
+        Some(tokens) => ItemVocab::Tokens(tokens),
+        None => ItemVocab::All,
+    };
     let (loss, terms) = tape.ilrec_objective_part(
         out.logits,
         &lens,
         &positions,
-        ItemVocab::All,
+        item_vocab,
         &cfg.weights,
         norm,
     )?;

@@ -3,7 +3,7 @@
 //! records the epochs asked for and the epochs run.
 
 use super::config::PipelineConfig;
-use super::data::PreparedData;
+use super::data::valid_subset;
 use super::results::{result_row, write_json};
 use crate::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
 use crate::rec::{Dataset, Popularity, Split};
@@ -61,21 +61,23 @@ pub fn train_cf(
 }
 
 /// The two baseline rows of the table: popularity (the floor every model must beat) and SASRec,
-/// trained here; returns SASRec, the CF reward model of the ILRec runs.
+/// trained here; returns SASRec, the CF reward model of the ILRec runs (and, in SID mode, the
+/// source of the item embeddings).
 pub fn baselines(
     cfg: &PipelineConfig,
-    d: &PreparedData,
+    (dataset, split): (&Dataset, &Split),
     run_dir: &Path,
     table: &mut ResultsTable,
 ) -> Result<SasRec> {
-    let popularity = Popularity::from_dataset(&d.dataset);
-    let valid_pop = popularity.evaluate(&d.valid_subset).mean().ndcg_at(10);
-    let test_pop = popularity.evaluate(&d.split.test).mean();
+    let valid_subset = valid_subset(cfg, split);
+    let popularity = Popularity::from_dataset(dataset);
+    let valid_pop = popularity.evaluate(&valid_subset).mean().ndcg_at(10);
+    let test_pop = popularity.evaluate(&split.test).mean();
     let valid_pop = Some(valid_pop.unwrap_or(0.0));
     table.push(result_row("popularity", test_pop, 0.0, valid_pop));
-    let sasrec = train_cf(&d.dataset, &d.split, cfg, run_dir)?;
-    let valid_cf = sasrec.evaluate(&d.valid_subset)?.mean().ndcg_at(10);
-    let test_cf = sasrec.evaluate(&d.split.test)?.mean();
+    let sasrec = train_cf(dataset, split, cfg, run_dir)?;
+    let valid_cf = sasrec.evaluate(&valid_subset)?.mean().ndcg_at(10);
+    let test_cf = sasrec.evaluate(&split.test)?.mean();
     table.push(result_row("sasrec", test_cf, 0.0, valid_cf));
     Ok(sasrec)
 }

@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// How an item is written as tokens (the response the LLM generates and the trie holds).
-/// Semantic IDs plug in here as a second variant with their own rendering and trie tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemRepr {
+    /// Its semantic ID: `levels` added tokens `<a_12><b_3><c_7>`, then EOS (LC-Rec, ILRec).
+    Sid,
     /// The item's title tokens, then EOS (BIGRec / LC-Rec title mode).
     Title,
 }
@@ -20,17 +21,48 @@ pub enum ItemRepr {
 impl ItemRepr {
     pub fn parse(s: &str) -> Result<ItemRepr> {
         match s {
+            "sid" => Ok(ItemRepr::Sid),
             "title" => Ok(ItemRepr::Title),
             other => Err(Error::config(
                 format!("--item-repr {other}: not supported"),
-                "use --item-repr title (semantic IDs come later)",
+                "use --item-repr sid (semantic IDs, the default) or title",
             )),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            ItemRepr::Sid => "sid",
             ItemRepr::Title => "title",
+        }
+    }
+}
+
+/// The item embeddings an RQ-VAE quantises into semantic IDs (`src/sid/embeddings.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SidSource {
+    /// SASRec's item table (the CF model trained in the run).
+    Cf,
+    /// Mean-pooled final hidden states of each item's text under the pretrained `--model`.
+    Llm,
+    /// One (items, dim) tensor in a safetensors file, rows in the data set's item order.
+    File(PathBuf),
+}
+
+impl SidSource {
+    pub fn parse(s: &str) -> SidSource {
+        match s {
+            "cf" => SidSource::Cf,
+            "llm" => SidSource::Llm,
+            file => SidSource::File(PathBuf::from(file)),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            SidSource::Cf => "cf".into(),
+            SidSource::Llm => "llm".into(),
+            SidSource::File(p) => p.display().to_string(),
         }
     }
 }
@@ -44,8 +76,12 @@ pub struct PipelineConfig {
     pub kcore: usize,
     /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
     pub model: String,
-    /// How items are written [title].
+    /// How items are written [sid].
     pub item_repr: ItemRepr,
+    /// SID mode: what the RQ-VAE quantises [cf].
+    pub sid_embeddings: SidSource,
+    /// SID mode: a `sids.json` (LC-Rec's `.index.json` shape) to use instead of building [none].
+    pub sids: Option<PathBuf>,
     /// History items shown in the LLM prompt [10].
     pub max_history: usize,
     /// Seeded subsample of training samples for the LLM, 0 = all [0].
@@ -108,7 +144,9 @@ impl Default for PipelineConfig {
             data: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small"),
             kcore: 5,
             model: "tiny".into(),
-            item_repr: ItemRepr::Title,
+            item_repr: ItemRepr::Sid,
+            sid_embeddings: SidSource::Cf,
+            sids: None,
             max_history: 10,
             train_samples: 0,
             valid_users: 200,
@@ -184,6 +222,20 @@ impl PipelineConfig {
                 "defaults: --clip-norm 1 --weight-decay 0.01 --warmup 0.05",
             );
         }
+        if let Some(file) = self
+            .sids
+            .iter()
+            .chain(match &self.sid_embeddings {
+                SidSource::File(p) => Some(p),
+                _ => None,
+            })
+            .find(|p| !p.is_file())
+        {
+            return fail(
+                &format!("{}: no such file", file.display()),
+                "--sids takes a sids.json, --sid-embeddings cf, llm or a .safetensors file",
+            );
+        }
         if self.resume && self.out.is_none() {
             return fail(
                 "--resume needs --out",
@@ -197,7 +249,9 @@ impl PipelineConfig {
     pub fn to_json(&self, lens_layers: &[usize], model_config: Value) -> Value {
         json!({
             "data": self.data.display().to_string(), "kcore": self.kcore, "model": self.model,
-            "item_repr": self.item_repr.name(), "max_history": self.max_history,
+            "item_repr": self.item_repr.name(), "sid_embeddings": self.sid_embeddings.name(),
+            "sids": self.sids.as_ref().map(|p| p.display().to_string()),
+            "max_history": self.max_history,
             "train_samples": self.train_samples, "valid_users": self.valid_users,
             "epochs": self.epochs, "finetune_epochs": self.finetune_epochs, "batch": self.batch,
             "lr": self.lr, "warmup_fraction": self.warmup_fraction, "clip_norm": self.clip_norm,

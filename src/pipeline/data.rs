@@ -1,6 +1,6 @@
-//! Stage 1, prepare the data: load + k-core + leave-one-out, render items (see [`ItemRepr`]),
-//! tokenise prompts, compact the vocabulary, build the item trie over the items' model tokens,
-//! and turn samples into training examples.
+//! Stage 1, prepare the data: load + k-core + leave-one-out, render items (see [`ItemRepr`]:
+//! titles, or the SID text of `pipeline::sids`), tokenise prompts, compact the vocabulary, build
+//! the item trie over the items' model tokens, and turn samples into training examples.
 
 use super::config::{ItemRepr, PipelineConfig};
 use super::model::{vocabulary, ModelPlan};
@@ -25,6 +25,9 @@ pub struct PreparedData {
     pub model_eos: u32,
     /// The item trie over model ids: constrained decoding and ILRec's candidate sets.
     pub trie: ItemTrie,
+    /// SID mode: every item token (model ids, ascending), CPD's item vocabulary V_item; None in
+    /// title mode, where CPD runs over the whole vocabulary.
+    pub item_vocab: Option<Vec<u32>>,
     pub train: Vec<TrainExample>,
     pub valid: Vec<TrainExample>,
     pub test: Vec<TrainExample>,
@@ -60,15 +63,41 @@ pub fn eos_token(tokenizer: &Tokenizer) -> Result<u32> {
     })
 }
 
-/// Stage 1 for the model of `plan`: [`load_and_split`], then [`prepare_data`] with the plan's
-/// vocabulary (compact ids for a preset trained from scratch, the tokenizer's for a checkpoint).
+/// Stage 1 for the model of `plan`: [`prepare_data`] with the plan's vocabulary (compact ids
+/// for a preset trained from scratch, the tokenizer's for a checkpoint, grown by any added
+/// tokens such as SIDs). `item_texts[i]` is how item i is written ([`item_texts`]).
 pub fn prepare_for(
     cfg: &PipelineConfig,
     plan: &ModelPlan,
     tokenizer: &Tokenizer,
+    loaded: (Dataset, Split),
+    item_texts: Vec<String>,
 ) -> Result<PreparedData> {
-    let vocab = |enc: &Encoded, eos| vocabulary(plan, enc.all_token_streams(), eos);
-    prepare_data(cfg, load_and_split(cfg)?, tokenizer, vocab)
+    let size = tokenizer.vocab_size();
+    let vocab = |enc: &Encoded, eos| vocabulary(plan, enc.all_token_streams(), eos, size);
+    prepare_data(cfg, loaded, tokenizer, item_texts, vocab)
+}
+
+/// How each item is written, in item order: its title (made unique with its raw id where two
+/// items share one), or in SID mode the text of its SID, `<a_12><b_3><c_7>` (`sids[item]`).
+pub fn item_texts(
+    repr: ItemRepr,
+    dataset: &Dataset,
+    sids: Option<&[Vec<u32>]>,
+) -> Result<Vec<String>> {
+    match (repr, sids) {
+        (ItemRepr::Title, _) => Ok(dataset.unique_titles()),
+        (ItemRepr::Sid, Some(codes)) => Ok(codes.iter().map(|c| crate::sid::sid_text(c)).collect()),
+        (ItemRepr::Sid, None) => Err(Error::config(
+            "SID mode without SIDs",
+            "build them first (pipeline::sids::item_sids)",
+        )),
+    }
+}
+
+/// The seeded validation subset used for model selection (`valid_users`; all when 0).
+pub fn valid_subset(cfg: &PipelineConfig, split: &Split) -> Vec<Sample> {
+    subsample(&split.valid, cfg.valid_users, cfg.seed ^ 0x5eed)
 }
 
 /// Renders, tokenises and indexes the data. `vocab` builds the vocabulary map from the token
@@ -77,13 +106,14 @@ pub fn prepare_data(
     cfg: &PipelineConfig,
     (dataset, split): (Dataset, Split),
     tokenizer: &Tokenizer,
+    item_texts: Vec<String>,
     vocab: impl FnOnce(&Encoded, u32) -> VocabMap,
 ) -> Result<PreparedData> {
     let eos = eos_token(tokenizer)?;
     let train_subset = subsample(&split.train, cfg.train_samples, cfg.seed);
-    let valid_subset = subsample(&split.valid, cfg.valid_users, cfg.seed ^ 0x5eed);
+    let valid_subset = valid_subset(cfg, &split);
     let groups: [&[Sample]; 3] = [&train_subset, &valid_subset, &split.test];
-    let encoded = encode_all(cfg.item_repr, tokenizer, &dataset, &groups, cfg.max_history)?;
+    let encoded = encode_all(&item_texts, tokenizer, &groups, cfg.max_history);
     let vocab = vocab(&encoded, eos);
     let item_seqs: Vec<Vec<u32>> = encoded
         .items
@@ -92,6 +122,12 @@ pub fn prepare_data(
         .collect::<Result<_>>()?;
     let model_eos = vocab.to_model_ids(&[eos])?[0];
     let trie = ItemTrie::build(&item_seqs, model_eos)?;
+    let item_vocab = (cfg.item_repr == ItemRepr::Sid).then(|| {
+        let mut ids: Vec<u32> = item_seqs.iter().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    });
     let examples = |g: usize, samples: &[Sample]| to_examples(&vocab, &encoded.prompts[g], samples);
     let (train, valid, test) = (
         examples(0, &train_subset)?,
@@ -109,6 +145,7 @@ pub fn prepare_data(
         vocab,
         model_eos,
         trie,
+        item_vocab,
         train,
         valid,
         test,
@@ -150,18 +187,16 @@ impl Encoded {
     }
 }
 
-/// Renders items and prompts with `repr`; prompts show the last `max_history` history items.
+/// Tokenises the items' texts and the prompts; prompts show the last `max_history` history
+/// items, each written as its text.
 fn encode_all(
-    repr: ItemRepr,
+    item_texts: &[String],
     tokenizer: &Tokenizer,
-    dataset: &Dataset,
     groups: &[&[Sample]],
     max_history: usize,
-) -> Result<Encoded> {
-    let ItemRepr::Title = repr;
-    let titles = dataset.unique_titles();
-    let items = titles.iter().map(|t| tokenizer.encode(t)).collect();
-    let render = |item: u32| titles[item as usize].clone();
+) -> Encoded {
+    let items = item_texts.iter().map(|t| tokenizer.encode(t)).collect();
+    let render = |item: u32| item_texts[item as usize].clone();
     let total: usize = groups.iter().map(|g| g.len()).sum();
     let mut progress = Progress::new("tokenise prompts", total);
     let prompts = groups
@@ -182,7 +217,7 @@ fn encode_all(
         })
         .collect();
     progress.finish();
-    Ok(Encoded { items, prompts })
+    Encoded { items, prompts }
 }
 
 /// A seeded subsample of `n` samples (all when n = 0 or n >= len), kept in their original order.

@@ -3,7 +3,7 @@
 //! Lives beside the config so every front end (`train`, later `eval` / `recommend`) reads the same
 //! flags the same way.
 
-use super::config::{ItemRepr, PipelineConfig};
+use super::config::{ItemRepr, PipelineConfig, SidSource};
 use crate::cli::Flags;
 use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
@@ -21,7 +21,11 @@ Data and model:
   --data DIR            data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small]
   --kcore K             k-core filter, 0 = off [5]
   --model PRESET|PATH   preset (tiny, mini, small, base) trained from scratch, an HF checkpoint folder or a .gguf file [tiny]
-  --item-repr title     how items are written (only `title` for now) [title]
+  --item-repr sid|title how items are written: semantic IDs <a_12><b_3><c_7>, or titles [sid]
+  --sid-embeddings cf|llm|FILE   what the RQ-VAE quantises: SASRec's item table, the mean final
+                        hidden state of the item text under a pretrained --model, or a
+                        (items, dim) .safetensors tensor [cf]
+  --sids FILE           use this sids.json (LC-Rec .index.json shape) instead of building SIDs
   --max-history N       history items in the LLM prompt [10]
   --train-samples N     seeded subsample of training samples for the LLM, 0 = all [0 = all]
   --valid-users N       seeded subset of validation users for model selection, 0 = all [200]
@@ -64,6 +68,8 @@ pub fn parse(args: Vec<String>) -> Result<PipelineConfig> {
             "--kcore" => c.kcore = f.num(flag)?,
             "--model" => c.model = f.value(flag)?,
             "--item-repr" => c.item_repr = ItemRepr::parse(&f.value(flag)?)?,
+            "--sid-embeddings" => c.sid_embeddings = SidSource::parse(&f.value(flag)?),
+            "--sids" => c.sids = Some(PathBuf::from(f.value(flag)?)),
             "--max-history" => c.max_history = f.num(flag)?,
             "--train-samples" => c.train_samples = f.num(flag)?,
             "--valid-users" => c.valid_users = f.num(flag)?,
@@ -118,6 +124,8 @@ mod tests {
             "--ablation" | "--resume" | "--help" => None,
             "--model" => Some("tiny"),
             "--item-repr" => Some("title"),
+            "--sid-embeddings" => Some("cf"),
+            "--sids" => Some("sids.json"),
             "--lens-layers" => Some("1"),
             "--negatives-scope" => Some("vocab"),
             "--ensemble" => Some("sum"),
@@ -133,6 +141,7 @@ mod tests {
         let flags: Vec<&str> = HELP
             .split_whitespace()
             .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
             .collect();
         assert!(flags.len() > 30, "HELP lists {} flags", flags.len());
         for flag in flags.into_iter().filter(|&f| f != "--help") {

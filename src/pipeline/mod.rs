@@ -18,5 +18,6 @@ pub mod evaluate;
 pub mod flags;
 pub mod model;
 pub mod results;
+pub mod sids;
 pub mod stage;
 pub mod variants;

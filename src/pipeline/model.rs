@@ -109,15 +109,19 @@ pub fn load_tokenizer(plan: &ModelPlan) -> Result<Tokenizer> {
 }
 
 /// The vocabulary map: compact (only the ids the data uses, plus EOS) for a preset, identity
-/// for a pretrained model.
+/// for a pretrained model, over the larger of its vocabulary and `tokenizer_size` (a tokenizer
+/// grown by added tokens, e.g. SIDs: [`build_model`] gives the model their rows).
 pub fn vocabulary<'a>(
     plan: &ModelPlan,
     streams: impl Iterator<Item = &'a [u32]>,
     eos: u32,
+    tokenizer_size: usize,
 ) -> VocabMap {
     match plan.source {
         ModelSource::Preset(_) => VocabMap::from_tokens(streams, &[eos]),
-        ModelSource::HfDir(_) | ModelSource::Gguf(_) => VocabMap::identity(plan.config.vocab_size),
+        ModelSource::HfDir(_) | ModelSource::Gguf(_) => {
+            VocabMap::identity(plan.config.vocab_size.max(tokenizer_size))
+        }
     }
 }
 
@@ -142,7 +146,15 @@ pub fn build_model(
 ) -> Result<BuiltModel> {
     let model = match &plan.source {
         ModelSource::Preset(_) => Llama::from_config(trained_config(plan, vocab, model_eos), seed)?,
-        ModelSource::HfDir(path) | ModelSource::Gguf(path) => load_model(path)?.0,
+        ModelSource::HfDir(path) | ModelSource::Gguf(path) => {
+            let mut model = load_model(path)?.0;
+            if vocab.len() > model.config.vocab_size {
+                // Added tokens (SIDs): new embedding / head rows = mean of the old ones plus
+                // small seeded noise (ILREC.md section 4).
+                model.resize_vocab(vocab.len(), seed)?;
+            }
+            model
+        }
     };
     let trainable = model
         .params

@@ -5,8 +5,9 @@ use super::config::PipelineConfig;
 use crate::ilrec::trainer::StepConfig;
 use crate::ilrec::ObjectiveWeights;
 
-/// ILRec's step from the config; `top` = the model's number of blocks.
-pub fn ilrec_step(cfg: &PipelineConfig, top: usize) -> StepConfig {
+/// ILRec's step from the config; `top` = the model's number of blocks; `item_vocab` = CPD's
+/// V_item (the SID tokens; None in title mode: the whole vocabulary).
+pub fn ilrec_step(cfg: &PipelineConfig, top: usize, item_vocab: Option<Vec<u32>>) -> StepConfig {
     StepConfig {
         weights: ObjectiveWeights {
             alpha: cfg.alpha,
@@ -20,6 +21,7 @@ pub fn ilrec_step(cfg: &PipelineConfig, top: usize) -> StepConfig {
         tau: cfg.tau,
         ensemble: cfg.ensemble,
         scope: cfg.negatives_scope,
+        item_vocab,
     }
 }
 
@@ -29,8 +31,12 @@ pub fn lens_layers(cfg: &PipelineConfig, top: usize) -> Vec<usize> {
 }
 
 /// (method name, step) of every fine-tuning run, in table order.
-pub fn variants(cfg: &PipelineConfig, top: usize) -> Vec<(String, StepConfig)> {
-    let ilrec = ilrec_step(cfg, top);
+pub fn variants(
+    cfg: &PipelineConfig,
+    top: usize,
+    item_vocab: Option<Vec<u32>>,
+) -> Vec<(String, StepConfig)> {
+    let ilrec = ilrec_step(cfg, top, item_vocab);
     let mut out = vec![
         ("sft".to_string(), StepConfig::sft()),
         ("ilrec".into(), ilrec.clone()),
