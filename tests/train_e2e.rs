@@ -176,6 +176,30 @@ fn assert_output_files(run: &Path) {
         .contains("<polyline"));
 }
 
+/// SID mode (the default): config.json says so, and sids.json gives each of `items` items one
+/// SID, all of the same length, no two alike; the model vocabulary holds their tokens.
+fn assert_sids(run: &Path, items: usize) {
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(f)).unwrap()).unwrap()
+    };
+    assert_eq!(read("config.json")["item_repr"], "sid");
+    let sids = read("sids.json");
+    let sids = sids.as_object().unwrap();
+    assert_eq!(sids.len(), items, "{sids:?}");
+    let codes: Vec<Vec<String>> = sids
+        .values()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    assert!(codes
+        .iter()
+        .all(|c| c.len() == codes[0].len() && c.len() >= 2));
+    let mut unique = codes.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), items, "two items share a SID: {codes:?}");
+    assert!(run.join("sids.item_ids.json").is_file());
+}
+
 /// The log records of training steps (those with a loss).
 fn step_records(log: &[Value]) -> Vec<&Value> {
     log.iter().filter(|r| r.get("loss").is_some()).collect()
@@ -286,6 +310,7 @@ fn every_stage_runs_and_writes_its_outputs() {
     let stdout = run_ok(&train_args(&data, &run));
     assert_summary(&stdout, &data, &run);
     assert_output_files(&run);
+    assert_sids(&run, 12);
     let log = log_records(&run);
     assert_training_log(&log);
 
@@ -304,7 +329,7 @@ fn bad_input_fails_fast_with_a_hint() {
     let data = scratch("data-bad");
     write_tiny_dataset(&data);
     let d = data.to_str().unwrap();
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 12] = [
         &["--data", "/no/such/folder"],
         &["--data", d, "--model", "giant"],
         &["--data", d, "--model", "tiny", "--lens-layers", "3"],
@@ -313,6 +338,15 @@ fn bad_input_fails_fast_with_a_hint() {
         &["--data", d, "--negatives-scope", "anywhere"],
         &["--data", d, "--ensemble", "median"],
         &["--data", d, "--tau-r", "0"],
+        &["--data", d, "--item-repr", "words"],
+        &["--data", d, "--sids", "/no/such/sids.json"],
+        &[
+            "--data",
+            d,
+            "--sid-embeddings",
+            "/no/such/embeddings.safetensors",
+        ],
+        &["--data", d, "--sid-embeddings", "llm"],
     ];
     for args in cases {
         let started = Instant::now();
@@ -412,4 +446,66 @@ fn ablations_and_the_sequential_schedule_add_their_rows() {
     );
     let _ = std::fs::remove_dir_all(&run);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A short run's summary line (the table as JSON).
+fn summary_rows(stdout: &str) -> Value {
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    last["rows"].clone()
+}
+
+#[test]
+fn sids_from_a_file_reproduce_the_run_and_title_mode_still_runs() {
+    let data = scratch("data-sid");
+    write_tiny_dataset(&data);
+    let short = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args = train_args(&data, out);
+        let at = args.iter().position(|a| a == "--epochs").unwrap();
+        args[at + 1] = "2".into();
+        let at = args.iter().position(|a| a == "--finetune-epochs").unwrap();
+        args[at + 1] = "1".into();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    // A SID run, then the same run told to use its sids.json: the same SIDs give the same
+    // trie, vocabulary and so the same table, digit for digit.
+    let (built, given) = (scratch("run-sid-built"), scratch("run-sid-given"));
+    let built_rows = summary_rows(&run_ok(&short(&built, &[])));
+    let sids_file = built.join("sids.json").display().to_string();
+    let given_rows = summary_rows(&run_ok(&short(&given, &["--sids", &sids_file])));
+    assert_eq!(built_rows, given_rows);
+    let read = |dir: &Path, f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(read(&built, "sids.json"), read(&given, "sids.json"));
+    assert_eq!(
+        read(&built, "vocab_map.json"),
+        read(&given, "vocab_map.json")
+    );
+
+    // A file is really used: swap two items' SIDs; the run adopts them.
+    let swapped = scratch("sids-swapped");
+    std::fs::create_dir_all(&swapped).unwrap();
+    let mut sids: Value = serde_json::from_str(&read(&built, "sids.json")).unwrap();
+    let first = sids["0"].clone();
+    sids["0"] = sids["1"].clone();
+    sids["1"] = first;
+    std::fs::write(swapped.join("sids.json"), sids.to_string()).unwrap();
+    let ids = read(&built, "sids.item_ids.json");
+    std::fs::write(swapped.join("sids.item_ids.json"), ids).unwrap();
+    let adopted = scratch("run-sid-swapped");
+    let file = swapped.join("sids.json").display().to_string();
+    run_ok(&short(&adopted, &["--sids", &file]));
+    let written: Value = serde_json::from_str(&read(&adopted, "sids.json")).unwrap();
+    assert_eq!(written, sids);
+    assert_ne!(written["0"], written["1"]);
+
+    // Title mode: no SIDs, titles as responses.
+    let title = scratch("run-title");
+    let rows = summary_rows(&run_ok(&short(&title, &["--item-repr", "title"])));
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    assert!(!title.join("sids.json").exists());
+    let config: Value = serde_json::from_str(&read(&title, "config.json")).unwrap();
+    assert_eq!(config["item_repr"], "title");
+    for dir in [data, built, given, title, swapped, adopted] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -43,6 +43,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     let mut clock = StageClock::start();
     // Everything that can be wrong with the inputs is checked before the long stages.
     let plan = model::plan_model(&cfg.model, &cfg.lens_layers)?;
+    sids::check(cfg, &plan)?;
     let tokenizer = model::load_tokenizer(&plan)?;
     let run_dir = results::prepare_run_dir(cfg.out.as_deref(), cfg.resume)?;
 

@@ -3,7 +3,7 @@
 //! `sids.json` (LC-Rec's `.index.json` shape) -> the SID tokens `<a_c>`, `<b_c>`, ... added to
 //! the tokenizer, so prompts and responses tokenise to one id per code.
 
-use super::config::{PipelineConfig, SidSource};
+use super::config::{ItemRepr, PipelineConfig, SidSource};
 use super::model::{ModelPlan, ModelSource};
 use crate::cf::SasRec;
 use crate::model::load::load_model;
@@ -45,6 +45,21 @@ pub fn item_sids(
     let vocab = SidVocab::register(tokenizer, &codes_per_level(&codes))?;
     check_tokenisation(tokenizer, &vocab, &codes)?;
     Ok(codes)
+}
+
+/// Fails before any work when SID mode cannot run with this model: `--sid-embeddings llm`
+/// needs a pretrained model to embed item texts with.
+pub fn check(cfg: &PipelineConfig, plan: &ModelPlan) -> Result<()> {
+    let sid_mode = cfg.item_repr == ItemRepr::Sid && cfg.sids.is_none();
+    if sid_mode && cfg.sid_embeddings == SidSource::Llm {
+        if let ModelSource::Preset(name) = &plan.source {
+            return Err(Error::config(
+                format!("--sid-embeddings llm with --model {name}: a preset has no pretrained text states"),
+                "pass --model PATH (an HF folder or .gguf), or use --sid-embeddings cf",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The (items, dim) embeddings to quantise, from `cfg.sid_embeddings`.
