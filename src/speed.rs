@@ -129,12 +129,47 @@ impl StepObjective {
     }
 }
 
-/// Response tokens per row of the trainer's step (`sft`, `ilrec`): the last 8 of each row, an
-/// item's 7 tokens + EOS (a short title, or a few SID codes); the rest of the row is the prompt.
-pub const RESPONSE_TOKENS: usize = 8;
+/// How the synthetic items of the trainer's step (`sft`, `ilrec`) are written; the response is
+/// the last tokens of each row, the rest of the row is the prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyntheticItems {
+    /// 7 random tokens + EOS, like a short title (title mode: CPD and the lens over every token).
+    Title,
+    /// 3 codes of 256 + EOS, the codes 768 token ids below EOS (SID mode, the default run's: CPD
+    /// and the lens over the SID tokens only).
+    Sid,
+}
 
-/// Synthetic items of the trainer's step: random token sequences, indexed by a trie.
+impl SyntheticItems {
+    pub fn parse(s: &str) -> Option<SyntheticItems> {
+        match s {
+            "title" => Some(SyntheticItems::Title),
+            "sid" => Some(SyntheticItems::Sid),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SyntheticItems::Title => "title",
+            SyntheticItems::Sid => "sid",
+        }
+    }
+
+    /// Response tokens per row (item tokens + EOS).
+    pub fn response_tokens(self) -> usize {
+        match self {
+            SyntheticItems::Title => 8,
+            SyntheticItems::Sid => SID_LEVELS + 1,
+        }
+    }
+}
+
+/// Synthetic items of the trainer's step, indexed by a trie.
 const SYNTHETIC_ITEMS: usize = 256;
+/// SID shape of the synthetic items: levels x codes.
+const SID_LEVELS: usize = 3;
+const SID_CODES: usize = 256;
 
 /// Timing of `steps` training steps (forward, backward, clip, AdamW), after one warm-up step.
 #[derive(Clone, Debug)]
@@ -203,7 +238,7 @@ pub fn process_cpu_seconds() -> Option<f64> {
 
 /// Times the training step of a randomly initialised `cfg` (seed 0): `lm` on a fixed random
 /// batch (seed 1) of `batch` x `seq` tokens with logits at every position; `sft` / `ilrec` on
-/// the synthetic recommendation batch of [`Workload::trainer`] (same shape). Then gradient
+/// the synthetic recommendation batch of [`Workload::trainer`] (same shape, `items`). Then gradient
 /// clipping to norm 1 and one AdamW step (lr 1e-4, weight decay 0.01; PyTorch's other defaults).
 /// One warm-up step, then `steps` timed ones.
 pub fn time_train_step(
@@ -212,11 +247,12 @@ pub fn time_train_step(
     seq: usize,
     steps: usize,
     objective: StepObjective,
+    items: SyntheticItems,
 ) -> Result<TrainStepReport> {
     let mut model = Llama::from_config(cfg.clone(), 0)?;
     let workload = match objective {
         StepObjective::Lm => Workload::lm(cfg, batch, seq)?,
-        _ => Workload::trainer(cfg, batch, seq, objective)?,
+        _ => Workload::trainer(cfg, (batch, seq), objective, items)?,
     };
     let mut opt = AdamW::new(AdamWConfig {
         lr: 1e-4,
@@ -238,7 +274,7 @@ pub fn time_train_step(
     }
     let head_rows = match objective {
         StepObjective::Lm => batch * seq,
-        _ => batch * RESPONSE_TOKENS.min(seq),
+        _ => batch * items.response_tokens().min(seq),
     };
     let flops = train_step_flops(cfg, batch, seq, head_rows);
     Ok(summarise(&phases, flops, batch * seq, last_loss))
@@ -313,24 +349,22 @@ impl Workload {
     }
 
     /// `batch` rows of `seq` tokens: a random prompt, then the response of a random item of
-    /// [`SYNTHETIC_ITEMS`] (each [`RESPONSE_TOKENS`] - 1 random tokens, then EOS = the last id),
-    /// with a random 10-item history for SASRec. The ILRec step is the default run's
-    /// (`pipeline::variants::ilrec_step` of the default config): the four blocks below the top
-    /// as lens layers, alpha 0.1, lambda 0.1, mu 1, trie candidates, mean ensemble.
+    /// [`SYNTHETIC_ITEMS`] written as `items` says (EOS = the last id), with a random 10-item
+    /// history for SASRec. The ILRec step is the default run's (`pipeline::variants::ilrec_step`
+    /// of the default config): the four blocks below the top as lens layers, alpha 0.1, lambda
+    /// 0.1, mu 1, trie candidates, mean ensemble; in SID shape CPD's V_item = the SID tokens.
     fn trainer(
         cfg: &LlamaConfig,
-        batch: usize,
-        seq: usize,
+        (batch, seq): (usize, usize),
         objective: StepObjective,
+        items: SyntheticItems,
     ) -> Result<Workload> {
         let mut rng = Rng::new(1);
         let eos = (cfg.vocab_size - 1) as u32;
         let token = |rng: &mut Rng| rng.below(cfg.vocab_size - 1) as u32;
-        let items: Vec<Vec<u32>> = (0..SYNTHETIC_ITEMS)
-            .map(|_| (1..RESPONSE_TOKENS).map(|_| token(&mut rng)).collect())
-            .collect();
-        let trie = ItemTrie::build(&items, eos)?;
-        let prompt_len = seq.saturating_sub(RESPONSE_TOKENS).max(1);
+        let item_seqs = synthetic_items(cfg.vocab_size, items, &mut rng)?;
+        let trie = ItemTrie::build(&item_seqs, eos)?;
+        let prompt_len = seq.saturating_sub(items.response_tokens()).max(1);
         let examples = (0..batch)
             .map(|_| TrainExample {
                 prompt: (0..prompt_len).map(|_| token(&mut rng)).collect(),
@@ -339,10 +373,18 @@ impl Workload {
             })
             .collect();
         let cf = Box::new(SasRec::new(SasRecConfig::new(SYNTHETIC_ITEMS), 2)?);
+        let item_vocab = (items == SyntheticItems::Sid).then(|| {
+            let mut ids: Vec<u32> = item_seqs.iter().flatten().copied().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
         let step = match objective {
-            StepObjective::Ilrec => {
-                ilrec_step(&PipelineConfig::default(), cfg.num_hidden_layers, None)
-            }
+            StepObjective::Ilrec => ilrec_step(
+                &PipelineConfig::default(),
+                cfg.num_hidden_layers,
+                item_vocab,
+            ),
             _ => StepConfig::sft(),
         };
         Ok(Workload::Trainer {
@@ -377,6 +419,36 @@ impl Workload {
             }
         }
     }
+}
+
+/// The token sequences (without EOS) of [`SYNTHETIC_ITEMS`] distinct items over a vocabulary of
+/// `vocab` (EOS = `vocab - 1` never appears in them).
+fn synthetic_items(vocab: usize, items: SyntheticItems, rng: &mut Rng) -> Result<Vec<Vec<u32>>> {
+    let sid_ids = SID_LEVELS * SID_CODES;
+    if items == SyntheticItems::Sid && vocab < sid_ids + 2 {
+        return Err(crate::Error::config(
+            format!("bench train-step: a vocabulary of {vocab} is too small for synthetic SIDs"),
+            format!(
+                "use a config with at least {} tokens, or --items title",
+                sid_ids + 2
+            ),
+        ));
+    }
+    let first_sid = vocab.saturating_sub(1 + sid_ids) as u32; // SID tokens sit just below EOS
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(SYNTHETIC_ITEMS);
+    while out.len() < SYNTHETIC_ITEMS {
+        let seq: Vec<u32> = match items {
+            SyntheticItems::Title => (0..7).map(|_| rng.below(vocab - 1) as u32).collect(),
+            SyntheticItems::Sid => (0..SID_LEVELS)
+                .map(|l| first_sid + (l * SID_CODES + rng.below(SID_CODES)) as u32)
+                .collect(),
+        };
+        if seen.insert(seq.clone()) {
+            out.push(seq);
+        }
+    }
+    Ok(out)
 }
 
 /// One `lm` step: forward with logits at every position, loss, backward, accumulate, clip,

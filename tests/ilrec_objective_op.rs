@@ -354,3 +354,62 @@ fn without_crr_the_cf_rewards_may_be_left_out() {
     // with CRR on, missing rewards are an error, not a silent zero
     assert!(run(weights(), &no_rewards).is_err());
 }
+
+/// The columns of `t` (rows, V) at `tokens`: (rows, tokens.len()).
+fn columns_of(t: &Tensor, tokens: &[u32]) -> Tensor {
+    let v = t.shape()[1];
+    let data = t.data().unwrap();
+    let out: Vec<f32> = (0..t.shape()[0])
+        .flat_map(|r| tokens.iter().map(move |&c| data[r * v + c as usize]))
+        .collect();
+    Tensor::from_vec(out, &[t.shape()[0], tokens.len()]).unwrap()
+}
+
+/// A lens computed on the item columns only (`ItemVocab::Columns`, SID mode) is the same
+/// objective as the full lens read at those columns (`ItemVocab::Tokens`): same value, same
+/// gradient of z, and the lens gradient is the full one's item columns (zero elsewhere).
+#[test]
+fn a_lens_on_item_columns_equals_the_full_lens_at_those_columns() {
+    let mut rng = Rng::new(9);
+    let z = Tensor::randn(&[3, V], 1.5, &mut rng);
+    let lens = Tensor::randn(&[3, V], 1.5, &mut rng);
+    let items = [0u32, 1, 2, 3, 4, 5, 7, 9];
+    let pos = positions();
+    let run = |lens: &Tensor, vocab: ItemVocab| {
+        let mut t = Tape::new();
+        let (zv, lv) = (t.leaf(z.clone(), true), t.leaf(lens.clone(), true));
+        let (loss, terms) = t
+            .ilrec_objective(zv, &[lv], &pos, vocab, &weights())
+            .unwrap();
+        let grads = t.backward(loss).unwrap();
+        let g = |v| grads.of(v).unwrap().data().unwrap().to_vec();
+        (terms.total, g(zv), g(lv))
+    };
+    let (full_loss, full_gz, full_gl) = run(&lens, ItemVocab::Tokens(&items));
+    let narrow = columns_of(&lens, &items);
+    let (loss, gz, gl) = run(&narrow, ItemVocab::Columns(&items));
+    assert!((loss - full_loss).abs() < 1e-6, "{loss} vs {full_loss}");
+    assert!(full_gz.iter().zip(&gz).all(|(a, b)| (a - b).abs() < 1e-6));
+    let full_at_items = columns_of(&Tensor::from_vec(full_gl.clone(), &[3, V]).unwrap(), &items);
+    let full_at_items = full_at_items.data().unwrap();
+    assert!(full_at_items
+        .iter()
+        .zip(&gl)
+        .all(|(a, b)| (a - b).abs() < 1e-6));
+    assert!(
+        gl.iter().any(|&g| g != 0.0),
+        "CPD must reach the narrow lens"
+    );
+    // The full gradient has nothing outside the item columns, so nothing is lost.
+    let outside: f32 = (0..3 * V)
+        .filter(|i| !items.contains(&((i % V) as u32)))
+        .map(|i| full_gl[i].abs())
+        .sum();
+    assert_eq!(outside, 0.0);
+    // A lens of the wrong width is refused.
+    let mut t = Tape::new();
+    let (zv, lv) = (t.leaf(z.clone(), true), t.leaf(lens.clone(), true));
+    assert!(t
+        .ilrec_objective(zv, &[lv], &pos, ItemVocab::Columns(&items), &weights())
+        .is_err());
+}

@@ -4,7 +4,7 @@
 //! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
 //! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
-//!                  [--objective lm|sft|ilrec] [--json]
+//!                  [--objective lm|sft|ilrec] [--items sid|title] [--json]
 //! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
@@ -15,14 +15,15 @@ use ilrec::cli::Flags;
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
 use ilrec::model::config::LlamaConfig;
-use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step, StepObjective};
+use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step};
+use ilrec::speed::{StepObjective, SyntheticItems};
 use ilrec::{Error, Result};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
-  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--json]
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--items sid|title] [--json]
   bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
@@ -252,6 +253,7 @@ fn bench_peak(args: &[String]) -> Result<()> {
 fn bench_train_step(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
     let (mut objective, mut json) = (StepObjective::Lm, false);
+    let mut items = SyntheticItems::Sid;
     let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
         let flag = flag.as_str();
@@ -269,13 +271,21 @@ fn bench_train_step(args: &[String]) -> Result<()> {
                     ))
                 })?;
             }
+            "--items" => {
+                let name = flags.value(flag)?;
+                items = SyntheticItems::parse(&name).ok_or_else(|| {
+                    flags.error(format!(
+                        "train-step: --items is sid or title, found `{name}`"
+                    ))
+                })?;
+            }
             "--json" => json = true,
             other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
     let cfg = LlamaConfig::from_file(path)?;
-    let r = time_train_step(&cfg, batch, seq, steps, objective)?;
+    let r = time_train_step(&cfg, batch, seq, steps, objective, items)?;
     if let Some(table) = ilrec::autograd::profile::report() {
         eprintln!("per-op time over all steps (warm-up included; ILREC_PROFILE):\n{table}");
     }
@@ -292,8 +302,8 @@ fn bench_train_step(args: &[String]) -> Result<()> {
     if json {
         #[rustfmt::skip]
         println!(
-            "{{\"impl\":\"ilrec-rs\",\"objective\":\"{name}\",\"batch\":{batch},\"seq\":{seq},\"threads\":{},\"steps\":{},\"ms_per_step_median\":{:.1},\"ms_per_step_min\":{:.1},\"ms_per_step_max\":{:.1},\"ms_forward_median\":{:.1},\"ms_backward_median\":{:.1},\"ms_optimizer_median\":{:.1},\"tokens_per_s\":{:.1},\"gflops\":{:.2},\"gflops_per_cpu_s\":{},\"peak_rss_mb\":{},\"loss\":{:.5}}}",
-            pool::num_threads(), r.steps, r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
+            "{{\"impl\":\"ilrec-rs\",\"objective\":\"{name}\",\"items\":\"{}\",\"batch\":{batch},\"seq\":{seq},\"threads\":{},\"steps\":{},\"ms_per_step_median\":{:.1},\"ms_per_step_min\":{:.1},\"ms_per_step_max\":{:.1},\"ms_forward_median\":{:.1},\"ms_backward_median\":{:.1},\"ms_optimizer_median\":{:.1},\"tokens_per_s\":{:.1},\"gflops\":{:.2},\"gflops_per_cpu_s\":{},\"peak_rss_mb\":{},\"loss\":{:.5}}}",
+            items.name(), pool::num_threads(), r.steps, r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
             r.ms_forward_median, r.ms_backward_median, r.ms_optimizer_median, r.tokens_per_s, r.gflops,
             opt(r.gflops_per_cpu_s), opt(r.peak_rss_mb), r.last_loss
         );

@@ -63,10 +63,24 @@ pub struct ResponsePosition {
 /// The vocabulary CPD compares distributions over.
 #[derive(Clone, Copy, Debug)]
 pub enum ItemVocab<'a> {
-    /// Only these tokens (the SID tokens), ascending.
+    /// Only these tokens (the SID tokens), ascending; the lens logits hold every column.
     Tokens(&'a [u32]),
+    /// Only these tokens, ascending, and the lens logits hold exactly these columns in this
+    /// order, (n_t, tokens.len()): the lens head was computed on the item tokens only (SID mode
+    /// with trie negatives never reads another lens column). z still holds every column.
+    Columns(&'a [u32]),
     /// The whole vocabulary (title mode).
     All,
+}
+
+impl ItemVocab<'_> {
+    /// Columns of a lens row: the item tokens under `Columns`, else the final logits' `vocab`.
+    fn lens_width(self, vocab: usize) -> usize {
+        match self {
+            ItemVocab::Columns(ts) => ts.len(),
+            _ => vocab,
+        }
+    }
 }
 
 /// Loss values and counts, for logging.
@@ -147,7 +161,8 @@ impl Tape {
         weights: &ObjectiveWeights,
         norm: Normalizer,
     ) -> Result<(Var, ObjectiveTerms)> {
-        let (_, vocab) = check_shapes(self, z, lens, positions)?;
+        let (_, vocab) = check_shapes(self, z, lens, positions, item_vocab)?;
+        let lens_width = item_vocab.lens_width(vocab);
         if norm.positions < positions.len() {
             return Err(Error::config(
                 "ilrec_objective: the normaliser counts fewer positions than the part has",
@@ -172,6 +187,7 @@ impl Tape {
             n_t,
             n_cpd,
             vocab,
+            lens_width,
         };
         let (row_terms, grad_z, grad_lens) = rows.run(want_grad);
         let (ce, crr, cpd) = sum_terms(positions, row_terms, n_lens)?;
@@ -185,20 +201,20 @@ impl Tape {
         let total = Tensor::scalar(terms.total);
         let mut inputs = vec![z];
         inputs.extend_from_slice(lens);
-        let shape = [n_rows, vocab];
+        let (z_shape, lens_shape) = ([n_rows, vocab], [n_rows, lens_width]);
         let out = self.record("ilrec_objective", total, &inputs, move |g, needs| {
             let s = g.item()?;
-            let scaled = |v: Vec<f32>| -> Result<Tensor> {
-                Tensor::from_vec(v.into_iter().map(|x| x * s).collect(), &shape)
+            let scaled = |v: Vec<f32>, shape: &[usize]| -> Result<Tensor> {
+                Tensor::from_vec(v.into_iter().map(|x| x * s).collect(), shape)
             };
             let mut grads = vec![if needs[0] {
-                Some(scaled(grad_z)?)
+                Some(scaled(grad_z, &z_shape)?)
             } else {
                 None
             }];
             for (l, gl) in grad_lens.into_iter().enumerate() {
                 grads.push(if needs[l + 1] {
-                    Some(scaled(gl)?)
+                    Some(scaled(gl, &lens_shape)?)
                 } else {
                     None
                 });
@@ -219,6 +235,8 @@ struct RowInputs<'a> {
     n_t: usize,
     n_cpd: usize,
     vocab: usize,
+    /// Columns of a lens row (`vocab`, or the item tokens under `ItemVocab::Columns`).
+    lens_width: usize,
 }
 
 /// Per row: [cpo, crr, cpd of lens 0, cpd of lens 1, ...] (`Err` if a row failed).
@@ -231,16 +249,16 @@ impl RowInputs<'_> {
     /// layers in order), exactly as a serial loop would, so the loss has the same bits with
     /// any thread count.
     fn run(&self, want_grad: bool) -> (RowTerms, Vec<f32>, Vec<Vec<f32>>) {
-        let (n_rows, vocab) = (self.positions.len(), self.vocab);
-        let zeros = || {
+        let (n_rows, vocab, width) = (self.positions.len(), self.vocab, self.lens_width);
+        let zeros = |cols: usize| {
             if want_grad {
-                vec![0.0f32; n_rows * vocab]
+                vec![0.0f32; n_rows * cols]
             } else {
                 Vec::new()
             }
         };
-        let mut grad_z = zeros();
-        let mut grad_lens: Vec<Vec<f32>> = self.lens_data.iter().map(|_| zeros()).collect();
+        let mut grad_z = zeros(vocab);
+        let mut grad_lens: Vec<Vec<f32>> = self.lens_data.iter().map(|_| zeros(width)).collect();
         let mut row_terms: RowTerms = (0..n_rows).map(|_| Ok(Vec::new())).collect();
         {
             let terms_w = DisjointMut::new(&mut row_terms);
@@ -249,13 +267,14 @@ impl RowInputs<'_> {
                 grad_lens.iter_mut().map(|g| DisjointMut::new(g)).collect();
             parallel_for(n_rows, &|r| {
                 let row = r * vocab..(r + 1) * vocab;
+                let lens_row = r * width..(r + 1) * width;
                 // SAFETY: task r writes only row r of each gradient (empty when no gradient is
                 // wanted) and cell r of the terms.
                 let (g_z, g_lens, cell) = unsafe {
                     (
                         want_grad.then(|| gz_w.range(row.clone())),
                         gl_w.iter()
-                            .map(|g| want_grad.then(|| g.range(row.clone())))
+                            .map(|g| want_grad.then(|| g.range(lens_row.clone())))
                             .collect::<Vec<_>>(),
                         terms_w.range(r..r + 1),
                     )
@@ -264,7 +283,7 @@ impl RowInputs<'_> {
                     &self.zs[row.clone()],
                     self.lens_data,
                     r,
-                    vocab,
+                    width,
                     &self.positions[r],
                     self.item_vocab,
                     self.weights,
@@ -309,7 +328,7 @@ fn row_objective(
     z_row: &[f32],
     lens_data: &[&[f32]],
     r: usize,
-    vocab: usize,
+    lens_width: usize,
     pos: &ResponsePosition,
     item_vocab: ItemVocab<'_>,
     weights: &ObjectiveWeights,
@@ -333,7 +352,7 @@ fn row_objective(
     }
     if pos.item_position {
         for (l, (lv, g_row)) in lens_data.iter().zip(g_lens).enumerate() {
-            let lens_row = &lv[r * vocab..(r + 1) * vocab];
+            let lens_row = &lv[r * lens_width..(r + 1) * lens_width];
             terms[2 + l] = cpd_row(
                 z_row,
                 lens_row,
@@ -351,6 +370,7 @@ fn check_shapes(
     z: Var,
     lens: &[Var],
     positions: &[ResponsePosition],
+    item_vocab: ItemVocab<'_>,
 ) -> Result<(usize, usize)> {
     let zs = tape.shape(z);
     if zs.len() != 2 || zs[0] != positions.len() || zs[0] == 0 {
@@ -363,15 +383,28 @@ fn check_shapes(
             ),
         ));
     }
+    let want = [zs[0], item_vocab.lens_width(zs[1])];
     for &l in lens {
-        if tape.shape(l) != zs {
+        if tape.shape(l) != want {
             return Err(Error::shape(
                 "ilrec_objective",
-                format!("lens logits {:?} vs final logits {:?}", tape.shape(l), zs),
+                format!(
+                    "lens logits {:?}, expected {want:?} (final logits {zs:?})",
+                    tape.shape(l)
+                ),
             ));
         }
     }
     let vocab = zs[1];
+    if let ItemVocab::Tokens(ts) | ItemVocab::Columns(ts) = item_vocab {
+        if let Some(&bad) = ts.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Index {
+                op: "ilrec_objective (item vocabulary)",
+                index: bad as i64,
+                bound: vocab,
+            });
+        }
+    }
     if let Some(p) = positions.iter().find(|p| p.target as usize >= vocab) {
         return Err(Error::Index {
             op: "ilrec_objective",
@@ -493,6 +526,7 @@ fn cpd_row(
             .iter()
             .map(|&v| (z[v as usize], lens[v as usize]))
             .unzip(),
+        ItemVocab::Columns(ts) => (ts.iter().map(|&v| z[v as usize]).collect(), lens.to_vec()),
     };
     let (lse_t, lse_s) = (log_sum_exp(&teacher), log_sum_exp(&student));
     let mut kl = 0.0f32;
@@ -501,8 +535,9 @@ fn cpd_row(
         kl += exp_f32(log_pt) * (log_pt - (s - lse_s));
     }
     if let Some(g) = grad {
+        // Where the student's i-th logit lives in its lens row.
         let index = |i: usize| match item_vocab {
-            ItemVocab::All => i,
+            ItemVocab::All | ItemVocab::Columns(_) => i,
             ItemVocab::Tokens(ts) => ts[i] as usize,
         };
         for (i, (&t, &s)) in teacher.iter().zip(&student).enumerate() {

@@ -17,7 +17,7 @@
 use super::loss::{ItemVocab, Normalizer, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
 use super::negatives::{crr_tokens, Ensemble};
 use super::schedule::Schedule;
-use super::step::{mine_negatives, stacked_lens, MiningRow};
+use super::step::{mine_negatives, stacked_lens, MiningRow, MiningSettings};
 use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
 use crate::model::llama::{BatchInput, Llama};
@@ -222,16 +222,21 @@ fn part_gradients(
     let mut tape = Tape::new();
     let out = model.forward(&mut tape, &input, Some(&rows))?;
     // The lens of every layer the step reads (CPD's S, and the mining layers when they differ),
-    // in one stacked head call; the final layer's lens is the logits themselves.
+    // in one stacked head call. SID mode with trie negatives reads the lens only at the item
+    // tokens (CPD over V_item; every trie child is an item token, or EOS where EOS is the
+    // target): there only those columns are computed, for the final block too. Otherwise the
+    // final block's lens is the logits themselves.
+    let columns = lens_columns(cfg);
     let top = model.config.num_hidden_layers;
     let mining_layers = cfg.negative_layers.as_deref().unwrap_or(&cfg.lens_layers);
     let mut layers: Vec<usize> = Vec::new();
     for &l in cfg.lens_layers.iter().chain(mining_layers) {
-        if l != top && !layers.contains(&l) {
+        if (l != top || columns.is_some()) && !layers.contains(&l) {
             layers.push(l);
         }
     }
-    let (z, stacked) = stacked_lens(model, &mut tape, &out, &rows, &layers, Some(out.logits))?;
+    let z = out.logits;
+    let stacked = stacked_lens(model, &mut tape, &out, &rows, &layers, columns)?;
     let lens_of = |l: usize| match layers.iter().position(|&x| x == l) {
         Some(i) => stacked[i],
         None => z,
@@ -241,9 +246,10 @@ fn part_gradients(
 
     let positions =
         response_positions(&tape, z, &mining, &owners, &responses, batch, trie, cf, cfg)?;
-    let item_vocab = match &cfg.item_vocab {
-        Some(tokens) => ItemVocab::Tokens(tokens),
-        None => ItemVocab::All,
+    let item_vocab = match (columns, &cfg.item_vocab) {
+        (Some(tokens), _) => ItemVocab::Columns(tokens),
+        (None, Some(tokens)) => ItemVocab::Tokens(tokens),
+        (None, None) => ItemVocab::All,
     };
     let (loss, terms) = tape.ilrec_objective_part(
         out.logits,
@@ -255,6 +261,15 @@ fn part_gradients(
     )?;
     let grads = tape.backward(loss)?;
     Ok((grads, StepOutcome { terms, tokens }))
+}
+
+/// The vocabulary columns the lens is computed on: the item tokens in SID mode with trie
+/// negatives (nothing reads another lens column there), else None = every column.
+fn lens_columns(cfg: &StepConfig) -> Option<&[u32]> {
+    match (&cfg.item_vocab, cfg.scope) {
+        (Some(items), NegativesScope::Trie) => Some(items.as_slice()),
+        _ => None,
+    }
 }
 
 /// The per-row inputs of the objective: target, negatives, CF rewards, item/EOS flag.
@@ -299,14 +314,13 @@ fn response_positions(
             });
         }
         let lens_vals: Vec<&Tensor> = lens.iter().map(|&l| tape.value(l)).collect();
-        let mined = mine_negatives(
-            tape.value(logits),
-            &lens_vals,
-            &rows,
-            cfg.ensemble,
-            cfg.margin,
-            cfg.tau,
-        )?;
+        let settings = MiningSettings {
+            ensemble: cfg.ensemble,
+            margin: cfg.margin,
+            tau: cfg.tau,
+            columns: lens_columns(cfg),
+        };
+        let mined = mine_negatives(tape.value(logits), &lens_vals, &rows, settings)?;
         for (pos, negatives) in positions.iter_mut().zip(mined) {
             pos.negatives = negatives;
         }

@@ -518,6 +518,21 @@ impl Llama {
         tape.linear(normed, head.weight, None) // (rows, V)
     }
 
+    /// Final norm + the LM head restricted to the token ids `columns`: h (n, D) -> (n, C)
+    /// logits, column j = token `columns[j]`. Only those rows of the head weight are read (and
+    /// receive gradient), so a head over C tokens costs C/V of the full one.
+    pub fn apply_head_columns(
+        &self,
+        tape: &mut Tape,
+        head: HeadVars,
+        h: Var,
+        columns: &[usize],
+    ) -> Result<Var> {
+        let normed = tape.rms_norm(h, head.norm, self.config.rms_norm_eps)?; // (n, D)
+        let weight = tape.index_select(head.weight, columns)?; // (C, D)
+        tape.linear(normed, weight, None) // (n, C)
+    }
+
     /// Mean next-token cross-entropy over the labelled positions of `labels` (B*T, -100 =
     /// ignored), computing logits only where a label is predicted. Returns the loss and the
     /// forward output, whose `logits` hold exactly those rows (in increasing b*T + t order).
