@@ -50,6 +50,16 @@ pub fn smollm2_135m_shape() -> LlamaConfig {
     }
 }
 
+/// A fixed random batch (seed 1) of `batch` x `seq` ids and its next-token labels (the ids).
+fn random_lm_batch(cfg: &LlamaConfig, batch: usize, seq: usize) -> Result<(BatchInput, Vec<i64>)> {
+    let mut rng = Rng::new(1);
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|_| rng.below(cfg.vocab_size) as u32)
+        .collect();
+    let labels: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+    Ok((BatchInput::new(ids, batch, seq)?, labels))
+}
+
 /// (forward tokens/s, forward+backward tokens/s) of a randomly initialised `cfg` on random ids,
 /// batch x seq tokens per step, averaged over `steps` timed steps after one warm-up step each.
 pub fn time_forward_backward(
@@ -59,12 +69,7 @@ pub fn time_forward_backward(
     steps: usize,
 ) -> Result<(f64, f64)> {
     let mut model = Llama::from_config(cfg.clone(), 0)?;
-    let mut rng = Rng::new(1);
-    let ids: Vec<u32> = (0..batch * seq)
-        .map(|_| rng.below(cfg.vocab_size) as u32)
-        .collect();
-    let labels: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-    let input = BatchInput::new(ids, batch, seq)?;
+    let (input, labels) = random_lm_batch(cfg, batch, seq)?;
     let tokens = (batch * seq * steps.max(1)) as f64;
 
     let forward = |model: &Llama| -> Result<()> {
@@ -339,12 +344,7 @@ enum Workload {
 
 impl Workload {
     fn lm(cfg: &LlamaConfig, batch: usize, seq: usize) -> Result<Workload> {
-        let mut rng = Rng::new(1);
-        let ids: Vec<u32> = (0..batch * seq)
-            .map(|_| rng.below(cfg.vocab_size) as u32)
-            .collect();
-        let labels: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-        let input = BatchInput::new(ids, batch, seq)?;
+        let (input, labels) = random_lm_batch(cfg, batch, seq)?;
         Ok(Workload::Lm { input, labels })
     }
 
