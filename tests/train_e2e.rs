@@ -4,6 +4,8 @@
 //! resumed reproduces the uninterrupted run's losses bit for bit, and that bad input fails fast
 //! with a one-line error and a hint.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,36 +14,7 @@ use std::time::{Duration, Instant};
 /// A tiny MovieLens-format data set: 40 users, 12 movies, each user walking the movies in a
 /// user-specific cyclic order, so the next item is learnable from the history.
 fn write_tiny_dataset(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let titles = [
-        "Alpha (1990)",
-        "Bravo (1991)",
-        "Charlie (1992)",
-        "Delta (1993)",
-        "Echo (1994)",
-        "Foxtrot (1995)",
-        "Golf (1996)",
-        "Hotel (1997)",
-        "India (1998)",
-        "Juliet (1999)",
-        "Kilo (2000)",
-        "Lima (2001)",
-    ];
-    let mut movies = String::from("movieId,title,genres\n");
-    for (i, t) in titles.iter().enumerate() {
-        movies.push_str(&format!("{},{t},Drama\n", i + 1));
-    }
-    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
-    for user in 0..40usize {
-        let start = user % titles.len();
-        let stride = 1 + user % 2; // two kinds of users: step 1 or step 2 around the cycle
-        for k in 0..8usize {
-            let movie = (start + k * stride) % titles.len() + 1;
-            ratings.push_str(&format!("{},{movie},4.0,{}\n", user + 1, 1000 + k));
-        }
-    }
-    std::fs::write(dir.join("movies.csv"), movies).unwrap();
-    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+    common::write_tiny_movielens(dir);
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 
 pub mod gguf_writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The fixture root: env `ILREC_FIXTURES` if set, else `../shared/fixtures` beside the crate.
 pub fn fixtures_dir() -> PathBuf {
@@ -137,4 +137,39 @@ pub fn check_tokenizer_cases(
         failures.join("\n")
     );
     count
+}
+
+/// A tiny MovieLens folder (12 films, 40 users of 8 ratings each, two kinds of users stepping 1 or
+/// 2 films around the cycle): every stage of `train` runs on it in seconds.
+pub fn write_tiny_movielens(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let titles = [
+        "Alpha (1990)",
+        "Bravo (1991)",
+        "Charlie (1992)",
+        "Delta (1993)",
+        "Echo (1994)",
+        "Foxtrot (1995)",
+        "Golf (1996)",
+        "Hotel (1997)",
+        "India (1998)",
+        "Juliet (1999)",
+        "Kilo (2000)",
+        "Lima (2001)",
+    ];
+    let mut movies = String::from("movieId,title,genres\n");
+    for (i, t) in titles.iter().enumerate() {
+        movies.push_str(&format!("{},{t},Drama\n", i + 1));
+    }
+    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
+    for user in 0..40usize {
+        let start = user % titles.len();
+        let stride = 1 + user % 2; // two kinds of users: step 1 or step 2 around the cycle
+        for k in 0..8usize {
+            let movie = (start + k * stride) % titles.len() + 1;
+            ratings.push_str(&format!("{},{movie},4.0,{}\n", user + 1, 1000 + k));
+        }
+    }
+    std::fs::write(dir.join("movies.csv"), movies).unwrap();
+    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
 }
