@@ -32,6 +32,9 @@ pub enum Error {
     Config { msg: String, hint: String },
     /// A CUDA driver or kernel failure (feature `cuda`).
     Cuda(String),
+    /// Training diverged (a non-finite loss or gradient); the run stops, the last checkpoint
+    /// is the last good state.
+    Training(String),
 }
 
 impl fmt::Display for Error {
@@ -54,6 +57,11 @@ impl fmt::Display for Error {
             Error::Config { msg, hint } if hint.is_empty() => write!(f, "{msg}"),
             Error::Config { msg, hint } => write!(f, "{msg} (hint: {hint})"),
             Error::Cuda(m) => write!(f, "cuda: {m}"),
+            Error::Training(m) => write!(
+                f,
+                "training stopped: {m} (hint: the last checkpoint is intact; lower --lr or \
+                 --clip-norm and continue with --resume)"
+            ),
         }
     }
 }
@@ -61,6 +69,14 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// A training error with the stage and step it happened at; other errors pass unchanged.
+    pub fn in_stage(self, stage: &str, step: usize) -> Error {
+        match self {
+            Error::Training(m) => Error::Training(format!("stage {stage}, step {step}: {m}")),
+            other => other,
+        }
+    }
+
     /// Shorthand for a shape error.
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Error {
         Error::Shape {

@@ -2,7 +2,7 @@
 //! Layers", arXiv 2602.17410) from scratch.
 //!
 //! Module map (data flows top to bottom):
-//! - [`error`]      the project error type
+//! - [`error`]      the project error type; [`files`] crash-safe (atomic, fsync'ed) writes
 //! - [`tensor`]     Tensor = shape + contiguous storage (f32 compute; bf16/f16 storage)
 //! - [`cpu`]        CPU kernels: thread pool, blocked GEMM, attention, softmax / log-sum-exp,
 //!   elementwise, one ISA detection (`ILREC_NO_AVX512`, `ILREC_NO_SIMD`)
@@ -29,6 +29,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod fixtures;
 pub mod ilrec;
 pub mod model;

@@ -443,11 +443,12 @@ impl StageCheckpoint {
         save_params(&moments, &ids, tmp.join("optimizer.safetensors"))?;
         let meta = json!({"step": state.step, "log_lines": log_lines, "done": done});
         let meta_path = tmp.join("state.json");
-        std::fs::write(&meta_path, meta.to_string()).map_err(|e| Error::io(&meta_path, e))?;
+        crate::files::write_atomic(&meta_path, meta.to_string().as_bytes())?;
+        // Until the rename below, `load` finds the complete `<dir>.new` when `<dir>` is gone.
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         }
-        std::fs::rename(&tmp, &self.dir).map_err(|e| Error::io(&self.dir, e))
+        crate::files::commit(&tmp, &self.dir)
     }
 
     /// The saved state, if a complete checkpoint exists: (state, log lines, done).
@@ -482,8 +483,10 @@ impl StageCheckpoint {
 }
 
 /// The update that follows [`compute_gradients`]: clip the global gradient norm to
-/// `clip_norm`, one AdamW step at `lr` (skipped when the norm is not finite, so one bad batch
-/// cannot poison the weights), gradients cleared. Returns the norm before clipping.
+/// `clip_norm`, one AdamW step at `lr`, gradients cleared. Returns the norm before clipping.
+/// A non-finite norm is an error naming the first parameter whose gradient is not finite; the
+/// weights are then left as they were (no step is taken), so the last checkpoint stays the
+/// run's last good state.
 pub fn apply_update(
     model: &mut Llama,
     optimizer: &mut AdamW,
@@ -491,11 +494,36 @@ pub fn apply_update(
     lr: f32,
 ) -> Result<f32> {
     let grad_norm = clip_grad_norm(&mut model.params, clip_norm)?;
-    if grad_norm.is_finite() {
-        optimizer.step(&mut model.params, lr)?;
+    if !grad_norm.is_finite() {
+        let first = first_non_finite_gradient(&model.params).unwrap_or("none found");
+        return Err(Error::Training(format!(
+            "the gradient norm is not finite ({grad_norm}); first parameter with a non-finite \
+             gradient: {first}"
+        )));
     }
+    optimizer.step(&mut model.params, lr)?;
     model.params.zero_grad();
     Ok(grad_norm)
+}
+
+/// The name of the first parameter (in creation order) whose gradient holds a NaN or infinity.
+fn first_non_finite_gradient(params: &Params) -> Option<&str> {
+    params.ids().find_map(|id| {
+        let g = params.grad(id)?.data().ok()?;
+        g.iter().any(|x| !x.is_finite()).then(|| params.name(id))
+    })
+}
+
+/// A step whose loss is not finite stops the run: the error names the stage, the step and each
+/// loss term, and says how to continue (the last checkpoint is the last good state).
+fn check_finite_loss(t: &ObjectiveTerms, stage: &str, step: usize) -> Result<()> {
+    if [t.total, t.ce, t.crr, t.cpd].iter().all(|x| x.is_finite()) {
+        return Ok(());
+    }
+    Err(Error::Training(format!(
+        "stage {stage}, step {step}: the loss is not finite (total {}, ce {}, crr {}, cpd {})",
+        t.total, t.ce, t.crr, t.cpd
+    )))
 }
 
 /// Runs the remaining steps of a stage. Every step appends a log record; at `validate_at` steps
@@ -531,8 +559,10 @@ pub fn run_stage(
             ..cfg.step.clone()
         };
         let outcome = compute_gradients(&mut state.model, &batch, trie, cf, &step_cfg)?;
+        check_finite_loss(&outcome.terms, &cfg.name, state.step + 1)?;
         let lr = lr_schedule.lr(state.step);
-        let grad_norm = apply_update(&mut state.model, &mut state.optimizer, cfg.clip_norm, lr)?;
+        let grad_norm = apply_update(&mut state.model, &mut state.optimizer, cfg.clip_norm, lr)
+            .map_err(|e| e.in_stage(&cfg.name, state.step + 1))?;
         state.step += 1;
         let t = outcome.terms;
         let seconds = started.elapsed().as_secs_f64();

@@ -290,7 +290,7 @@ impl Llama {
         let config_path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&self.config.to_json())
             .map_err(|e| Error::format(&config_path, e.to_string()))?;
-        std::fs::write(&config_path, text + "\n").map_err(|e| Error::io(&config_path, e))?;
+        crate::files::write_atomic(&config_path, (text + "\n").as_bytes())?;
         let ids: Vec<ParamId> = expected_tensors(&self.config)
             .iter()
             .map(|(name, _)| {

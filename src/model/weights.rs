@@ -367,8 +367,16 @@ pub fn save_params(params: &Params, ids: &[ParamId], path: impl AsRef<Path>) -> 
         })
         .collect();
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views.iter().map(|(n, v)| (n.as_str(), v)), &metadata, &tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    // Written beside the target, synced, then renamed over it (crate::files): a crash or a full
+    // disk mid-save leaves the previous file whole.
+    let tmp = crate::files::temp_path(path);
+    let written =
+        safetensors::serialize_to_file(views.iter().map(|(n, v)| (n.as_str(), v)), &metadata, &tmp)
+            .map_err(|e| Error::io(path, e))
+            .and_then(|()| crate::files::sync_file(&tmp));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::files::commit(&tmp, path)
 }

@@ -103,7 +103,7 @@ pub fn result_row(
 /// Writes `value` as pretty JSON to `path`.
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    crate::files::write_atomic(path, text.as_bytes())
 }
 
 /// loss.svg (loss terms of every fine-tuning stage) and valid_ndcg.svg.
@@ -134,7 +134,7 @@ pub fn write_plots(run_dir: &Path, log: &RunLog, variants: &[(String, StepConfig
     let ndcg_svg = line_plot("validation NDCG@10", "step (per stage)", "NDCG@10", &ndcg);
     for (file, svg) in [("loss.svg", loss_svg), ("valid_ndcg.svg", ndcg_svg)] {
         let path = run_dir.join(file);
-        std::fs::write(&path, svg).map_err(|e| Error::io(&path, e))?;
+        crate::files::write_atomic(&path, svg.as_bytes())?;
     }
     Ok(())
 }

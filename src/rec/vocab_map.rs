@@ -103,7 +103,7 @@ impl VocabMap {
             "identity": self.identity,
             "tokenizer_ids": if self.identity { serde_json::json!(self.len()) } else { serde_json::json!(self.to_tokenizer) },
         });
-        std::fs::write(path, value.to_string() + "\n").map_err(|e| Error::io(path, e))
+        crate::files::write_atomic(path, (value.to_string() + "\n").as_bytes())
     }
 
     pub fn load(path: &Path) -> Result<VocabMap> {

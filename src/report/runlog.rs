@@ -30,10 +30,17 @@ impl RunLog {
     pub fn open(path: &Path) -> Result<RunLog> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut records = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let value: Value = serde_json::from_str(line)
-                .map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))?;
-            records.push(value);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(value) => records.push(value),
+                // A kill or a full disk mid-append tears the last line; the resume truncates the
+                // log to its checkpoint anyway, so that line is dropped (and said).
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
+                    eprintln!("{}: dropped a torn last line {}", path.display(), i + 1);
+                }
+                Err(e) => return Err(Error::format(path, format!("line {}: {e}", i + 1))),
+            }
         }
         Ok(RunLog {
             path: path.to_path_buf(),
@@ -95,7 +102,7 @@ impl RunLog {
             text.push_str(&r.to_string());
             text.push('\n');
         }
-        std::fs::write(&self.path, text).map_err(|e| Error::io(&self.path, e))
+        crate::files::write_atomic(&self.path, text.as_bytes())
     }
 }
 
@@ -103,6 +110,21 @@ impl RunLog {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_torn_last_line_is_dropped_a_torn_middle_line_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("ilrec-runlog-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.jsonl");
+        std::fs::write(&path, "{\"step\":1}\n{\"step\":2}\n{\"ste").unwrap();
+        assert_eq!(RunLog::open(&path).unwrap().len(), 2);
+        std::fs::write(&path, "{\"step\":1}\n{\"ste\n{\"step\":3}\n").unwrap();
+        let err = RunLog::open(&path)
+            .err()
+            .expect("a torn middle line is corruption");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn append_then_resume_truncates_to_the_checkpoint() {

@@ -50,9 +50,9 @@ pub fn write_sids(path: &Path, codes: &[Vec<u32>], raw_item_ids: &[String]) -> R
     }
     index.push_str("}\n");
     ids.push_str("}\n");
-    std::fs::write(path, index).map_err(|e| Error::io(path, e))?;
+    crate::files::write_atomic(path, index.as_bytes())?;
     let side = item_ids_path(path);
-    std::fs::write(&side, ids).map_err(|e| Error::io(&side, e))
+    crate::files::write_atomic(&side, ids.as_bytes())
 }
 
 /// Reads a `sids.json` for a data set whose items have `raw_item_ids` (dense order); returns
