@@ -204,3 +204,83 @@ fn run_has_temporaries(dir: &Path) -> bool {
         p.extension().is_some_and(|x| x == "tmp") || (p.is_dir() && run_has_temporaries(&p))
     })
 }
+
+/// The log without its timings (tokens/s), one JSON value per line.
+fn log_without_timing(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v
+        })
+        .collect()
+}
+
+/// Starts a run and kills it as soon as its log holds a step of `stage`; returns whether the
+/// run was still going when killed.
+fn kill_in_stage(args: &[String], run: &Path, stage: &str) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let needle = format!("\"stage\":\"{stage}\"");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap_or_default();
+        if log.contains(&needle) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    !child.wait().unwrap().success()
+}
+
+/// A run killed in each training stage (SID mode: SASRec, SIDs and the warm-up behind it for
+/// the later stages) and resumed gives the uninterrupted run's log and metrics bit for bit.
+#[test]
+fn a_run_killed_in_any_stage_resumes_bit_for_bit() {
+    let (data, reference) = (scratch("data-kill"), scratch("run-kill-ref"));
+    common::write_tiny_movielens(&data);
+    let long = ["--finetune-epochs", "3", "--checkpoint-every", "2"];
+    let done = train(&args(&data, &reference, &long));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let reference_log = log_without_timing(&reference);
+    for stage in ["warmup", "sft", "ilrec"] {
+        let run = scratch(&format!("run-kill-{stage}"));
+        let killed = kill_in_stage(&args(&data, &run, &long), &run, stage);
+        assert!(
+            killed,
+            "the run finished before it could be killed in {stage}"
+        );
+        let mut resume = args(&data, &run, &long);
+        resume.push("--resume".into());
+        let resumed = train(&resume);
+        assert!(
+            resumed.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_eq!(
+            log_without_timing(&run),
+            reference_log,
+            "log after a kill in {stage}"
+        );
+        assert_eq!(
+            rows(&resumed),
+            rows(&done),
+            "metrics after a kill in {stage}"
+        );
+        let _ = std::fs::remove_dir_all(&run);
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&reference);
+}
