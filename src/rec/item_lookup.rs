@@ -141,34 +141,50 @@ impl<'a> ItemLookup<'a> {
     }
 
     /// The `n` titles closest to `query`: titles containing it (ignoring case) first, then by
-    /// edit distance, then by item order.
+    /// how few edits turn `query` into some part of the title (a misspelt word of a long title
+    /// is close), then by edits to the whole title, then by item order.
     pub fn closest_titles(&self, query: &str, n: usize) -> Vec<String> {
-        let q: Vec<char> = query.to_lowercase().chars().collect();
-        let q_text: String = q.iter().collect();
-        let mut scored: Vec<(bool, usize, usize)> = self
+        let q_text = query.to_lowercase();
+        let q: Vec<char> = q_text.chars().collect();
+        let mut scored: Vec<(bool, usize, usize, usize)> = self
             .unique
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 let t = t.to_lowercase();
                 let chars: Vec<char> = t.chars().collect();
-                (!t.contains(&q_text), edit_distance(&q, &chars), i)
+                let part = substring_edit_distance(&q, &chars);
+                (!t.contains(&q_text), part, edit_distance(&q, &chars), i)
             })
             .collect();
         scored.sort_unstable();
         scored
             .iter()
             .take(n)
-            .map(|&(_, _, i)| self.unique[i].clone())
+            .map(|&(.., i)| self.unique[i].clone())
             .collect()
     }
 }
 
 /// Levenshtein distance (insertions, deletions, substitutions each cost 1), one row at a time.
 pub fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect(); // distances of a[..0] to b[..j]
+    distance(a, b, false)
+}
+
+/// The fewest edits that turn `a` into some contiguous part of `b` (skipping the rest of `b` is
+/// free): "lebowsky" is 1 edit from "big lebowski, the (1998)".
+pub fn substring_edit_distance(a: &[char], b: &[char]) -> usize {
+    distance(a, b, true)
+}
+
+/// `row[j]` = edits from a[..i] to b[..j] (or, `anywhere`, to the best part of b ending at j).
+fn distance(a: &[char], b: &[char], anywhere: bool) -> usize {
+    let mut row: Vec<usize> = match anywhere {
+        true => vec![0; b.len() + 1], // the part may start at any j
+        false => (0..=b.len()).collect(),
+    };
     for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0]; // d(a[..i], b[..j-1])
+        let mut diagonal = row[0]; // the cell (i, j-1) of the previous row
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let substitute = diagonal + usize::from(ca != cb);
@@ -176,7 +192,10 @@ pub fn edit_distance(a: &[char], b: &[char]) -> usize {
             row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
         }
     }
-    row[b.len()]
+    match anywhere {
+        true => row.into_iter().min().unwrap_or(0), // the part may end at any j
+        false => row[b.len()],
+    }
 }
 
 #[cfg(test)]
@@ -250,5 +269,26 @@ mod tests {
         assert_eq!(d("", "abc"), 3);
         assert_eq!(d("flaw", "lawn"), 2);
         assert_eq!(d("same", "same"), 0);
+        let part = |a: &str, b: &str| {
+            substring_edit_distance(
+                &a.chars().collect::<Vec<_>>(),
+                &b.chars().collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(part("lebowsky", "big lebowski, the (1998)"), 1);
+        assert_eq!(part("heat", "heat (1995)"), 0);
+        assert_eq!(part("abc", ""), 3);
+    }
+
+    #[test]
+    fn a_misspelt_word_of_a_long_title_is_suggested_before_short_titles() {
+        let d = dataset(&[
+            "M (1931)",
+            "Big Lebowski, The (1998)",
+            "Pi (1998)",
+            "9 (2009)",
+        ]);
+        let close = ItemLookup::new(&d).closest_titles("Lebowsky", 1);
+        assert_eq!(close, vec!["Big Lebowski, The (1998)".to_string()]);
     }
 }
