@@ -76,10 +76,20 @@ fn write_tiny_dataset(dir: &Path) {
     std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
 }
 
+/// A fresh path in this test binary's scratch folder, `target/tmp/recommend`, which is emptied
+/// once per run: a run leaves at most its own files behind (the shared trained run cannot be
+/// removed when the last test ends), never an accumulation.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ilrec-rec-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recommend");
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        base
+    });
+    let path = base.join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    path
 }
 
 fn train_args(data: &Path, out: &Path) -> Vec<String> {
@@ -119,8 +129,9 @@ fn train_args(data: &Path, out: &Path) -> Vec<String> {
     .collect()
 }
 
-/// A trained run: its folder and the rows of `train`'s last stdout line, by method.
+/// A trained run: its data set, its folder and the rows of `train`'s last stdout line.
 struct Run {
+    data: PathBuf,
     dir: PathBuf,
     rows: Vec<Value>,
 }
@@ -149,7 +160,7 @@ fn train(name: &str, extra: &[&str]) -> Run {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let rows = last["rows"].as_array().unwrap().clone();
-    Run { dir, rows }
+    Run { data, dir, rows }
 }
 
 /// The SID-mode run every test shares (trained once).
@@ -440,6 +451,7 @@ fn eval_reproduces_a_title_mode_run() {
     ]);
     assert_eq!(ids(&answer).len(), 3);
     let _ = std::fs::remove_dir_all(&run.dir);
+    let _ = std::fs::remove_dir_all(&run.data);
 }
 
 #[test]
