@@ -18,7 +18,8 @@
 //! - [`cf`]         SASRec, the collaborative-filtering reward model
 //! - [`ilrec`]      logit lens, self-hard negatives, CPO / CRR / CPD, the one training step
 //! - [`speed`]      bench support: timed forward / training steps (`bench`)
-//! - [`pipeline`]   the `train` stages: data, model, CF, resumable stages, evaluation, results
+//! - [`pipeline`]   the `train` stages: data, model, CF, resumable stages, evaluation, results;
+//!   and back: a saved run loaded as a recommender (`recommend`, `eval`)
 //! - [`cli`]        the flag parser the binaries share; [`fixtures`] the test-fixture root
 
 pub mod autograd;

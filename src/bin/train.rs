@@ -82,6 +82,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         trie: &d.trie,
         beams: cfg.beams,
         threads: cfg.threads,
+        exclude_history: false,
     };
     let inputs = StageInputs {
         examples: &d.train,

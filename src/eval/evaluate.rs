@@ -8,17 +8,20 @@
 //! Samples are split into contiguous chunks, one per thread, each thread with its own scorer
 //! (its own KV cache); results are merged in sample order, so the metrics do not depend on the
 //! number of threads.
+//!
+//! Excluding items (`--exclude-history` of `eval` and `recommend`): a sample's own history
+//! items may be left out of its list. The search then runs with one extra beam per distinct
+//! excluded item, drops them, and keeps the best `beams` of the rest ([`rank_one`]). `train`
+//! excludes nothing, as the ILRec evaluation protocol does.
 
-use super::beam::{beam_search, PrefixScorer};
+use super::beam::{beam_search, PrefixScorer, ScoredItem};
 use crate::rec::metrics::{rank_of, RankingMetrics};
 use crate::rec::trie::ItemTrie;
 use crate::report::Progress;
 use crate::Result;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// One sample's outcome inside a thread's chunk: (returned items, invalid count).
-type ChunkResult = (Vec<u32>, usize);
 
 /// Metrics plus the validity count of what the beams returned.
 #[derive(Clone, Debug, Default)]
@@ -39,59 +42,86 @@ impl EvalOutcome {
     }
 }
 
-/// The ranked items of one sample and how many returned entries were invalid.
-fn rank_one(
+/// The ranked list of one prompt: real, distinct items by descending sequence log-probability,
+/// and how many returned entries were not (invalid).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ranked {
+    pub items: Vec<ScoredItem>,
+    pub invalid: usize,
+}
+
+/// What to rank: `prompts[i]`, and with `exclude` the items sample i must never get back
+/// (its history, for `--exclude-history`); None ranks every item, as `train` evaluates.
+#[derive(Clone, Copy, Debug)]
+pub struct Queries<'a> {
+    pub prompts: &'a [Vec<u32>],
+    pub exclude: Option<&'a [Vec<u32>]>,
+}
+
+/// The ranked list of one prompt: beam search with `beams` beams, the best first. Items in
+/// `exclude` are dropped; so that `beams` items are still left, the search runs with one extra
+/// beam per distinct excluded item, and the best `beams` of the rest are kept. With nothing
+/// excluded this is exactly the `beams`-beam search.
+pub fn rank_one(
     scorer: &mut dyn PrefixScorer,
     trie: &ItemTrie,
     prompt: &[u32],
     beams: usize,
-) -> Result<(Vec<u32>, usize)> {
-    let found = beam_search(scorer, trie, prompt, beams)?;
-    let mut seen = std::collections::HashSet::new();
-    let mut ranked = Vec::with_capacity(found.len());
-    let mut invalid = 0;
+    exclude: &[u32],
+) -> Result<Ranked> {
+    let excluded: HashSet<u32> = exclude
+        .iter()
+        .copied()
+        .filter(|&i| (i as usize) < trie.num_items())
+        .collect();
+    let found = beam_search(scorer, trie, prompt, beams + excluded.len())?;
+    let mut seen = HashSet::new();
+    let mut ranked = Ranked::default();
     for f in found {
-        if (f.item as usize) < trie.num_items() && seen.insert(f.item) {
-            ranked.push(f.item);
-        } else {
-            invalid += 1;
+        if (f.item as usize) >= trie.num_items() || !seen.insert(f.item) {
+            ranked.invalid += 1;
+        } else if !excluded.contains(&f.item) {
+            ranked.items.push(f);
         }
     }
-    Ok((ranked, invalid))
+    ranked.items.truncate(beams);
+    Ok(ranked)
 }
 
-/// Beam-searches every prompt (`prompts[i]` predicts `targets[i]`) with scorers made by
-/// `make_scorer`, on `threads` threads.
-pub fn evaluate<S, F>(
+/// Ranks every prompt of `queries` with scorers made by `make_scorer`, on `threads` threads;
+/// the lists come back in prompt order. This is the evaluation's search (`evaluate`) and
+/// `recommend --users all`'s, so both return the same lists.
+pub fn rank_all<S, F>(
     make_scorer: F,
     trie: &ItemTrie,
-    prompts: &[Vec<u32>],
-    targets: &[u32],
+    queries: Queries<'_>,
     beams: usize,
     threads: usize,
     progress: &mut Progress,
-) -> Result<EvalOutcome>
+) -> Result<Vec<Ranked>>
 where
     S: PrefixScorer,
     F: Fn() -> S + Sync,
 {
+    let prompts = queries.prompts;
     let threads = threads.clamp(1, prompts.len().max(1));
     let chunk = prompts.len().div_ceil(threads).max(1);
     let done = AtomicUsize::new(0);
-    let results: Vec<Result<Vec<ChunkResult>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = prompts
-            .chunks(chunk)
-            .map(|part| {
+    let results: Vec<Result<Vec<Ranked>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..prompts.len())
+            .step_by(chunk)
+            .map(|first| {
                 let (make_scorer, done) = (&make_scorer, &done);
+                let part = first..(first + chunk).min(prompts.len());
                 scope.spawn(move || {
                     let mut scorer = make_scorer();
-                    part.iter()
-                        .map(|p| {
-                            let r = rank_one(&mut scorer, trie, p, beams);
-                            done.fetch_add(1, Ordering::Relaxed);
-                            r
-                        })
-                        .collect::<Result<Vec<_>>>()
+                    part.map(|i| {
+                        let exclude = queries.exclude.map_or(&[][..], |e| &e[i]);
+                        let r = rank_one(&mut scorer, trie, &prompts[i], beams, exclude);
+                        done.fetch_add(1, Ordering::Relaxed);
+                        r
+                    })
+                    .collect::<Result<Vec<_>>>()
                 })
             })
             .collect();
@@ -115,15 +145,31 @@ where
             .collect()
     });
     progress.finish();
+    Ok(results.into_iter().collect::<Result<Vec<_>>>()?.concat())
+}
+
+/// Beam-searches every prompt (`queries.prompts[i]` predicts `targets[i]`) with scorers made by
+/// `make_scorer`, on `threads` threads, and scores the ranked lists.
+pub fn evaluate<S, F>(
+    make_scorer: F,
+    trie: &ItemTrie,
+    queries: Queries<'_>,
+    targets: &[u32],
+    beams: usize,
+    threads: usize,
+    progress: &mut Progress,
+) -> Result<EvalOutcome>
+where
+    S: PrefixScorer,
+    F: Fn() -> S + Sync,
+{
+    let lists = rank_all(make_scorer, trie, queries, beams, threads, progress)?;
     let mut outcome = EvalOutcome::default();
-    let mut i = 0;
-    for part in results {
-        for (ranked, invalid) in part? {
-            outcome.metrics.add(rank_of(targets[i], &ranked));
-            outcome.invalid += invalid;
-            outcome.returned += ranked.len() + invalid;
-            i += 1;
-        }
+    for (ranked, &target) in lists.iter().zip(targets) {
+        let items: Vec<u32> = ranked.items.iter().map(|f| f.item).collect();
+        outcome.metrics.add(rank_of(target, &items));
+        outcome.invalid += ranked.invalid;
+        outcome.returned += items.len() + ranked.invalid;
     }
     Ok(outcome)
 }

@@ -3,8 +3,11 @@
 //!
 //! - [`negatives`]  the ensemble of lens layers, the dynamic threshold, the negative weights
 //! - [`lens_report`] top-k tokens of the lens at chosen blocks and every position (`lens` binary)
+//! - [`explain`]    one item's response through the lens: each layer's rank of the chosen
+//!   token and the self-hard negatives there (`recommend --explain`)
 //! - [`loss`]       the fused objective op (CPO + CRR + CPD) with its closed-form gradient
 
+pub mod explain;
 pub mod lens;
 pub mod lens_report;
 pub mod loss;

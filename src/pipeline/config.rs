@@ -266,3 +266,191 @@ impl PipelineConfig {
         })
     }
 }
+
+/// Reading a run back: `config.json` -> the [`PipelineConfig`] that wrote it (`eval`,
+/// `recommend`). `out` and `resume` are not recorded (the run folder is where the file is);
+/// the lens layers come back as the explicit blocks they resolved to for the run's model.
+impl PipelineConfig {
+    pub fn from_json(v: &Value) -> Result<PipelineConfig> {
+        let r = JsonFields(v);
+        let lens: Vec<String> = r.list("lens_layers")?;
+        Ok(PipelineConfig {
+            data: PathBuf::from(r.text("data")?),
+            kcore: r.uint("kcore")?,
+            model: r.text("model")?,
+            item_repr: ItemRepr::parse(&r.text("item_repr")?)?,
+            sid_embeddings: SidSource::parse(&r.text("sid_embeddings")?),
+            sids: r.optional_text("sids")?.map(PathBuf::from),
+            max_history: r.uint("max_history")?,
+            train_samples: r.uint("train_samples")?,
+            valid_users: r.uint("valid_users")?,
+            epochs: r.float("epochs")?,
+            finetune_epochs: r.float("finetune_epochs")?,
+            batch: r.uint("batch")?,
+            lr: r.float("lr")? as f32,
+            warmup_fraction: r.float("warmup_fraction")?,
+            clip_norm: r.float("clip_norm")? as f32,
+            weight_decay: r.float("weight_decay")? as f32,
+            lens_layers: LensLayers::parse(&lens.join(","))?,
+            alpha: r.float("alpha")? as f32,
+            lambda: r.float("lambda")? as f32,
+            mu: r.float("mu")? as f32,
+            tau_r: r.float("tau_r")? as f32,
+            margin: r.float("margin")? as f32,
+            tau: r.float("tau")? as f32,
+            negatives_scope: NegativesScope::parse(&r.text("negatives_scope")?)?,
+            ensemble: Ensemble::parse(&r.text("ensemble")?)?,
+            schedule: Schedule::parse(&r.text("schedule")?)?,
+            ablation: r.flag("ablation")?,
+            sasrec_epochs: r.uint("sasrec_epochs")?,
+            sasrec_patience: r.uint("sasrec_patience")?,
+            beams: r.uint("beams")?,
+            seed: r.uint("seed")? as u64,
+            threads: r.uint("threads")?,
+            out: None,
+            checkpoint_every: r.uint("checkpoint_every")?,
+            resume: false,
+        })
+    }
+}
+
+/// Typed fields of a `config.json` object; a missing or mistyped field is one error naming it.
+struct JsonFields<'a>(&'a Value);
+
+impl JsonFields<'_> {
+    fn get(&self, key: &str, want: &str) -> Result<&Value> {
+        self.0.get(key).ok_or_else(|| Self::bad(key, want))
+    }
+
+    fn bad(key: &str, want: &str) -> Error {
+        Error::config(
+            format!("config.json: field \"{key}\" is missing or not {want}"),
+            "the run folder must be written by `train` of this version; retrain it",
+        )
+    }
+
+    fn text(&self, key: &str) -> Result<String> {
+        let v = self.get(key, "a string")?;
+        v.as_str()
+            .map(String::from)
+            .ok_or_else(|| Self::bad(key, "a string"))
+    }
+
+    fn optional_text(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key, "a string or null")? {
+            Value::Null => Ok(None),
+            v => v
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| Self::bad(key, "a string or null")),
+        }
+    }
+
+    fn uint(&self, key: &str) -> Result<usize> {
+        let v = self.get(key, "a whole number")?;
+        v.as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| Self::bad(key, "a whole number"))
+    }
+
+    fn float(&self, key: &str) -> Result<f64> {
+        let v = self.get(key, "a number")?;
+        v.as_f64().ok_or_else(|| Self::bad(key, "a number"))
+    }
+
+    fn flag(&self, key: &str) -> Result<bool> {
+        let v = self.get(key, "true or false")?;
+        v.as_bool().ok_or_else(|| Self::bad(key, "true or false"))
+    }
+
+    /// A list of numbers, as their decimal texts (the lens layers).
+    fn list(&self, key: &str) -> Result<Vec<String>> {
+        let v = self.get(key, "a list of whole numbers")?;
+        v.as_array()
+            .and_then(|xs| {
+                xs.iter()
+                    .map(|x| x.as_u64().map(|n| n.to_string()))
+                    .collect()
+            })
+            .ok_or_else(|| Self::bad(key, "a list of whole numbers"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config far from the defaults in every field `config.json` records.
+    fn unusual() -> PipelineConfig {
+        PipelineConfig {
+            data: PathBuf::from("/some/where/amazon"),
+            kcore: 0,
+            model: "mini".into(),
+            item_repr: ItemRepr::Title,
+            sid_embeddings: SidSource::File(PathBuf::from("emb.safetensors")),
+            sids: Some(PathBuf::from("given/sids.json")),
+            max_history: 7,
+            train_samples: 1234,
+            valid_users: 0,
+            epochs: 2.5,
+            finetune_epochs: 0.3,
+            batch: 5,
+            lr: 1.7e-4,
+            warmup_fraction: 0.125,
+            clip_norm: 0.3,
+            weight_decay: 0.0,
+            lens_layers: LensLayers::Explicit(vec![1, 3]),
+            alpha: 0.7,
+            lambda: 0.05,
+            mu: 0.0,
+            tau_r: 2.5,
+            margin: -0.1,
+            tau: 0.3,
+            negatives_scope: NegativesScope::Vocab,
+            ensemble: Ensemble::Sum,
+            schedule: Schedule::Sequential,
+            ablation: true,
+            sasrec_epochs: 9,
+            sasrec_patience: 1,
+            beams: 33,
+            seed: u64::MAX / 3,
+            threads: 3,
+            out: None,
+            checkpoint_every: 11,
+            resume: false,
+        }
+    }
+
+    #[test]
+    fn to_json_then_from_json_gives_the_config_back() {
+        let model = json!({"hidden_size": 32});
+        for cfg in [PipelineConfig::default(), unusual()] {
+            // The lens layers are recorded as the blocks they resolve to (here for 4 blocks).
+            let lens = cfg.lens_layers.resolve(4).unwrap();
+            let written = cfg.to_json(&lens, model.clone());
+            let back = PipelineConfig::from_json(&written).unwrap();
+            assert_eq!(back.to_json(&lens, model.clone()), written);
+            assert_eq!(back.lens_layers, LensLayers::Explicit(lens.clone()));
+            // Every other field, f32 values included, comes back exactly.
+            let without_lens = |c: &PipelineConfig| PipelineConfig {
+                lens_layers: LensLayers::default(),
+                ..c.clone()
+            };
+            assert_eq!(
+                format!("{:?}", without_lens(&back)),
+                format!("{:?}", without_lens(&cfg))
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_field_is_named() {
+        let mut v = PipelineConfig::default().to_json(&[1], json!({}));
+        v.as_object_mut().unwrap().remove("beams");
+        let err = PipelineConfig::from_json(&v).unwrap_err().to_string();
+        assert!(err.contains("\"beams\""), "{err}");
+        v["beams"] = json!("twenty");
+        let err = PipelineConfig::from_json(&v).unwrap_err().to_string();
+        assert!(err.contains("\"beams\"") && err.contains("hint"), "{err}");
+    }
+}

@@ -33,14 +33,9 @@ pub struct PreparedData {
     pub test: Vec<TrainExample>,
 }
 
-/// Loads and splits the data set of `cfg` (no tokenisation yet).
+/// Loads and splits the data set of `cfg` (no tokenisation yet); prints the counts on stderr.
 pub fn load_and_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
-    let options = LoadOptions {
-        kcore: cfg.kcore,
-        ..LoadOptions::default()
-    };
-    let dataset = load_dataset(&cfg.data, &options)?;
-    let split = leave_one_out(&dataset, crate::rec::DEFAULT_MAX_HISTORY)?;
+    let (dataset, split) = load_split(cfg)?;
     eprintln!(
         "data: {} users, {} items, {} interactions, {} train / {} valid / {} test samples",
         dataset.num_users(),
@@ -50,6 +45,18 @@ pub fn load_and_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
         split.valid.len(),
         split.test.len()
     );
+    Ok((dataset, split))
+}
+
+/// [`load_and_split`] without a word on stderr (`recommend` and `eval` check a request against
+/// the data set first, and a bad request must fail with one line).
+pub fn load_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
+    let options = LoadOptions {
+        kcore: cfg.kcore,
+        ..LoadOptions::default()
+    };
+    let dataset = load_dataset(&cfg.data, &options)?;
+    let split = leave_one_out(&dataset, crate::rec::DEFAULT_MAX_HISTORY)?;
     Ok((dataset, split))
 }
 
@@ -115,15 +122,14 @@ pub fn prepare_data(
     let groups: [&[Sample]; 3] = [&train_subset, &valid_subset, &split.test];
     let encoded = encode_all(&item_texts, tokenizer, &groups, cfg.max_history);
     let vocab = vocab(&encoded, eos);
-    let item_seqs: Vec<Vec<u32>> = encoded
-        .items
-        .iter()
-        .map(|s| vocab.to_model_ids(s))
-        .collect::<Result<_>>()?;
-    let model_eos = vocab.to_model_ids(&[eos])?[0];
-    let trie = ItemTrie::build(&item_seqs, model_eos)?;
+    let (trie, model_eos) = item_trie(&encoded.items, &vocab, eos)?;
     let item_vocab = (cfg.item_repr == ItemRepr::Sid).then(|| {
-        let mut ids: Vec<u32> = item_seqs.iter().flatten().copied().collect();
+        let mut ids: Vec<u32> = encoded
+            .items
+            .iter()
+            .flatten()
+            .filter_map(|&t| vocab.model_id(t))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -150,6 +156,34 @@ pub fn prepare_data(
         valid,
         test,
     })
+}
+
+/// The item trie over model ids and the model's EOS: `items[i]` = item i's tokenizer ids
+/// (no EOS; the trie appends it), `eos` = the tokenizer's EOS. A run's saved vocabulary map
+/// rebuilds the trie it trained and evaluated with (`pipeline::recommender`).
+pub fn item_trie(items: &[Vec<u32>], vocab: &VocabMap, eos: u32) -> Result<(ItemTrie, u32)> {
+    let item_seqs: Vec<Vec<u32>> = items
+        .iter()
+        .map(|s| vocab.to_model_ids(s))
+        .collect::<Result<_>>()?;
+    let model_eos = vocab.to_model_ids(&[eos])?[0];
+    Ok((ItemTrie::build(&item_seqs, model_eos)?, model_eos))
+}
+
+/// The examples of `samples` for a model whose vocabulary map is known already (a saved run):
+/// each prompt tokenised exactly as [`prepare_data`] does ([`prompt_tokens`]), in model ids.
+pub fn examples_with(
+    vocab: &VocabMap,
+    tokenizer: &Tokenizer,
+    item_texts: &[String],
+    samples: &[Sample],
+    max_history: usize,
+) -> Result<Vec<TrainExample>> {
+    let prompts: Vec<Vec<u32>> = samples
+        .iter()
+        .map(|s| prompt_tokens(tokenizer, item_texts, s, max_history))
+        .collect();
+    to_examples(vocab, &prompts, samples)
 }
 
 fn to_examples(
@@ -196,7 +230,6 @@ fn encode_all(
     max_history: usize,
 ) -> Encoded {
     let items = item_texts.iter().map(|t| tokenizer.encode(t)).collect();
-    let render = |item: u32| item_texts[item as usize].clone();
     let total: usize = groups.iter().map(|g| g.len()).sum();
     let mut progress = Progress::new("tokenise prompts", total);
     let prompts = groups
@@ -205,19 +238,32 @@ fn encode_all(
             group
                 .iter()
                 .map(|s| {
-                    let start = s.history.len().saturating_sub(max_history);
-                    let short = Sample {
-                        history: s.history[start..].to_vec(),
-                        ..s.clone()
-                    };
                     progress.inc(1);
-                    tokenizer.encode(&sample_prompt(&short, &render))
+                    prompt_tokens(tokenizer, item_texts, s, max_history)
                 })
                 .collect()
         })
         .collect();
     progress.finish();
     Encoded { items, prompts }
+}
+
+/// The prompt of one sample in tokenizer ids: its last `max_history` history items, each
+/// written as its text (`item_texts[item]`), in the seqrec template. Training, evaluation and
+/// `recommend` all build prompts here, so a saved run is asked exactly what it was trained on.
+pub fn prompt_tokens(
+    tokenizer: &Tokenizer,
+    item_texts: &[String],
+    sample: &Sample,
+    max_history: usize,
+) -> Vec<u32> {
+    let render = |item: u32| item_texts[item as usize].clone();
+    let start = sample.history.len().saturating_sub(max_history);
+    let short = Sample {
+        history: sample.history[start..].to_vec(),
+        ..sample.clone()
+    };
+    tokenizer.encode(&sample_prompt(&short, &render))
 }
 
 /// A seeded subsample of `n` samples (all when n = 0 or n >= len), kept in their original order.

@@ -8,6 +8,9 @@
 //! 5. [`evaluate`]  trie-constrained beam search on validation / test
 //! 6. [`results`]   run folder, config.json, plots, results.json, the verdict
 //!
+//! And back: [`saved_run`] opens a run folder (its config, its trained stages) and
+//! [`recommender`] loads a stage as a recommender (`recommend`, `eval`).
+//!
 //! Every hyper-parameter is a field of [`config::PipelineConfig`] with a documented default;
 //! [`flags`] is its command line (`train --help`).
 
@@ -17,7 +20,9 @@ pub mod data;
 pub mod evaluate;
 pub mod flags;
 pub mod model;
+pub mod recommender;
 pub mod results;
+pub mod saved_run;
 pub mod sids;
 pub mod stage;
 pub mod variants;

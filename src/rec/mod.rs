@@ -9,10 +9,12 @@
 //! Files: `csv.rs` (quoted CSV reader), `movielens.rs` and `recbole.rs` (the two formats),
 //! `loader.rs` (raw types and the readers' shared helpers), `dataset.rs` (detection, dispatch,
 //! assembly), `preprocess.rs` (dedup, k-core), `split.rs`,
-//! `prompt.rs`, `trie.rs`, `metrics.rs`, `popularity.rs`.
+//! `prompt.rs`, `trie.rs`, `metrics.rs`, `popularity.rs`, `item_lookup.rs` (items by id or
+//! title, as a person names them).
 
 pub mod csv;
 pub mod dataset;
+pub mod item_lookup;
 pub mod loader;
 pub mod metrics;
 pub mod movielens;
