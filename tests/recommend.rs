@@ -9,6 +9,8 @@
 //! - `--exclude-history` and `--explain` do what they say;
 //! - every bad input fails with one line, a hint and exit status 2.
 
+mod common;
+
 use ilrec::eval::beam::beam_search;
 use ilrec::eval::decode::LlamaScorer;
 use ilrec::pipeline::data::prepare_for;
@@ -20,32 +22,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const TITLES: [&str; 12] = [
-    "Alpha (1990)",
-    "Bravo (1991)",
-    "Charlie (1992)",
-    "Delta (1993)",
-    "Echo (1994)",
-    "Foxtrot (1995)",
-    "Golf (1996)",
-    "Hotel (1997)",
-    "India (1998)",
-    "Juliet (1999)",
-    "Kilo (2000)",
-    "Lima (2001)",
-];
-const USERS: usize = 40;
-const PER_USER: usize = 8;
+use common::TINY_USERS as USERS;
+use common::{tiny_movie as movie, TINY_PER_USER as PER_USER, TINY_TITLES as TITLES};
 /// `--beams` of the run.
 const BEAMS: usize = 5;
-
-/// movieId of user `user`'s k-th interaction (0-based user): each user walks the movies in a
-/// user-specific cyclic order (tests/train_e2e.rs's data set).
-fn movie(user: usize, k: usize) -> usize {
-    let start = user % TITLES.len();
-    let stride = 1 + user % 2;
-    (start + k * stride) % TITLES.len() + 1
-}
 
 /// User `user`'s item sequence as the data set keeps it (a repeated movie counts once, at its
 /// first interaction: users with stride 2 walk a 6-cycle and see 6 movies).
@@ -60,20 +40,7 @@ fn sequence(user: usize) -> Vec<usize> {
 }
 
 fn write_tiny_dataset(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut movies = String::from("movieId,title,genres\n");
-    for (i, t) in TITLES.iter().enumerate() {
-        movies.push_str(&format!("{},{t},Drama\n", i + 1));
-    }
-    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
-    for user in 0..USERS {
-        for k in 0..PER_USER {
-            let m = movie(user, k);
-            ratings.push_str(&format!("{},{m},4.0,{}\n", user + 1, 1000 + k));
-        }
-    }
-    std::fs::write(dir.join("movies.csv"), movies).unwrap();
-    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+    common::write_tiny_movielens(dir);
 }
 
 /// A fresh path in this test binary's scratch folder, `target/tmp/recommend`, which is emptied

@@ -139,35 +139,46 @@ pub fn check_tokenizer_cases(
     count
 }
 
-/// A tiny MovieLens folder (12 films, 40 users of 8 ratings each, two kinds of users stepping 1 or
-/// 2 films around the cycle): every stage of `train` runs on it in seconds.
+/// The 12 films of the tiny MovieLens set (movieId = index + 1).
+pub const TINY_TITLES: [&str; 12] = [
+    "Alpha (1990)",
+    "Bravo (1991)",
+    "Charlie (1992)",
+    "Delta (1993)",
+    "Echo (1994)",
+    "Foxtrot (1995)",
+    "Golf (1996)",
+    "Hotel (1997)",
+    "India (1998)",
+    "Juliet (1999)",
+    "Kilo (2000)",
+    "Lima (2001)",
+];
+/// Users of the tiny set, and ratings per user.
+pub const TINY_USERS: usize = 40;
+pub const TINY_PER_USER: usize = 8;
+
+/// movieId of user `user`'s k-th rating (0-based user): each user walks the films in a
+/// user-specific cyclic order, one step or two at a time, so the next film is learnable.
+pub fn tiny_movie(user: usize, k: usize) -> usize {
+    let start = user % TINY_TITLES.len();
+    let stride = 1 + user % 2;
+    (start + k * stride) % TINY_TITLES.len() + 1
+}
+
+/// A tiny MovieLens folder ([`TINY_TITLES`], [`TINY_USERS`] users of [`TINY_PER_USER`] ratings,
+/// timestamps in walking order): every stage of `train` runs on it in seconds.
 pub fn write_tiny_movielens(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let titles = [
-        "Alpha (1990)",
-        "Bravo (1991)",
-        "Charlie (1992)",
-        "Delta (1993)",
-        "Echo (1994)",
-        "Foxtrot (1995)",
-        "Golf (1996)",
-        "Hotel (1997)",
-        "India (1998)",
-        "Juliet (1999)",
-        "Kilo (2000)",
-        "Lima (2001)",
-    ];
     let mut movies = String::from("movieId,title,genres\n");
-    for (i, t) in titles.iter().enumerate() {
+    for (i, t) in TINY_TITLES.iter().enumerate() {
         movies.push_str(&format!("{},{t},Drama\n", i + 1));
     }
     let mut ratings = String::from("userId,movieId,rating,timestamp\n");
-    for user in 0..40usize {
-        let start = user % titles.len();
-        let stride = 1 + user % 2; // two kinds of users: step 1 or step 2 around the cycle
-        for k in 0..8usize {
-            let movie = (start + k * stride) % titles.len() + 1;
-            ratings.push_str(&format!("{},{movie},4.0,{}\n", user + 1, 1000 + k));
+    for user in 0..TINY_USERS {
+        for k in 0..TINY_PER_USER {
+            let m = tiny_movie(user, k);
+            ratings.push_str(&format!("{},{m},4.0,{}\n", user + 1, 1000 + k));
         }
     }
     std::fs::write(dir.join("movies.csv"), movies).unwrap();
