@@ -1,5 +1,5 @@
-//! `train`: the whole ILRec pipeline, end to end, on one data set. Each step is a stage of
-//! `ilrec::pipeline`; this file is the story, in order:
+//! `train`: the whole ILRec pipeline, end to end, on one data set. The stages, in order, are
+//! `ilrec::pipeline::run::run` (its module docs tell the story):
 //!
 //! 1. load and split the data
 //! 2. train SASRec (the CF reward model, and a results row); in SID mode its item table is
@@ -13,137 +13,31 @@
 //! The last line on stdout is one JSON object with the table. Run `train --help` for options.
 
 use ilrec::cli::wants_help;
-use ilrec::ilrec::schedule::Schedule;
-use ilrec::ilrec::trainer::StepConfig;
-use ilrec::pipeline::config::{ItemRepr, PipelineConfig};
-use ilrec::pipeline::evaluate::Evaluator;
-use ilrec::pipeline::results::{result_row, StageClock};
-use ilrec::pipeline::stage::{file_name, last_valid, run_resumable, stage_config, steps_for};
-use ilrec::pipeline::stage::{Journal, StageInputs};
-use ilrec::pipeline::{cf, data, flags, model, results, sids, variants};
-use ilrec::report::ResultsTable;
-use ilrec::Result;
-use std::path::Path;
-use std::time::Instant;
+use ilrec::pipeline::run::{run, RunOptions, RunOutput};
+use ilrec::pipeline::{flags, results};
 
 fn main() {
-    let started = Instant::now();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if wants_help(&args) {
         print!("{}", flags::HELP);
         return;
     }
-    if let Err(e) = flags::parse(args).and_then(|cfg| run(&cfg, started)) {
-        eprintln!("train: error: {e}");
-        std::process::exit(2);
+    let ran = flags::parse(args).and_then(|cfg| run(&cfg, &RunOptions::train()));
+    match ran {
+        Ok(out) => report(&out),
+        Err(e) => {
+            eprintln!("train: error: {e}");
+            std::process::exit(2);
+        }
     }
 }
 
-fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
-    let mut clock = StageClock::start();
-    // Everything that can be wrong with the inputs is checked before the long stages.
-    let plan = model::plan_model(&cfg.model, &cfg.lens_layers)?;
-    sids::check(cfg, &plan)?;
-    let tokenizer = model::load_tokenizer(&plan)?;
-    let run_dir = results::prepare_run_dir(cfg.out.as_deref(), cfg.resume)?;
-
-    // 1. Data: load, k-core, leave-one-out split.
-    let (dataset, split) = data::load_and_split(cfg)?;
-    clock.lap("data");
-
-    // Popularity, the floor every model must beat; 2. SASRec, the CF reward model.
-    let mut table = ResultsTable::default();
-    let sasrec = cf::baselines(cfg, (&dataset, &split), &run_dir, &mut table)?;
-    clock.lap("sasrec");
-
-    // Items as tokens: semantic IDs from SASRec's item table (or titles); then the vocabulary,
-    // the item trie and the training examples.
-    let mut tokenizer = tokenizer;
-    let sids = match cfg.item_repr {
-        ItemRepr::Sid => Some(sids::item_sids(
-            cfg,
-            &plan,
-            &dataset,
-            &sasrec,
-            &mut tokenizer,
-            &run_dir,
-        )?),
-        ItemRepr::Title => None,
-    };
-    let texts = data::item_texts(cfg.item_repr, &dataset, sids.as_deref())?;
-    let d = data::prepare_for(cfg, &plan, &tokenizer, (dataset, split), texts)?;
-    results::write_run_config(&run_dir, cfg, &plan, &d)?;
-    clock.lap("items and prompts");
-
-    // 3. SFT warm-up from scratch (or from the pretrained checkpoint).
-    let built = model::build_model(&plan, &d.vocab, d.model_eos, cfg.seed)?;
-    let mut journal = Journal::open(&run_dir, cfg.resume)?;
-    let evaluator = Evaluator {
-        trie: &d.trie,
-        beams: cfg.beams,
-        threads: cfg.threads,
-        exclude_history: false,
-    };
-    let inputs = StageInputs {
-        examples: &d.train,
-        valid: &d.valid,
-        trie: &d.trie,
-        cf: Some(&sasrec),
-        evaluator: &evaluator,
-    };
-    let steps = steps_for(cfg.epochs, d.train.len(), cfg.batch);
-    let warmup = stage_config(
-        cfg,
-        "warmup",
-        steps,
-        StepConfig::sft(),
-        Schedule::Joint,
-        cfg.seed + 1,
-    );
-    let warm = run_resumable(built.model, &warmup, &inputs, &mut journal)?;
-    clock.lap("sft warm-up");
-
-    // 4. From the warm-up weights: SFT continued, ILRec (and the ablations), same batches.
-    let top = warm.config.num_hidden_layers;
-    let methods = variants::variants(cfg, top, d.item_vocab.clone());
-    let mut finetuned = Vec::new();
-    for (name, step) in &methods {
-        let steps = steps_for(cfg.finetune_epochs, d.train.len(), cfg.batch);
-        let stage = stage_config(cfg, name, steps, step.clone(), cfg.schedule, cfg.seed + 2);
-        let trained = run_resumable(warm.clone(), &stage, &inputs, &mut journal)?;
-        trained.save(run_dir.join("checkpoints").join(file_name(name)))?;
-        finetuned.push((name.clone(), trained));
-        clock.lap(&format!("{name} fine-tune"));
-    }
-
-    // 5. Test evaluation of every fine-tuned model with constrained beam search.
-    for (name, trained) in &finetuned {
-        let outcome = evaluator.run(trained, &d.test, &format!("test {name}"))?;
-        let valid = last_valid(&journal.log, name);
-        let test = outcome.metrics.mean();
-        table.push(result_row(name, test, outcome.invalid_rate(), Some(valid)));
-        clock.lap(&format!("{name} test eval"));
-    }
-
-    // 6. Report: plots, results.json, the table, the verdict, the final JSON line.
-    results::write_plots(&run_dir, &journal.log, &methods)?;
-    report(&run_dir, &d.dataset.name, started, &table, &clock)
-}
-
-/// results.json; the table and the verdict on stdout (and stderr, with the stage times), then
-/// the one-line JSON summary as the last line of stdout.
-fn report(
-    run_dir: &Path,
-    dataset: &str,
-    started: Instant,
-    table: &ResultsTable,
-    clock: &StageClock,
-) -> Result<()> {
-    let seconds = started.elapsed().as_secs_f64();
-    let summary = results::write_results(run_dir, dataset, seconds, table, &clock.laps)?;
-    let verdict = results::verdict(table);
-    let text = table.to_text();
-    eprintln!("\n{text}\n{verdict}\nstage times: {}", clock.summary());
+/// The table and the verdict on stdout (and stderr, with the stage times), then the one-line
+/// JSON summary (also in results.json) as the last line of stdout.
+fn report(out: &RunOutput) {
+    let verdict = results::verdict(&out.table);
+    let text = out.table.to_text();
+    let summary = out.summary.clone().unwrap_or_default();
+    eprintln!("\n{text}\n{verdict}\nstage times: {}", out.clock.summary());
     println!("{text}\n{verdict}\n{summary}");
-    Ok(())
 }

@@ -42,7 +42,7 @@ const LN_EPS: f32 = 1e-12;
 /// Standard deviation of the initial weights (RecBole's `initializer_range`).
 const INIT_STD: f32 = 0.02;
 /// Histories scored per forward pass in `evaluate` (bounds the (B, num_items) score matrix).
-const EVAL_BATCH: usize = 256;
+pub const EVAL_BATCH: usize = 256;
 
 /// Model sizes. Defaults (via [`SasRecConfig::new`]): ILREC.md section 4.
 #[derive(Debug, Clone, Copy, PartialEq)]

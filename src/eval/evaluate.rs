@@ -31,6 +31,10 @@ pub struct EvalOutcome {
     pub invalid: usize,
     /// All returned entries.
     pub returned: usize,
+    /// Per sample, in sample order: the 0-based rank of its target in its list (None when the
+    /// list does not hold it). The metrics are computed from exactly these, so anyone holding
+    /// them can recompute the metrics, or resample users (`study`'s bootstrap).
+    pub ranks: Vec<Option<usize>>,
 }
 
 impl EvalOutcome {
@@ -167,7 +171,9 @@ where
     let mut outcome = EvalOutcome::default();
     for (ranked, &target) in lists.iter().zip(targets) {
         let items: Vec<u32> = ranked.items.iter().map(|f| f.item).collect();
-        outcome.metrics.add(rank_of(target, &items));
+        let rank = rank_of(target, &items);
+        outcome.metrics.add(rank);
+        outcome.ranks.push(rank);
         outcome.invalid += ranked.invalid;
         outcome.returned += items.len() + ranked.invalid;
     }

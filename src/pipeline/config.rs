@@ -88,6 +88,9 @@ pub struct PipelineConfig {
     pub train_samples: usize,
     /// Seeded subset of validation users for model selection, 0 = all [200].
     pub valid_users: usize,
+    /// Subset of test users, 0 = all [0]. Drawn with a fixed seed (not `seed`), so every seed
+    /// of a study ranks the same users and per-user results pair across seeds.
+    pub test_users: usize,
     /// SFT warm-up passes over the training samples [1].
     pub epochs: f64,
     /// Passes of each continuation (SFT and ILRec from the warm-up) [0.5].
@@ -121,6 +124,9 @@ pub struct PipelineConfig {
     pub schedule: Schedule,
     /// Also run the ablation variants [false].
     pub ablation: bool,
+    /// Also fine-tune ILRec with the sequential schedule from the same warm-up, row
+    /// `ilrec sequential` (`study`'s `sequential` method without a second warm-up) [false].
+    pub also_sequential: bool,
     /// SASRec (CF reward model): most epochs [30] and early-stopping patience [3].
     pub sasrec_epochs: usize,
     pub sasrec_patience: usize,
@@ -150,6 +156,7 @@ impl Default for PipelineConfig {
             max_history: 10,
             train_samples: 0,
             valid_users: 200,
+            test_users: 0,
             epochs: 1.0,
             finetune_epochs: 0.5,
             batch: 16,
@@ -168,6 +175,7 @@ impl Default for PipelineConfig {
             ensemble: Ensemble::Mean,
             schedule: Schedule::Joint,
             ablation: false,
+            also_sequential: false,
             sasrec_epochs: 30,
             sasrec_patience: 3,
             beams: 20,
@@ -236,6 +244,12 @@ impl PipelineConfig {
                 "--sids takes a sids.json, --sid-embeddings cf, llm or a .safetensors file",
             );
         }
+        if self.also_sequential && self.schedule == Schedule::Sequential {
+            return fail(
+                "--also-sequential with --schedule sequential",
+                "the ilrec row is sequential already; drop --also-sequential",
+            );
+        }
         if self.resume && self.out.is_none() {
             return fail(
                 "--resume needs --out",
@@ -253,13 +267,15 @@ impl PipelineConfig {
             "sids": self.sids.as_ref().map(|p| p.display().to_string()),
             "max_history": self.max_history,
             "train_samples": self.train_samples, "valid_users": self.valid_users,
+            "test_users": self.test_users,
             "epochs": self.epochs, "finetune_epochs": self.finetune_epochs, "batch": self.batch,
             "lr": self.lr, "warmup_fraction": self.warmup_fraction, "clip_norm": self.clip_norm,
             "weight_decay": self.weight_decay, "lens_layers": lens_layers, "alpha": self.alpha,
             "lambda": self.lambda, "mu": self.mu, "tau_r": self.tau_r, "margin": self.margin,
             "tau": self.tau, "negatives_scope": self.negatives_scope.name(),
             "ensemble": self.ensemble.name(), "schedule": self.schedule.name(),
-            "ablation": self.ablation, "sasrec_epochs": self.sasrec_epochs,
+            "ablation": self.ablation, "also_sequential": self.also_sequential,
+            "sasrec_epochs": self.sasrec_epochs,
             "sasrec_patience": self.sasrec_patience, "beams": self.beams, "seed": self.seed,
             "threads": self.threads, "checkpoint_every": self.checkpoint_every,
             "eos": "<|endoftext|>", "model_config": model_config,
@@ -284,6 +300,7 @@ impl PipelineConfig {
             max_history: r.uint("max_history")?,
             train_samples: r.uint("train_samples")?,
             valid_users: r.uint("valid_users")?,
+            test_users: r.uint_or("test_users", 0)?,
             epochs: r.float("epochs")?,
             finetune_epochs: r.float("finetune_epochs")?,
             batch: r.uint("batch")?,
@@ -302,6 +319,7 @@ impl PipelineConfig {
             ensemble: Ensemble::parse(&r.text("ensemble")?)?,
             schedule: Schedule::parse(&r.text("schedule")?)?,
             ablation: r.flag("ablation")?,
+            also_sequential: r.flag_or("also_sequential", false)?,
             sasrec_epochs: r.uint("sasrec_epochs")?,
             sasrec_patience: r.uint("sasrec_patience")?,
             beams: r.uint("beams")?,
@@ -353,6 +371,22 @@ impl JsonFields<'_> {
             .ok_or_else(|| Self::bad(key, "a whole number"))
     }
 
+    /// A field added after runs were already written (`test_users`, `also_sequential`): a
+    /// missing one reads as the value every older run had.
+    fn uint_or(&self, key: &str, missing: usize) -> Result<usize> {
+        match self.0.get(key) {
+            None => Ok(missing),
+            Some(_) => self.uint(key),
+        }
+    }
+
+    fn flag_or(&self, key: &str, missing: bool) -> Result<bool> {
+        match self.0.get(key) {
+            None => Ok(missing),
+            Some(_) => self.flag(key),
+        }
+    }
+
     fn float(&self, key: &str) -> Result<f64> {
         let v = self.get(key, "a number")?;
         v.as_f64().ok_or_else(|| Self::bad(key, "a number"))
@@ -392,6 +426,7 @@ mod tests {
             max_history: 7,
             train_samples: 1234,
             valid_users: 0,
+            test_users: 17,
             epochs: 2.5,
             finetune_epochs: 0.3,
             batch: 5,
@@ -410,6 +445,7 @@ mod tests {
             ensemble: Ensemble::Sum,
             schedule: Schedule::Sequential,
             ablation: true,
+            also_sequential: true,
             sasrec_epochs: 9,
             sasrec_patience: 1,
             beams: 33,
@@ -441,6 +477,19 @@ mod tests {
                 format!("{:?}", without_lens(&cfg))
             );
         }
+    }
+
+    #[test]
+    fn a_run_written_before_test_users_and_also_sequential_reads_with_their_old_values() {
+        let mut v = unusual().to_json(&[1], json!({}));
+        let fields = v.as_object_mut().unwrap();
+        fields.remove("test_users");
+        fields.remove("also_sequential");
+        let back = PipelineConfig::from_json(&v).unwrap();
+        assert_eq!((back.test_users, back.also_sequential), (0, false));
+        v["test_users"] = json!("all");
+        let err = PipelineConfig::from_json(&v).unwrap_err().to_string();
+        assert!(err.contains("\"test_users\""), "{err}");
     }
 
     #[test]

@@ -56,9 +56,14 @@ pub fn load_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
         ..LoadOptions::default()
     };
     let dataset = load_dataset(&cfg.data, &options)?;
-    let split = leave_one_out(&dataset, crate::rec::DEFAULT_MAX_HISTORY)?;
+    let mut split = leave_one_out(&dataset, crate::rec::DEFAULT_MAX_HISTORY)?;
+    split.test = subsample(&split.test, cfg.test_users, TEST_USERS_SEED);
     Ok((dataset, split))
 }
+
+/// The seed of the `test_users` subset. Fixed, not the run's seed: every seed of a study then
+/// ranks the same test users, so per-user results pair across seeds (and across methods).
+pub const TEST_USERS_SEED: u64 = 0x7e57_0005;
 
 /// The EOS every response ends with (SmolLM2's `<|endoftext|>`).
 pub fn eos_token(tokenizer: &Tokenizer) -> Result<u32> {

@@ -29,6 +29,7 @@ Data and model:
   --max-history N       history items in the LLM prompt [10]
   --train-samples N     seeded subsample of training samples for the LLM, 0 = all [0 = all]
   --valid-users N       seeded subset of validation users for model selection, 0 = all [200]
+  --test-users N        subset of test users (a fixed seed: the same users for every --seed), 0 = all [0 = all]
 Training:
   --epochs E            SFT warm-up passes over the training samples [1]
   --finetune-epochs E   passes of each continuation (ILRec and SFT from the warm-up) [0.5]
@@ -47,6 +48,7 @@ ILRec:
   --ensemble mean|sum   how the lens layers' logits are combined for mining [mean]
   --schedule joint|sequential   the two ILRec stages [joint]
   --ablation            also run w/o CPO, w/o CRR, w/o CPD, final-layer negatives (with CPD 0, and with CPD kept)
+  --also-sequential     also fine-tune ILRec with --schedule sequential from the same warm-up (row `ilrec sequential`)
 Evaluation and output:
   --beams N             beam width of constrained decoding [20]
   --seed S              seed of everything [0]
@@ -73,6 +75,7 @@ pub fn parse(args: Vec<String>) -> Result<PipelineConfig> {
             "--max-history" => c.max_history = f.num(flag)?,
             "--train-samples" => c.train_samples = f.num(flag)?,
             "--valid-users" => c.valid_users = f.num(flag)?,
+            "--test-users" => c.test_users = f.num(flag)?,
             "--epochs" => c.epochs = f.num(flag)?,
             "--finetune-epochs" => c.finetune_epochs = f.num(flag)?,
             "--batch" => c.batch = f.num(flag)?,
@@ -103,6 +106,7 @@ fn parse_ilrec_or_output(c: &mut PipelineConfig, f: &mut Flags, flag: &str) -> R
         "--ensemble" => c.ensemble = Ensemble::parse(&f.value(flag)?)?,
         "--schedule" => c.schedule = Schedule::parse(&f.value(flag)?)?,
         "--ablation" => c.ablation = true,
+        "--also-sequential" => c.also_sequential = true,
         "--beams" => c.beams = f.num(flag)?,
         "--seed" => c.seed = f.num(flag)?,
         "--threads" => c.threads = f.num(flag)?,
@@ -121,7 +125,7 @@ mod tests {
     /// A value each flag of HELP accepts (switches take none).
     fn sample_value(flag: &str) -> Option<&'static str> {
         match flag {
-            "--ablation" | "--resume" | "--help" => None,
+            "--ablation" | "--also-sequential" | "--resume" | "--help" => None,
             "--model" => Some("tiny"),
             "--item-repr" => Some("title"),
             "--sid-embeddings" => Some("cf"),

@@ -1,5 +1,6 @@
-//! The training pipeline as typed stages, in the order a run calls them (`src/bin/train.rs`
-//! tells the story; each stage lives here so other front ends and tests can call it):
+//! The training pipeline as typed stages, in the order a run calls them ([`run`] tells the
+//! story and is the one call `train` and `study` make; each stage lives here so other front
+//! ends and tests can call it):
 //!
 //! 1. [`data`]      load, split, render items ([`config::ItemRepr`]), vocabulary, trie, examples
 //! 2. [`model`]     resolve `--model` (preset, HF folder, GGUF), tokenizer, build the model
@@ -7,6 +8,8 @@
 //! 4. [`stage`]     train one stage, resumably (warm-up, then each [`variants`] method)
 //! 5. [`evaluate`]  trie-constrained beam search on validation / test
 //! 6. [`results`]   run folder, config.json, plots, results.json, the verdict
+//!
+//! [`ranks`] holds the per-user ranks of every method under both protocols (`study`).
 //!
 //! And back: [`saved_run`] opens a run folder (its config, its trained stages) and
 //! [`recommender`] loads a stage as a recommender (`recommend`, `eval`).
@@ -20,8 +23,10 @@ pub mod data;
 pub mod evaluate;
 pub mod flags;
 pub mod model;
+pub mod ranks;
 pub mod recommender;
 pub mod results;
+pub mod run;
 pub mod saved_run;
 pub mod sids;
 pub mod stage;

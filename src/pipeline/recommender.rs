@@ -209,7 +209,7 @@ impl Recommender {
     }
 
     /// The evaluation examples of `split`, as `train` built them: the seeded validation subset
-    /// (`valid_users`) or every test user.
+    /// (`valid_users`) or the run's test users (all, or its `test_users` subset).
     pub fn examples(&self, split: EvalSplit) -> Result<Vec<TrainExample>> {
         let cfg = &self.run.config;
         let samples = match split {

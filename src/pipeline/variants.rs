@@ -1,7 +1,9 @@
 //! The methods a run fine-tunes from the warm-up checkpoint: the SFT baseline continued, ILRec,
-//! and with `--ablation` one variant per removed part.
+//! with `--ablation` one variant per removed part, and with `--also-sequential` ILRec under the
+//! sequential schedule.
 
 use super::config::PipelineConfig;
+use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::StepConfig;
 use crate::ilrec::ObjectiveWeights;
 
@@ -30,6 +32,17 @@ pub fn lens_layers(cfg: &PipelineConfig, top: usize) -> Vec<usize> {
     cfg.lens_layers.resolve(top).unwrap_or_else(|_| vec![top])
 }
 
+/// The row of `--also-sequential`: ILRec fine-tuned with the sequential schedule.
+pub const SEQUENTIAL: &str = "ilrec sequential";
+
+/// The schedule a method trains with: the run's `--schedule`, except the `ilrec sequential` row.
+pub fn schedule_of(cfg: &PipelineConfig, method: &str) -> Schedule {
+    match method {
+        SEQUENTIAL => Schedule::Sequential,
+        _ => cfg.schedule,
+    }
+}
+
 /// (method name, step) of every fine-tuning run, in table order.
 pub fn variants(
     cfg: &PipelineConfig,
@@ -41,6 +54,10 @@ pub fn variants(
         ("sft".to_string(), StepConfig::sft()),
         ("ilrec".into(), ilrec.clone()),
     ];
+    if cfg.also_sequential {
+        // The same step; only the schedule differs ([`schedule_of`]).
+        out.push((SEQUENTIAL.into(), ilrec.clone()));
+    }
     if !cfg.ablation {
         return out;
     }
@@ -79,4 +96,33 @@ pub fn variants(
         },
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn also_sequential_adds_ilrec_under_the_sequential_schedule_only() {
+        let cfg = PipelineConfig {
+            also_sequential: true,
+            ablation: true,
+            ..PipelineConfig::default()
+        };
+        let names: Vec<String> = variants(&cfg, 2, None).into_iter().map(|v| v.0).collect();
+        assert_eq!(&names[..3], &["sft", "ilrec", SEQUENTIAL]);
+        assert_eq!(names.len(), 8, "{names:?}");
+        for name in &names {
+            let want = match name.as_str() {
+                SEQUENTIAL => Schedule::Sequential,
+                _ => Schedule::Joint,
+            };
+            assert_eq!(schedule_of(&cfg, name), want, "{name}");
+        }
+        // The sequential row trains ILRec's own step; only the schedule differs.
+        let all = variants(&cfg, 2, None);
+        assert_eq!(format!("{:?}", all[1].1), format!("{:?}", all[2].1));
+        let plain = variants(&PipelineConfig::default(), 2, None);
+        assert_eq!(plain.len(), 2);
+    }
 }
