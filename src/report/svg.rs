@@ -1,5 +1,7 @@
-//! Hand-written SVG line plots (no plotting crate): axes with "nice" ticks, one polyline per
-//! series, a legend. Enough for loss curves and validation metrics over training.
+//! Hand-written SVG plots (no plotting crate): axes with "nice" ticks and a legend.
+//! [`line_plot`]: one polyline per series (loss curves, validation metrics over training).
+//! [`bar_chart`]: clusters of bars with error bars (`study`: a metric's mean +- std over seeds,
+//! per data set and method).
 
 use std::fmt::Write;
 
@@ -103,6 +105,11 @@ fn write_grid(svg: &mut String, frame: &Frame) {
             tick_label(t)
         );
     }
+    write_y_grid(svg, frame);
+}
+
+/// Horizontal grid lines with their tick labels, then the frame around the plot area.
+fn write_y_grid(svg: &mut String, frame: &Frame) {
     for t in ticks(frame.y_lo, frame.y_hi) {
         let y = frame.sy(t);
         let _ = writeln!(
@@ -170,6 +177,113 @@ fn write_series(svg: &mut String, frame: &Frame, i: usize, s: &Series) {
         lx + 26.0,
         ly + 4.0,
         escape(&s.name)
+    );
+}
+
+/// One bar: its height and the half-length of its error bar (a standard deviation, say; 0
+/// draws none). The bar's name picks its colour and legend entry.
+#[derive(Clone, Debug)]
+pub struct Bar {
+    pub name: String,
+    pub value: f64,
+    pub error: f64,
+}
+
+/// Bars side by side above one label on the x axis (a data set, say).
+#[derive(Clone, Debug)]
+pub struct BarGroup {
+    pub name: String,
+    pub bars: Vec<Bar>,
+}
+
+/// An SVG bar chart: one cluster per group, a colour per bar name (the same name has the same
+/// colour in every group, listed once in the legend), an error bar `value +- error` on each
+/// bar, the y axis from 0. Bars whose value is not finite are left out.
+pub fn bar_chart(title: &str, y_label: &str, groups: &[BarGroup]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for b in groups.iter().flat_map(|g| &g.bars) {
+        if !names.contains(&b.name.as_str()) {
+            names.push(&b.name);
+        }
+    }
+    let top = groups
+        .iter()
+        .flat_map(|g| &g.bars)
+        .map(|b| b.value + b.error.max(0.0))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let (_, y_hi) = padded_range([0.0, top * 1.05].into_iter());
+    let frame = Frame {
+        x_lo: 0.0,
+        x_hi: groups.len().max(1) as f64,
+        y_lo: 0.0,
+        y_hi,
+    };
+    let mut svg = String::new();
+    write_header(&mut svg, title);
+    write_y_grid(&mut svg, &frame);
+    write_axis_labels(&mut svg, "", y_label);
+    for (g, group) in groups.iter().enumerate() {
+        write_bar_group(&mut svg, &frame, g, group, &names);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let (lx, ly) = (LEFT + PLOT_W + 12.0, TOP + 12.0 + 18.0 * i as f64);
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="{:.1}" width="14" height="10" fill="{}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            ly - 5.0,
+            COLORS[i % COLORS.len()],
+            lx + 20.0,
+            ly + 4.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Group number `g` in its slot [g, g + 1) of the x axis: 80% of the slot split among its
+/// bars, each a rect with an error bar (a vertical line with caps), the group name below.
+fn write_bar_group(svg: &mut String, frame: &Frame, g: usize, group: &BarGroup, names: &[&str]) {
+    let slot = frame.sx(1.0) - frame.sx(0.0);
+    let width = slot * 0.8 / group.bars.len().max(1) as f64;
+    let left = frame.sx(g as f64) + slot * 0.1;
+    for (i, bar) in group.bars.iter().enumerate() {
+        if !bar.value.is_finite() {
+            continue;
+        }
+        let color = COLORS[names.iter().position(|n| *n == bar.name).unwrap_or(0) % COLORS.len()];
+        let x = left + width * i as f64;
+        let (y, base) = (frame.sy(bar.value), frame.sy(0.0));
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>{} {}: {:.4} +- {:.4}</title></rect>"#,
+            width * 0.9,
+            base - y,
+            escape(&group.name),
+            escape(&bar.name),
+            bar.value,
+            bar.error
+        );
+        if bar.error > 0.0 && bar.error.is_finite() {
+            let cx = x + width * 0.45;
+            let (hi, lo) = (frame.sy(bar.value + bar.error), frame.sy(bar.value - bar.error));
+            let _ = writeln!(
+                svg,
+                r#"<path class="error" d="M{cx:.1} {hi:.1}V{lo:.1}M{:.1} {hi:.1}h{:.1}M{:.1} {lo:.1}h{:.1}" stroke="black" fill="none"/>"#,
+                cx - 4.0,
+                8.0,
+                cx - 4.0,
+                8.0
+            );
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        frame.sx(g as f64 + 0.5),
+        TOP + PLOT_H + 16.0,
+        escape(&group.name)
     );
 }
 
@@ -256,5 +370,43 @@ mod tests {
             line.split("points=\"").nth(1).unwrap().split(' ').count(),
             3
         );
+    }
+
+    #[test]
+    fn bar_chart_has_a_bar_and_an_error_bar_per_finite_value() {
+        let bar = |name: &str, value: f64, error: f64| Bar {
+            name: name.into(),
+            value,
+            error,
+        };
+        let groups = vec![
+            BarGroup {
+                name: "ml<small>".into(),
+                bars: vec![bar("SFT", 0.02, 0.004), bar("ILRec", 0.03, 0.0)],
+            },
+            BarGroup {
+                name: "office".into(),
+                bars: vec![bar("SFT", 0.05, 0.01), bar("ILRec", f64::NAN, 0.01)],
+            },
+        ];
+        let svg = bar_chart("test NDCG@10", "NDCG@10", &groups);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        // Three finite bars (+ two legend swatches, + background and frame rects).
+        assert_eq!(svg.matches("<title>").count(), 3);
+        assert_eq!(svg.matches("class=\"error\"").count(), 2);
+        assert!(svg.contains("ml&lt;small&gt;") && !svg.contains("NaN"));
+        // The same name keeps its colour across groups; the tallest error bar fits the axis.
+        let fills: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.contains("<title>SFT") || l.contains(" SFT:"))
+            .map(|l| l.split("fill=\"").nth(1).unwrap().split('"').next().unwrap())
+            .collect();
+        assert_eq!(fills.len(), 2);
+        assert_eq!(fills[0], fills[1]);
+        let frame_top = TOP;
+        for l in svg.lines().filter(|l| l.contains("class=\"error\"")) {
+            let y: f64 = l.split('M').nth(1).unwrap().split(['V', ' ']).nth(1).unwrap().parse().unwrap();
+            assert!(y >= frame_top, "{l}");
+        }
     }
 }
