@@ -20,6 +20,8 @@
 //! - [`speed`]      bench support: timed forward / training steps (`bench`)
 //! - [`pipeline`]   the `train` stages: data, model, CF, resumable stages, evaluation, results;
 //!   and back: a saved run loaded as a recommender (`recommend`, `eval`)
+//! - [`study`]      the results study: a grid of data sets x methods x seeds through the
+//!   pipeline, selection on validation, mean +- std, paired bootstrap, report (`study`)
 //! - [`cli`]        the flag parser the binaries share; [`fixtures`] the test-fixture root
 
 pub mod autograd;
@@ -41,6 +43,7 @@ pub mod report;
 pub mod rng;
 pub mod sid;
 pub mod speed;
+pub mod study;
 pub mod tensor;
 pub mod tokenizer;
 

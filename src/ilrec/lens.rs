@@ -54,6 +54,18 @@ impl LensLayers {
         }
     }
 
+    /// The text [`LensLayers::parse`] reads back: `last4`, `final`, `1,3`.
+    pub fn spec(&self) -> String {
+        match self {
+            LensLayers::BelowTop(0) => "final".into(),
+            LensLayers::BelowTop(k) => format!("last{k}"),
+            LensLayers::Explicit(v) => {
+                let v: Vec<String> = v.iter().map(|l| l.to_string()).collect();
+                v.join(",")
+            }
+        }
+    }
+
     /// The concrete block indices for a model of `num_blocks` blocks, ascending and distinct.
     /// `BelowTop(0)` means the final layer itself, {L} (negatives from the final layer).
     pub fn resolve(&self, num_blocks: usize) -> Result<Vec<usize>> {
@@ -86,6 +98,13 @@ impl LensLayers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_parses_back() {
+        for s in ["last4", "final", "1,3", "2"] {
+            assert_eq!(LensLayers::parse(s).unwrap().spec(), s);
+        }
+    }
 
     #[test]
     fn default_is_the_four_blocks_below_the_top_clipped() {

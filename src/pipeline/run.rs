@@ -87,6 +87,8 @@ pub struct RunOutput {
     pub ranks: Vec<MethodRanks>,
     /// The data set's ids of the test users, in the order of every test rank list.
     pub test_users: Vec<String>,
+    /// How many validation users every validation number averages over.
+    pub valid_users: usize,
     /// Test rank lists the run produced: table rows plus per-user test ranks (a reused list
     /// counts again). 0 exactly when `test` is off: the selection's proof of not looking.
     pub test_evaluations: usize,
@@ -164,6 +166,7 @@ pub fn run(cfg: &PipelineConfig, opts: &RunOptions) -> Result<RunOutput> {
             .map(|(name, _)| (name.clone(), last_valid(&journal.log, name)))
             .collect(),
         test_users: test_user_ids(&d.dataset, &d.split),
+        valid_users: d.valid.len(),
         dataset: d.dataset.name.clone(),
         run_dir,
         table,
