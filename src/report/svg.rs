@@ -267,7 +267,10 @@ fn write_bar_group(svg: &mut String, frame: &Frame, g: usize, group: &BarGroup, 
         );
         if bar.error > 0.0 && bar.error.is_finite() {
             let cx = x + width * 0.45;
-            let (hi, lo) = (frame.sy(bar.value + bar.error), frame.sy(bar.value - bar.error));
+            let (hi, lo) = (
+                frame.sy(bar.value + bar.error),
+                frame.sy(bar.value - bar.error),
+            );
             let _ = writeln!(
                 svg,
                 r#"<path class="error" d="M{cx:.1} {hi:.1}V{lo:.1}M{:.1} {hi:.1}h{:.1}M{:.1} {lo:.1}h{:.1}" stroke="black" fill="none"/>"#,
@@ -399,13 +402,28 @@ mod tests {
         let fills: Vec<&str> = svg
             .lines()
             .filter(|l| l.contains("<title>SFT") || l.contains(" SFT:"))
-            .map(|l| l.split("fill=\"").nth(1).unwrap().split('"').next().unwrap())
+            .map(|l| {
+                l.split("fill=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(fills.len(), 2);
         assert_eq!(fills[0], fills[1]);
         let frame_top = TOP;
         for l in svg.lines().filter(|l| l.contains("class=\"error\"")) {
-            let y: f64 = l.split('M').nth(1).unwrap().split(['V', ' ']).nth(1).unwrap().parse().unwrap();
+            let y: f64 = l
+                .split('M')
+                .nth(1)
+                .unwrap()
+                .split(['V', ' '])
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(y >= frame_top, "{l}");
         }
     }
