@@ -14,7 +14,7 @@
 //! ```
 
 use super::cell::Cell;
-use super::grid::{dataset_name, Grid};
+use super::grid::Grid;
 use super::report::{write_report, ReportOptions};
 use super::results::ResultsFile;
 use super::select::{select, Choice};
@@ -63,7 +63,7 @@ pub fn run_study(study: &Study) -> Result<String> {
             None => HashMap::new(),
         };
         for data in &grid.datasets {
-            let name = dataset_name(data);
+            let name = data.name();
             let mut base = grid.base_config(data)?;
             if let Some(choice) = choices.get(&name) {
                 base = choice.apply(&base);
@@ -91,21 +91,39 @@ pub fn run_study(study: &Study) -> Result<String> {
 }
 
 /// `study.json` holds [`Grid::identity`]; a folder started with another one is refused (its
-/// finished cells would mean something else).
+/// finished cells would mean something else). Data sets new to the folder are added to it.
 fn check_identity(dir: &Path, grid: &Grid) -> Result<()> {
     let path = dir.join("study.json");
-    let identity = grid.identity();
-    match read_json(&path)? {
-        None => write_json(&path, &identity),
-        Some(saved) if saved == identity => Ok(()),
-        Some(saved) => Err(Error::config(
-            format!(
-                "{} was started with another grid: {saved} (now {identity})",
-                dir.display()
-            ),
+    let mut now = grid.identity();
+    let Some(mut saved) = read_json(&path)? else {
+        return write_json(&path, &now);
+    };
+    let refuse = |what: String| {
+        Error::config(
+            format!("{} was started with {what}", dir.display()),
             "use a new --out, or the same methods, protocols, train options and search space",
-        )),
+        )
+    };
+    let (old_sets, new_sets) = (saved["datasets"].take(), now["datasets"].take());
+    if saved != now {
+        return Err(refuse(format!("another grid: {saved} (now {now})")));
     }
+    let mut merged = old_sets.as_object().cloned().unwrap_or_default();
+    for (name, args) in new_sets.as_object().into_iter().flatten() {
+        match merged.get(name) {
+            Some(old) if old != args => {
+                return Err(refuse(format!(
+                    "other options for {name}: {old} (now {args})"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                merged.insert(name.clone(), args.clone());
+            }
+        }
+    }
+    now["datasets"] = Value::Object(merged);
+    write_json(&path, &now)
 }
 
 /// Selection for every data set not in `selection.json` yet (each written as soon as it is
@@ -120,7 +138,7 @@ fn select_all(study: &Study) -> Result<HashMap<String, Choice>> {
     };
     let mut choices = HashMap::new();
     for data in &grid.datasets {
-        let name = dataset_name(data);
+        let name = data.name();
         if !saved.contains_key(&name) {
             let seed = grid.seeds[0];
             let base = grid.base_config(data)?;

@@ -2,7 +2,7 @@
 //! `train` option.
 
 use super::driver::Study;
-use super::grid::{parse_protocols, Grid, Method};
+use super::grid::{parse_protocols, DataSpec, Grid, Method};
 use super::select::SearchSpace;
 use crate::cli::Flags;
 use crate::{Error, Result};
@@ -20,7 +20,8 @@ Rerun the same command to continue: finished cells are skipped, a killed cell re
 
 Grid:
   --grid FILE           a JSON grid: {\"datasets\", \"seeds\", \"methods\", \"protocols\", \"train_args\", \"select\"};
-                        the flags below override it, train options add to its train_args
+                        a data set is a folder or {\"path\", \"train_args\"} (its own options, e.g. --kcore 0);
+                        the flags below override the file, train options add to its train_args
   --datasets DIR,...    data set folders [embedded data/ml-latest-small]
   --seeds S,...         seeds [0,1,2]
   --methods M,...       popularity, sasrec, sft, ilrec, wo-cpo, wo-crr, wo-cpd, final-cpd0,
@@ -66,7 +67,8 @@ pub fn parse(args: Vec<String>) -> Result<Study> {
             "--grid" => grid_file = Some(PathBuf::from(f.value(flag)?)),
             "--out" => study.out = PathBuf::from(f.value(flag)?),
             "--datasets" => {
-                cli.datasets = list(&mut f)?.into_iter().map(PathBuf::from).collect();
+                let dirs = list(&mut f)?.into_iter().map(PathBuf::from);
+                cli.datasets = dirs.map(DataSpec::new).collect();
                 given.push("datasets");
             }
             "--seeds" => {

@@ -1,9 +1,12 @@
 //! What a study runs: data sets x seeds x methods, the evaluation protocols, and the `train`
-//! options every cell shares. From the command line, a JSON file (`--grid FILE`), or both (the
-//! command line wins; its train options come after the file's).
+//! options every cell shares (plus any of one data set's own, e.g. `--kcore 0` for the Amazon
+//! sets). From the command line, a JSON file (`--grid FILE`), or both (the command line wins;
+//! its train options come after the file's).
 //!
 //! ```json
-//! {"datasets": ["data/ml-latest-small"], "seeds": [0, 1, 2],
+//! {"datasets": ["data/ml-latest-small",
+//!               {"path": "../shared/data/amazon18-office-products", "train_args": ["--kcore", "0"]}],
+//!  "seeds": [0, 1, 2],
 //!  "methods": ["popularity", "sasrec", "sft", "ilrec", "ablations", "sequential"],
 //!  "protocols": ["all-items", "exclude-history"],
 //!  "train_args": ["--train-samples", "20000", "--test-users", "1000"]}
@@ -140,10 +143,51 @@ impl Method {
     }
 }
 
+/// A data set of the grid: its folder and the train options of its cells alone (after the
+/// shared ones).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSpec {
+    pub path: PathBuf,
+    pub train_args: Vec<String>,
+}
+
+impl DataSpec {
+    pub fn new(path: PathBuf) -> DataSpec {
+        DataSpec {
+            path,
+            train_args: Vec::new(),
+        }
+    }
+
+    /// Its folder's name (`data/ml-latest-small` -> `ml-latest-small`): names cells and rows.
+    pub fn name(&self) -> String {
+        dataset_name(&self.path)
+    }
+
+    /// `"path"` or `{"path": "...", "train_args": [...]}`.
+    fn from_json(v: &Value) -> Option<DataSpec> {
+        if let Some(path) = v.as_str() {
+            return Some(DataSpec::new(PathBuf::from(path)));
+        }
+        let args = match v.get("train_args") {
+            None => Vec::new(),
+            Some(a) => a
+                .as_array()?
+                .iter()
+                .map(|s| s.as_str().map(String::from))
+                .collect::<Option<_>>()?,
+        };
+        Some(DataSpec {
+            path: PathBuf::from(v.get("path")?.as_str()?),
+            train_args: args,
+        })
+    }
+}
+
 /// The whole grid.
 #[derive(Clone, Debug)]
 pub struct Grid {
-    pub datasets: Vec<PathBuf>,
+    pub datasets: Vec<DataSpec>,
     pub seeds: Vec<u64>,
     pub methods: Vec<Method>,
     pub protocols: Vec<Protocol>,
@@ -168,7 +212,7 @@ impl Default for Grid {
     /// The issue's grid on the embedded data set: every method, three seeds, both protocols.
     fn default() -> Grid {
         Grid {
-            datasets: vec![PipelineConfig::default().data],
+            datasets: vec![DataSpec::new(PipelineConfig::default().data)],
             seeds: vec![0, 1, 2],
             methods: Method::ALL.to_vec(),
             protocols: Protocol::BOTH.to_vec(),
@@ -209,8 +253,16 @@ impl Grid {
         {
             return Err(bad(key, &format!("one of {}", known.join(", "))));
         }
-        if let Some(d) = strings("datasets")? {
-            self.datasets = d.into_iter().map(PathBuf::from).collect();
+        if let Some(d) = v.get("datasets") {
+            self.datasets = d
+                .as_array()
+                .and_then(|a| a.iter().map(DataSpec::from_json).collect())
+                .ok_or_else(|| {
+                    bad(
+                        "datasets",
+                        "a list of folders or {\"path\", \"train_args\"}",
+                    )
+                })?;
         }
         if let Some(seeds) = v.get("seeds") {
             self.seeds = seeds
@@ -241,11 +293,13 @@ impl Grid {
         Ok(())
     }
 
-    /// The shared train options as a config for `data` (checked like `train`'s command line).
-    pub fn base_config(&self, data: &Path) -> Result<PipelineConfig> {
-        if let Some((flag, instead)) = STUDY_OWNED
-            .iter()
-            .find(|(f, _)| self.train_args.iter().any(|a| a == f))
+    /// The config of `data`'s cells: the shared train options, then the data set's own
+    /// (checked like `train`'s command line).
+    pub fn base_config(&self, data: &DataSpec) -> Result<PipelineConfig> {
+        let given = self.train_args.iter().chain(&data.train_args);
+        if let Some((flag, instead)) = given
+            .clone()
+            .find_map(|a| STUDY_OWNED.iter().find(|(f, _)| a == f))
         {
             return Err(Error::config(
                 format!("{flag} is set by the study for each cell"),
@@ -255,8 +309,8 @@ impl Grid {
         // The issue's selection reads every validation user: the study's one default that
         // differs from train's (a later --valid-users overrides it).
         let mut args: Vec<String> = vec!["--valid-users".into(), "0".into()];
-        args.extend(self.train_args.iter().cloned());
-        args.extend(["--data".to_string(), data.display().to_string()]);
+        args.extend(given.cloned());
+        args.extend(["--data".to_string(), data.path.display().to_string()]);
         flags::parse(args)
     }
 
@@ -272,7 +326,7 @@ impl Grid {
         if !self.methods.iter().any(|&m| m != Method::Popularity) {
             return fail("no method to train".into(), "e.g. --methods sft,ilrec");
         }
-        let mut names: Vec<String> = self.datasets.iter().map(|d| dataset_name(d)).collect();
+        let mut names: Vec<String> = self.datasets.iter().map(DataSpec::name).collect();
         names.sort();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return fail(
@@ -287,13 +341,20 @@ impl Grid {
     }
 
     /// What defines the cells' contents, for `study.json`: a study folder refuses a different
-    /// one (data sets and seeds may change: they only add or leave out cells).
+    /// one. Seeds may change and data sets may be added (they only add or leave out cells); a
+    /// data set already in the folder keeps its own train options.
     pub fn identity(&self) -> Value {
+        let own: serde_json::Map<String, Value> = self
+            .datasets
+            .iter()
+            .map(|d| (d.name(), json!(d.train_args)))
+            .collect();
         json!({
             "methods": self.methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
             "protocols": self.protocols.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "train_args": self.train_args,
             "select": self.select.as_ref().map(SearchSpace::to_json),
+            "datasets": own,
         })
     }
 }
@@ -349,20 +410,27 @@ mod tests {
     #[test]
     fn a_json_grid_sets_its_fields_and_refuses_unknown_ones() {
         let mut g = Grid::default();
+        let here = env!("CARGO_MANIFEST_DIR");
         let v = json!({"seeds": [4, 5], "methods": ["sft", "ilrec"],
-                       "protocols": ["exclude-history"], "train_args": ["--epochs", "2"]});
+                       "protocols": ["exclude-history"], "train_args": ["--epochs", "2"],
+                       "datasets": [{"path": here, "train_args": ["--kcore", "0", "--epochs", "3"]},
+                                    format!("{here}/data")]});
         g.apply_json(&v, Path::new("g.json")).unwrap();
         assert_eq!(g.seeds, vec![4, 5]);
         assert_eq!(g.methods, vec![Method::Sft, Method::Ilrec]);
         assert_eq!(g.protocols, vec![Protocol::ExcludeHistory]);
-        assert_eq!(g.base_config(&g.datasets[0]).unwrap().epochs, 2.0);
-        assert_eq!(g.base_config(&g.datasets[0]).unwrap().valid_users, 0);
+        // A data set's own options come after the shared ones.
+        let own = g.base_config(&g.datasets[0]).unwrap();
+        assert_eq!((own.epochs, own.kcore, own.valid_users), (3.0, 0, 0));
+        let shared = g.base_config(&g.datasets[1]).unwrap();
+        assert_eq!((shared.epochs, shared.kcore), (2.0, 5));
+        assert_eq!(g.identity()["datasets"]["data"], json!([]));
         let err = g
             .apply_json(&json!({"seed": [1]}), Path::new("g.json"))
             .unwrap_err();
         assert!(err.to_string().contains("\"seed\""), "{err}");
-        g.train_args = vec!["--seed".into(), "3".into()];
-        let err = g.base_config(&g.datasets[0]).unwrap_err().to_string();
+        g.datasets[1].train_args = vec!["--seed".into(), "3".into()];
+        let err = g.base_config(&g.datasets[1]).unwrap_err().to_string();
         assert!(err.contains("--seeds"), "{err}");
     }
 }
