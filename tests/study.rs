@@ -4,7 +4,7 @@
 //! bootstrap differences are the seed-averaged per-user differences; a finished study skips its
 //! cells; a study killed inside its second cell resumes to the uninterrupted study's rows; and
 //! `--select` chooses on validation without a single test evaluation, then trains the final
-//! cells with the choice.
+//! cells with the choice (the same models the selection trained).
 
 mod common;
 
@@ -317,10 +317,15 @@ fn selection_reads_validation_only_and_the_final_cells_use_its_choice() {
         .unwrap();
     assert_eq!(s["chosen"]["lr"], best["lr"], "{s}");
     // No selection run ranked a test user: none wrote train's test table.
-    for t in by_lr {
+    for t in &by_lr {
         let dir = Path::new(t["run_dir"].as_str().unwrap());
         assert!(dir.join("log.jsonl").is_file() && !dir.join("results.json").exists());
     }
+    // The selection's models are the final cells' models: the chosen lr's SFT continuation
+    // and the final cell's (same lr, seed and data) are the same bytes.
+    let sft = |run: &Path| std::fs::read(run.join("checkpoints/sft/model.safetensors")).unwrap();
+    let chosen_run = Path::new(best["run_dir"].as_str().unwrap());
+    assert!(sft(chosen_run) == sft(&out.join("cells/tiny/seed-0")));
     // The final cell trained with the choice, and the report says where it came from.
     let row = &lines(&out)[1];
     assert_eq!(row["method"], "ilrec");
