@@ -120,6 +120,9 @@ pub fn comparisons(rows: &[Row], opts: &ReportOptions) -> Result<Vec<Comparison>
                 let rb = cell_rows(rows, protocol, &dataset, b);
                 for metric in COMPARED {
                     let (ua, ub, seeds) = paired_users(&ra, &rb, metric)?;
+                    if seeds == 0 {
+                        continue; // no seed in common: nothing is paired
+                    }
                     out.push(Comparison {
                         dataset: dataset.clone(),
                         protocol,
@@ -303,4 +306,84 @@ fn chart(rows: &[Row], protocol: Protocol) -> String {
         .collect();
     let title = format!("test NDCG@10, mean ± std over seeds ({})", protocol.name());
     bar_chart(&title, "NDCG@10", &groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(method: Method, seed: u64, ranks: &[Option<usize>], users: &[&str]) -> Row {
+        let r = crate::pipeline::ranks::Ranks {
+            ranks: ranks.to_vec(),
+            invalid_rate: 0.0,
+        };
+        Row {
+            cell: format!("d/seed-{seed}"),
+            cell_rows: 2,
+            dataset: "d".into(),
+            method,
+            seed,
+            protocol: Protocol::AllItems,
+            valid: r.metrics(),
+            test: r.metrics(),
+            invalid_rate: 0.0,
+            valid_ranks: ranks.to_vec(),
+            test_ranks: ranks.to_vec(),
+            test_users: users.iter().map(|u| u.to_string()).collect(),
+            hyper: json!({}),
+            run_dir: String::new(),
+        }
+    }
+
+    fn opts() -> ReportOptions {
+        ReportOptions {
+            resamples: 200,
+            seed: 0,
+            hyper_parameters: String::new(),
+        }
+    }
+
+    #[test]
+    fn comparisons_pair_users_over_shared_seeds_only() {
+        let users = ["u1", "u2"];
+        // ILRec hits both users at rank 0 in both seeds; SFT only user 1, in seed 0 only.
+        let rows = vec![
+            row(Method::Sft, 0, &[Some(0), None], &users),
+            row(Method::Ilrec, 0, &[Some(0), Some(0)], &users),
+            row(Method::Sft, 1, &[None, None], &users),
+            row(Method::Ilrec, 1, &[Some(0), Some(0)], &users),
+        ];
+        let c = comparisons(&rows, &opts()).unwrap();
+        assert_eq!(c.len(), 2, "NDCG@10 and Hit@10 of ILRec vs SFT");
+        // Per user over the two seeds: ILRec 1 and 1, SFT 0.5 and 0: mean difference 0.75.
+        assert!((c[0].result.diff - 0.75).abs() < 1e-12);
+        assert_eq!(c[0].seeds, 2);
+        // No seed in common: no comparison; other users in a pair: an error naming the fix.
+        let disjoint = vec![rows[0].clone(), rows[3].clone()];
+        assert!(comparisons(&disjoint, &opts()).unwrap().is_empty());
+        let mut other = rows.clone();
+        other[3].test_users = vec!["u2".into(), "u1".into()];
+        let err = comparisons(&other, &opts()).unwrap_err().to_string();
+        assert!(err.contains("--test-users"), "{err}");
+    }
+
+    #[test]
+    fn the_markdown_has_mean_std_and_bootstrap_rows() {
+        let users = ["u1", "u2"];
+        let rows = vec![
+            row(Method::Sft, 0, &[Some(2), None], &users),
+            row(Method::Ilrec, 0, &[Some(0), Some(6)], &users),
+        ];
+        let c = comparisons(&rows, &opts()).unwrap();
+        let md = markdown(&rows, &c, &opts());
+        // SFT NDCG@10: (1/log2(4) + 0) / 2 = 0.25; one seed: std 0.
+        assert!(md.contains("| SFT | 1 |"), "{md}");
+        assert!(md.contains("0.2500 ± 0.0000 |"), "{md}");
+        // ILRec - SFT on NDCG@10: ((1 - 0.5) + (1/3 - 0)) / 2 = 0.4167.
+        assert!(
+            md.contains("| ILRec vs SFT | NDCG@10 | 1 | +0.4167 |"),
+            "{md}"
+        );
+    }
 }

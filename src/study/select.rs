@@ -293,49 +293,33 @@ impl Search<'_> {
             ..self.base.clone()
         };
         let mut best = Choice::of(&run_cfg);
-        // (key, row name, score) of every trained combination; the run's own `ilrec` row is the
-        // base weights.
-        let mut tried = vec![(self.key(&best)?, "ilrec".to_string(), base_score)];
+        // Validation NDCG@10 of every trained combination, by key; the run's own `ilrec` row
+        // trained the base weights.
+        let mut scores: Vec<(String, f64)> = vec![(self.key(&best)?, base_score)];
+        // The extra rows of the run folder, in the order they were first trained (a resumed
+        // run must see them in the same order).
         let mut extra: Vec<(String, PipelineConfig)> = Vec::new();
         for coordinate in ["alpha", "lambda", "mu", "lens_layers"] {
             let candidates = candidates(space, &best, coordinate);
-            let mut fresh = Vec::new();
-            for c in &candidates {
-                let key = self.key(c)?;
-                if !tried.iter().any(|t| t.0 == key)
-                    && !fresh.iter().any(|f: &(String, Choice)| f.0 == key)
-                {
-                    fresh.push((key, c.clone()));
-                }
-            }
+            let fresh = self.untried(&candidates, &scores)?;
             if !fresh.is_empty() {
-                extra.extend(
-                    fresh
-                        .iter()
-                        .map(|(key, c)| (format!("ilrec {key}"), c.apply(&run_cfg))),
-                );
+                let rows = fresh.iter().map(|(k, c)| (row_name(k), c.apply(&run_cfg)));
+                extra.extend(rows);
                 let out = self.run(run_cfg.clone(), extra.clone())?;
                 for (key, c) in fresh {
-                    let name = format!("ilrec {key}");
-                    let score = valid_of(&out, &name)?;
+                    let score = valid_of(&out, &row_name(&key))?;
                     self.fine_tunes += 1;
-                    self.trials
-                        .push(json!({"phase": coordinate, "chosen_so_far": best.to_json(),
-                                            "tried": c.to_json(), "ilrec_valid_ndcg@10": score}));
-                    tried.push((key, name, score));
+                    self.trials.push(json!({
+                        "phase": coordinate, "chosen_so_far": best.to_json(),
+                        "tried": c.to_json(), "ilrec_valid_ndcg@10": score,
+                    }));
+                    scores.push((key, score));
                 }
             }
             // The best candidate of this coordinate; the incumbent wins ties.
-            let score_of = |c: &Choice| -> Result<f64> {
-                let key = self.key(c)?;
-                Ok(tried
-                    .iter()
-                    .find(|t| t.0 == key)
-                    .map_or(f64::NEG_INFINITY, |t| t.2))
-            };
-            let mut top = (score_of(&best)?, best.clone());
+            let mut top = (self.score(&best, &scores)?, best.clone());
             for c in candidates {
-                let s = score_of(&c)?;
+                let s = self.score(&c, &scores)?;
                 if s > top.0 {
                     top = (s, c);
                 }
@@ -343,6 +327,32 @@ impl Search<'_> {
             best = top.1;
         }
         Ok(best)
+    }
+
+    /// The candidates not trained yet, once each, with their keys.
+    fn untried(
+        &self,
+        candidates: &[Choice],
+        scores: &[(String, f64)],
+    ) -> Result<Vec<(String, Choice)>> {
+        let mut fresh: Vec<(String, Choice)> = Vec::new();
+        for c in candidates {
+            let key = self.key(c)?;
+            let known = scores.iter().any(|s| s.0 == key) || fresh.iter().any(|f| f.0 == key);
+            if !known {
+                fresh.push((key, c.clone()));
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// A trained combination's validation NDCG@10.
+    fn score(&self, c: &Choice, scores: &[(String, f64)]) -> Result<f64> {
+        let key = self.key(c)?;
+        Ok(scores
+            .iter()
+            .find(|s| s.0 == key)
+            .map_or(f64::NEG_INFINITY, |s| s.1))
     }
 
     /// A combination's identity: weights and the lens blocks it resolves to for this model.
@@ -357,6 +367,11 @@ impl Search<'_> {
             blocks.join(",")
         ))
     }
+}
+
+/// The run-folder row of a combination: `ilrec a=0.3 l=0.1 m=1 S=1`.
+fn row_name(key: &str) -> String {
+    format!("ilrec {key}")
 }
 
 /// The choices that vary `coordinate` over its values, the others as in `best` (the lens
