@@ -8,9 +8,14 @@
 //! Samples are split into contiguous chunks, one per thread, each thread with its own scorer
 //! (its own KV cache); results are merged in sample order, so the metrics do not depend on the
 //! number of threads.
+//!
+//! Each sample carries the items its ranking leaves out (`rec::protocol`: empty under the
+//! default all-items protocol, the user's history under `--exclude-history`); the beam search
+//! skips them, so the returned list holds none of them.
 
-use super::beam::{beam_search, PrefixScorer};
+use super::beam::{beam_search_excluding, PrefixScorer};
 use crate::rec::metrics::{rank_of, RankingMetrics};
+use crate::rec::protocol::Exclusions;
 use crate::rec::trie::ItemTrie;
 use crate::report::Progress;
 use crate::Result;
@@ -39,14 +44,22 @@ impl EvalOutcome {
     }
 }
 
+/// What the model is asked: `prompts[i]` predicts `targets[i]`, ranking every item but
+/// `excluded.of(i)`.
+pub struct EvalQueries<'a> {
+    pub prompts: &'a [Vec<u32>],
+    pub targets: &'a [u32],
+    pub excluded: &'a Exclusions,
+}
+
 /// The ranked items of one sample and how many returned entries were invalid.
 fn rank_one(
     scorer: &mut dyn PrefixScorer,
     trie: &ItemTrie,
-    prompt: &[u32],
+    (prompt, excluded): (&[u32], &[u32]),
     beams: usize,
 ) -> Result<(Vec<u32>, usize)> {
-    let found = beam_search(scorer, trie, prompt, beams)?;
+    let found = beam_search_excluding(scorer, trie, prompt, beams, excluded)?;
     let mut seen = std::collections::HashSet::new();
     let mut ranked = Vec::with_capacity(found.len());
     let mut invalid = 0;
@@ -60,13 +73,11 @@ fn rank_one(
     Ok((ranked, invalid))
 }
 
-/// Beam-searches every prompt (`prompts[i]` predicts `targets[i]`) with scorers made by
-/// `make_scorer`, on `threads` threads.
+/// Beam-searches every query with scorers made by `make_scorer`, on `threads` threads.
 pub fn evaluate<S, F>(
     make_scorer: F,
     trie: &ItemTrie,
-    prompts: &[Vec<u32>],
-    targets: &[u32],
+    queries: &EvalQueries,
     beams: usize,
     threads: usize,
     progress: &mut Progress,
@@ -75,19 +86,23 @@ where
     S: PrefixScorer,
     F: Fn() -> S + Sync,
 {
+    let (prompts, targets) = (queries.prompts, queries.targets);
+    queries.excluded.check_len(prompts.len())?;
     let threads = threads.clamp(1, prompts.len().max(1));
     let chunk = prompts.len().div_ceil(threads).max(1);
     let done = AtomicUsize::new(0);
     let results: Vec<Result<Vec<ChunkResult>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = prompts
             .chunks(chunk)
-            .map(|part| {
+            .zip(queries.excluded.lists().chunks(chunk))
+            .map(|(part, excluded)| {
                 let (make_scorer, done) = (&make_scorer, &done);
                 scope.spawn(move || {
                     let mut scorer = make_scorer();
                     part.iter()
-                        .map(|p| {
-                            let r = rank_one(&mut scorer, trie, p, beams);
+                        .zip(excluded)
+                        .map(|(p, x)| {
+                            let r = rank_one(&mut scorer, trie, (p, x), beams);
                             done.fetch_add(1, Ordering::Relaxed);
                             r
                         })

@@ -5,6 +5,7 @@ use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::rec::{LoadOptions, Protocol};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -72,8 +73,12 @@ impl SidSource {
 pub struct PipelineConfig {
     /// Data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small].
     pub data: PathBuf,
-    /// k-core filter, 0 = off [5].
-    pub kcore: usize,
+    /// How the folder is read and filtered: k-core [5] and RecBole's interaction-count
+    /// intervals, duplicates [first], rating threshold [off], atomic-file field names, item
+    /// text (`pipeline::data_flags`).
+    pub load: LoadOptions,
+    /// Which items a ranking competes over [all-items; `--exclude-history`].
+    pub protocol: Protocol,
     /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
     pub model: String,
     /// How items are written [sid].
@@ -142,7 +147,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             data: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small"),
-            kcore: 5,
+            load: LoadOptions::default(),
+            protocol: Protocol::AllItems,
             model: "tiny".into(),
             item_repr: ItemRepr::Sid,
             sid_embeddings: SidSource::Cf,
@@ -248,7 +254,9 @@ impl PipelineConfig {
     /// The run's `config.json`: every field, the resolved lens layers and the model config.
     pub fn to_json(&self, lens_layers: &[usize], model_config: Value) -> Value {
         json!({
-            "data": self.data.display().to_string(), "kcore": self.kcore, "model": self.model,
+            "data": self.data.display().to_string(), "kcore": self.load.kcore,
+            "data_options": super::data_flags::data_options_json(&self.load),
+            "protocol": self.protocol.name(), "model": self.model,
             "item_repr": self.item_repr.name(), "sid_embeddings": self.sid_embeddings.name(),
             "sids": self.sids.as_ref().map(|p| p.display().to_string()),
             "max_history": self.max_history,

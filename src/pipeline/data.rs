@@ -1,13 +1,14 @@
 //! Stage 1, prepare the data: load + k-core + leave-one-out, render items (see [`ItemRepr`]:
 //! titles, or the SID text of `pipeline::sids`), tokenise prompts, compact the vocabulary, build
-//! the item trie over the items' model tokens, and turn samples into training examples.
+//! the item trie over the items' model tokens, turn samples into training examples, and list
+//! the items each validation / test ranking leaves out under the run's protocol.
 
 use super::config::{ItemRepr, PipelineConfig};
 use super::model::{vocabulary, ModelPlan};
 use crate::ilrec::trainer::TrainExample;
 use crate::rec::vocab_map::VocabMap;
-use crate::rec::{leave_one_out, load_dataset, sample_prompt, Dataset, ItemTrie, LoadOptions};
-use crate::rec::{Sample, Split};
+use crate::rec::{leave_one_out, load_dataset, sample_prompt, Dataset, ItemTrie};
+use crate::rec::{Exclusions, Sample, Split};
 use crate::report::Progress;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
@@ -31,15 +32,15 @@ pub struct PreparedData {
     pub train: Vec<TrainExample>,
     pub valid: Vec<TrainExample>,
     pub test: Vec<TrainExample>,
+    /// What each `valid` / `test` ranking leaves out (`cfg.protocol`).
+    pub valid_excluded: Exclusions,
+    pub test_excluded: Exclusions,
 }
 
-/// Loads and splits the data set of `cfg` (no tokenisation yet).
+/// Loads and splits the data set of `cfg` (no tokenisation yet); prints what was dropped.
 pub fn load_and_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
-    let options = LoadOptions {
-        kcore: cfg.kcore,
-        ..LoadOptions::default()
-    };
-    let dataset = load_dataset(&cfg.data, &options)?;
+    let dataset = load_dataset(&cfg.data, &cfg.load)?;
+    eprintln!("data: {}", dataset.load_summary());
     let split = leave_one_out(&dataset, crate::rec::DEFAULT_MAX_HISTORY)?;
     eprintln!(
         "data: {} users, {} items, {} interactions, {} train / {} valid / {} test samples",
@@ -134,6 +135,8 @@ pub fn prepare_data(
         examples(1, &valid_subset)?,
         examples(2, &split.test)?,
     );
+    let valid_excluded = Exclusions::build(cfg.protocol, &dataset, &valid_subset)?;
+    let test_excluded = Exclusions::build(cfg.protocol, &dataset, &split.test)?;
     eprintln!(
         "items: {} items -> trie of {} nodes; model vocabulary {} of {} tokenizer ids; LLM on {} train samples, {} valid users",
         trie.num_items(), trie.num_nodes(), vocab.len(), tokenizer.vocab_size(), train.len(), valid.len()
@@ -149,6 +152,8 @@ pub fn prepare_data(
         train,
         valid,
         test,
+        valid_excluded,
+        test_excluded,
     })
 }
 

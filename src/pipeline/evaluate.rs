@@ -1,10 +1,11 @@
-//! Stage "evaluate": trie-constrained beam search with the KV cache on a set of examples.
+//! Stage "evaluate": trie-constrained beam search with the KV cache on a set of examples, each
+//! ranking without the items the run's protocol excludes for it.
 
 use crate::eval::decode::LlamaScorer;
-use crate::eval::evaluate::{evaluate, EvalOutcome};
+use crate::eval::evaluate::{evaluate, EvalOutcome, EvalQueries};
 use crate::ilrec::trainer::TrainExample;
 use crate::model::llama::Llama;
-use crate::rec::ItemTrie;
+use crate::rec::{Exclusions, ItemTrie};
 use crate::report::Progress;
 use crate::Result;
 
@@ -16,21 +17,27 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// Metrics of `model` on `examples` (progress bar labelled `label`).
+    /// Metrics of `model` on `examples`, example i ranked without `excluded.of(i)` (progress
+    /// bar labelled `label`).
     pub fn run(
         &self,
         model: &Llama,
         examples: &[TrainExample],
+        excluded: &Exclusions,
         label: &str,
     ) -> Result<EvalOutcome> {
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt.clone()).collect();
         let targets: Vec<u32> = examples.iter().map(|e| e.target).collect();
         let mut progress = Progress::new(label, prompts.len());
+        let queries = EvalQueries {
+            prompts: &prompts,
+            targets: &targets,
+            excluded,
+        };
         evaluate(
             || LlamaScorer::new(model),
             self.trie,
-            &prompts,
-            &targets,
+            &queries,
             self.beams,
             self.threads,
             &mut progress,
