@@ -15,7 +15,8 @@ use ilrec::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
-const USAGE: &str = "usage: cf --data DIR [the data options of dataset --help] [--exclude-history] \
+const USAGE: &str =
+    "usage: cf --data DIR [the data options of dataset --help] [--exclude-history] \
 [--epochs N (200)] [--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] \
 [--patience N (10)] [--max-len L (50)] [--save FILE.safetensors]";
 
@@ -88,7 +89,9 @@ fn run() -> Result<serde_json::Value> {
         )
     })?;
     let seconds = start.elapsed().as_secs_f64();
-    let test = model.evaluate_excluding(&split.test, &test_excluded)?.mean();
+    let test = model
+        .evaluate_excluding(&split.test, &test_excluded)?
+        .mean();
     let pop = Popularity::from_dataset(&dataset)
         .evaluate_excluding(&split.test, &test_excluded)?
         .mean();

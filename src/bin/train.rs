@@ -53,10 +53,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     clock.lap("data");
 
     // Popularity, the floor every model must beat; 2. SASRec, the CF reward model.
-    let mut table = ResultsTable {
-        caption: cfg.protocol.describe().into(),
-        ..ResultsTable::default()
-    };
+    let mut table = ResultsTable::with_caption(cfg.protocol.describe());
     let sasrec = cf::baselines(cfg, (&dataset, &split), &run_dir, &mut table)?;
     clock.lap("sasrec");
 

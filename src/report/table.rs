@@ -57,6 +57,14 @@ impl ResultRow {
 }
 
 impl ResultsTable {
+    /// An empty table under `caption`.
+    pub fn with_caption(caption: impl Into<String>) -> ResultsTable {
+        ResultsTable {
+            rows: Vec::new(),
+            caption: caption.into(),
+        }
+    }
+
     pub fn push(&mut self, row: ResultRow) {
         self.rows.push(row);
     }
