@@ -213,6 +213,44 @@ fn rating_threshold_drops_and_counts_low_ratings() {
     assert!(ds
         .load_summary()
         .contains(&format!("{low} below the rating threshold")));
+    // Movie 6 was rated low by its only user: read, then dropped with no interaction left.
+    let only_low = |id: &str| {
+        ROWS.iter()
+            .filter(|r| r.item == id)
+            .all(|r| r.rating < threshold)
+    };
+    let gone = MOVIES.iter().filter(|m| only_low(m.0)).count();
+    assert!(gone > 0);
+    assert_eq!(
+        (ds.items_read, ds.num_items()),
+        (MOVIES.len(), MOVIES.len() - gone)
+    );
+    let left = format!("{} of {} items", MOVIES.len() - gone, MOVIES.len());
+    assert!(ds.load_summary().contains(&left), "{}", ds.load_summary());
+}
+
+#[test]
+fn rating_threshold_on_movielens_counts_what_the_file_holds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small");
+    let ratings = std::fs::read_to_string(dir.join("ratings.csv")).unwrap();
+    // userId,movieId,rating,timestamp: no quotes in this file.
+    let low = ratings
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(2).unwrap().parse::<f64>().unwrap() < 4.0)
+        .count();
+    let opts = LoadOptions {
+        min_rating: Some(4.0),
+        ..LoadOptions::default()
+    };
+    let ds = load_dataset(&dir, &opts).unwrap();
+    assert!(low > 0);
+    assert_eq!(ds.removed_by_rating, low);
+    assert_eq!(ds.rows_read, ratings.lines().count() - 1);
+    assert_eq!(
+        ds.num_interactions(),
+        ds.rows_read - ds.removed_duplicates - low - ds.removed_by_kcore
+    );
 }
 
 #[test]

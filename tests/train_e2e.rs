@@ -329,7 +329,7 @@ fn bad_input_fails_fast_with_a_hint() {
     let data = scratch("data-bad");
     write_tiny_dataset(&data);
     let d = data.to_str().unwrap();
-    let cases: [&[&str]; 12] = [
+    let cases: [&[&str]; 16] = [
         &["--data", "/no/such/folder"],
         &["--data", d, "--model", "giant"],
         &["--data", d, "--model", "tiny", "--lens-layers", "3"],
@@ -347,6 +347,11 @@ fn bad_input_fails_fast_with_a_hint() {
             "/no/such/embeddings.safetensors",
         ],
         &["--data", d, "--sid-embeddings", "llm"],
+        &["--data", d, "--user-inter-num-interval", "[5,inf"],
+        &["--data", d, "--rm-dup-inter", "none"],
+        &["--data", d, "--min-rating", "four"],
+        // A RecBole field option on a MovieLens folder: refused, not ignored.
+        &["--data", d, "--user-field", "uid"],
     ];
     for args in cases {
         let started = Instant::now();

@@ -69,6 +69,8 @@ fn run() -> Result<serde_json::Value> {
         "items": dataset.num_items(),
         "interactions": dataset.num_interactions(),
         "rows_read": dataset.rows_read,
+        "users_read": dataset.users_read,
+        "items_read": dataset.items_read,
         "removed_duplicates": dataset.removed_duplicates,
         "removed_by_rating": dataset.removed_by_rating,
         "removed_by_kcore": dataset.removed_by_kcore,

@@ -95,6 +95,11 @@ pub struct Dataset {
     pub sequences: Vec<Vec<u32>>,
     /// Interaction rows read from the file.
     pub rows_read: usize,
+    /// Users and items read (users of the interaction file; items of the item file, plus those
+    /// added by `allow_missing_text`), before filtering: those left without interactions are
+    /// dropped.
+    pub users_read: usize,
+    pub items_read: usize,
     /// Rows dropped because the (user, item) pair was seen before (or after, with `last`).
     pub removed_duplicates: usize,
     /// Rows dropped because they were rated below `min_rating`.
@@ -162,6 +167,7 @@ impl Dataset {
                 ),
             ));
         }
+        let (users_read, items_read) = (raw.users.len(), raw.items.len());
         let (users, items, sequences) = compact_ids(&rows, raw.users, raw.items);
         Ok(Dataset {
             name: name.to_string(),
@@ -171,6 +177,8 @@ impl Dataset {
             users,
             sequences,
             rows_read,
+            users_read,
+            items_read,
             removed_duplicates,
             removed_by_rating,
             removed_by_kcore: before_kcore - rows.len(),
@@ -183,16 +191,19 @@ impl Dataset {
         format!(
             "{}: {} rows read; removed {} repeated user-item pairs, {} below the rating \
              threshold, {} by the k-core / interaction-count filter; {} items without text \
-             titled by their id; left {} users, {} items, {} interactions",
+             titled by their id; left {} interactions, {} of {} users, {} of {} items (the \
+             others have no interaction left)",
             self.name,
             self.rows_read,
             self.removed_duplicates,
             self.removed_by_rating,
             self.removed_by_kcore,
             self.items_without_text,
+            self.num_interactions(),
             self.num_users(),
+            self.users_read,
             self.num_items(),
-            self.num_interactions()
+            self.items_read,
         )
     }
 }
