@@ -302,7 +302,7 @@ fn bad_input_fails_fast_with_a_hint() {
     let data = scratch("data-bad");
     write_tiny_dataset(&data);
     let d = data.to_str().unwrap();
-    let cases: [&[&str]; 12] = [
+    let cases: [&[&str]; 16] = [
         &["--data", "/no/such/folder"],
         &["--data", d, "--model", "giant"],
         &["--data", d, "--model", "tiny", "--lens-layers", "3"],
@@ -320,6 +320,11 @@ fn bad_input_fails_fast_with_a_hint() {
             "/no/such/embeddings.safetensors",
         ],
         &["--data", d, "--sid-embeddings", "llm"],
+        &["--data", d, "--user-inter-num-interval", "[5,inf"],
+        &["--data", d, "--rm-dup-inter", "none"],
+        &["--data", d, "--min-rating", "four"],
+        // A RecBole field option on a MovieLens folder: refused, not ignored.
+        &["--data", d, "--user-field", "uid"],
     ];
     for args in cases {
         let started = Instant::now();
@@ -481,4 +486,79 @@ fn sids_from_a_file_reproduce_the_run_and_title_mode_still_runs() {
     for dir in [data, built, given, title, swapped, adopted] {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// A variant of the tiny set where every user walks 8 consecutive movies of the 12 (stride 1):
+/// before its test target each user has seen 7, so exactly 5 are unseen.
+fn write_stride_one_dataset(dir: &Path) {
+    write_tiny_dataset(dir);
+    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
+    for user in 0..40usize {
+        for k in 0..8usize {
+            let movie = (user + k) % 12 + 1;
+            ratings.push_str(&format!("{},{movie},4.0,{}\n", user + 1, 1000 + k));
+        }
+    }
+    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+}
+
+/// The largest number of items a user has not seen before its test target, read back from
+/// the written files (repeats removed, as the loader does).
+fn most_unseen_before_test(data: &Path) -> usize {
+    let ratings = std::fs::read_to_string(data.join("ratings.csv")).unwrap();
+    let movies = std::fs::read_to_string(data.join("movies.csv")).unwrap();
+    let catalogue = movies.lines().skip(1).count();
+    let mut seqs: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for line in ratings.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let seq = seqs.entry(f[0]).or_default();
+        if !seq.contains(&f[1]) {
+            seq.push(f[1]); // rows are written in time order
+        }
+    }
+    seqs.values()
+        .map(|s| catalogue - (s.len() - 1))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn exclude_history_ranks_only_unseen_items() {
+    let data = scratch("data-exclude");
+    write_stride_one_dataset(&data);
+    let run = scratch("run-exclude");
+    let beams = 5;
+    let mut args = train_args(&data, &run);
+    for (flag, value) in [
+        ("--epochs", "2"),
+        ("--finetune-epochs", "1"),
+        ("--beams", "5"),
+    ] {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.into();
+    }
+    args.extend(["--item-repr", "title", "--exclude-history"].map(String::from));
+    // The premise: no test user has more than `beams` unseen items, so a search that spends
+    // no beam on history items returns all of them, and every ranker puts the target in the
+    // top 5: Hit@5 is exactly 1 for every row, however good the model. (Ranking every item,
+    // the same run's LLM rows reach a Hit@5 near 0.4.)
+    let unseen = most_unseen_before_test(&data);
+    assert!(unseen <= beams && unseen <= 5, "{unseen} unseen items");
+    let stdout = run_ok(&args);
+    assert!(
+        stdout.contains("ranking protocol: exclude-history"),
+        "{stdout}"
+    );
+    let rows = summary_rows(&stdout);
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["hit@5"].as_f64(), Some(1.0), "{row}");
+    }
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(f)).unwrap()).unwrap()
+    };
+    assert_eq!(read("results.json")["protocol"], "exclude-history");
+    assert_eq!(read("config.json")["protocol"], "exclude-history");
+    let _ = std::fs::remove_dir_all(&run);
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -21,6 +21,7 @@ use ilrec::pipeline::results::{result_row, StageClock};
 use ilrec::pipeline::stage::{file_name, last_valid, run_resumable, stage_config, steps_for};
 use ilrec::pipeline::stage::{Journal, StageInputs};
 use ilrec::pipeline::{cf, data, flags, model, results, sids, variants};
+use ilrec::rec::Protocol;
 use ilrec::report::ResultsTable;
 use ilrec::Result;
 use std::path::Path;
@@ -52,7 +53,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     clock.lap("data");
 
     // Popularity, the floor every model must beat; 2. SASRec, the CF reward model.
-    let mut table = ResultsTable::default();
+    let mut table = ResultsTable::with_caption(cfg.protocol.describe());
     let sasrec = cf::baselines(cfg, (&dataset, &split), &run_dir, &mut table)?;
     clock.lap("sasrec");
 
@@ -82,11 +83,11 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         trie: &d.trie,
         beams: cfg.beams,
         threads: cfg.threads,
-        exclude_history: false,
     };
     let inputs = StageInputs {
         examples: &d.train,
         valid: &d.valid,
+        valid_excluded: &d.valid_excluded,
         trie: &d.trie,
         cf: Some(&sasrec),
         evaluator: &evaluator,
@@ -118,7 +119,8 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
 
     // 5. Test evaluation of every fine-tuned model with constrained beam search.
     for (name, trained) in &finetuned {
-        let outcome = evaluator.run(trained, &d.test, &format!("test {name}"))?;
+        let label = format!("test {name}");
+        let outcome = evaluator.run(trained, &d.test, &d.test_excluded, &label)?;
         let valid = last_valid(&journal.log, name);
         let test = outcome.metrics.mean();
         table.push(result_row(name, test, outcome.invalid_rate(), Some(valid)));
@@ -127,14 +129,20 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
 
     // 6. Report: plots, results.json, the table, the verdict, the final JSON line.
     results::write_plots(&run_dir, &journal.log, &methods)?;
-    report(&run_dir, &d.dataset.name, started, &table, &clock)
+    report(
+        &run_dir,
+        (&d.dataset.name, cfg.protocol),
+        started,
+        &table,
+        &clock,
+    )
 }
 
 /// results.json; the table and the verdict on stdout (and stderr, with the stage times), then
 /// the one-line JSON summary as the last line of stdout.
 fn report(
     run_dir: &Path,
-    dataset: &str,
+    dataset: (&str, Protocol),
     started: Instant,
     table: &ResultsTable,
     clock: &StageClock,

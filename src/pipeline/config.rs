@@ -5,6 +5,7 @@ use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::rec::{LoadOptions, Protocol};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -72,8 +73,12 @@ impl SidSource {
 pub struct PipelineConfig {
     /// Data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small].
     pub data: PathBuf,
-    /// k-core filter, 0 = off [5].
-    pub kcore: usize,
+    /// How the folder is read and filtered: k-core [5] and RecBole's interaction-count
+    /// intervals, duplicates [first], rating threshold [off], atomic-file field names, item
+    /// text (`pipeline::data_flags`).
+    pub load: LoadOptions,
+    /// Which items a ranking competes over [all-items; `--exclude-history`].
+    pub protocol: Protocol,
     /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
     pub model: String,
     /// How items are written [sid].
@@ -142,7 +147,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             data: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small"),
-            kcore: 5,
+            load: LoadOptions::default(),
+            protocol: Protocol::AllItems,
             model: "tiny".into(),
             item_repr: ItemRepr::Sid,
             sid_embeddings: SidSource::Cf,
@@ -248,7 +254,9 @@ impl PipelineConfig {
     /// The run's `config.json`: every field, the resolved lens layers and the model config.
     pub fn to_json(&self, lens_layers: &[usize], model_config: Value) -> Value {
         json!({
-            "data": self.data.display().to_string(), "kcore": self.kcore, "model": self.model,
+            "data": self.data.display().to_string(), "kcore": self.load.kcore,
+            "data_options": super::data_flags::data_options_json(&self.load),
+            "protocol": self.protocol.name(), "model": self.model,
             "item_repr": self.item_repr.name(), "sid_embeddings": self.sid_embeddings.name(),
             "sids": self.sids.as_ref().map(|p| p.display().to_string()),
             "max_history": self.max_history,
@@ -276,7 +284,9 @@ impl PipelineConfig {
         let lens: Vec<String> = r.list("lens_layers")?;
         Ok(PipelineConfig {
             data: PathBuf::from(r.text("data")?),
-            kcore: r.uint("kcore")?,
+            load: super::data_flags::data_options_from_json(r.get("data_options", "an object")?)?,
+            protocol: Protocol::from_name(&r.text("protocol")?)
+                .ok_or_else(|| JsonFields::bad("protocol", "all-items or exclude-history"))?,
             model: r.text("model")?,
             item_repr: ItemRepr::parse(&r.text("item_repr")?)?,
             sid_embeddings: SidSource::parse(&r.text("sid_embeddings")?),
@@ -379,12 +389,26 @@ impl JsonFields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rec::{FieldNames, Intervals, KeepDuplicate, LoadOptions};
 
     /// A config far from the defaults in every field `config.json` records.
     fn unusual() -> PipelineConfig {
         PipelineConfig {
             data: PathBuf::from("/some/where/amazon"),
-            kcore: 0,
+            load: LoadOptions {
+                kcore: 0,
+                user_inter_num: Some(Intervals::parse("[3,inf)").unwrap()),
+                keep_duplicate: KeepDuplicate::Last,
+                min_rating: Some(3.5),
+                fields: FieldNames {
+                    item: "parent_asin".into(),
+                    item_text: Some(vec!["title".into(), "categories".into()]),
+                    ..FieldNames::default()
+                },
+                allow_missing_text: true,
+                ..LoadOptions::default()
+            },
+            protocol: Protocol::ExcludeHistory,
             model: "mini".into(),
             item_repr: ItemRepr::Title,
             sid_embeddings: SidSource::File(PathBuf::from("emb.safetensors")),

@@ -186,12 +186,35 @@ pub fn recbole_seeds() -> Vec<Bundle> {
     for i in 1..=6 {
         item += &format!("i{i}\tItem number {i}\tOffice Pens\n");
     }
-    vec![Bundle {
+    let plain = Bundle {
         files: vec![
-            ("fz.inter".into(), inter.into_bytes()),
+            ("fz.inter".into(), inter.clone().into_bytes()),
             ("fz.item".into(), item.into_bytes()),
         ],
-    }]
+    };
+    vec![plain, ml100k_seed(&inter)]
+}
+
+/// RecBole's ml-100k layout: `movie_title`, `release_year`, `class`, a `.user` file, a quoted
+/// title and CRLF line ends.
+fn ml100k_seed(inter: &str) -> Bundle {
+    let mut item = String::from(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\r\n",
+    );
+    for i in 1..=6 {
+        item += &format!("i{i}\t\"Film \"\"{i}\"\"\tx\"\t199{i}\tComedy Drama\r\n");
+    }
+    let mut user = String::from("user_id:token\tage:token\tgender:token\n");
+    for u in 1..=6 {
+        user += &format!("u{u}\t{}\tF\n", 20 + u);
+    }
+    Bundle {
+        files: vec![
+            ("ml.inter".into(), inter.replace('\n', "\r\n").into_bytes()),
+            ("ml.item".into(), item.into_bytes()),
+            ("ml.user".into(), user.into_bytes()),
+        ],
+    }
 }
 
 /// The raw item ids the `sids` target checks a `sids.json` against.

@@ -5,7 +5,8 @@ use super::bundle::Bundle;
 use super::{gguf_seed, seeds};
 use ilrec::model::config::LlamaConfig;
 use ilrec::model::load::load_model;
-use ilrec::rec::{leave_one_out, load_dataset, LoadOptions};
+use ilrec::rec::{leave_one_out, load_dataset, Exclusions, Intervals, KeepDuplicate};
+use ilrec::rec::{LoadOptions, Popularity, Protocol};
 use ilrec::tokenizer::Tokenizer;
 use ilrec::Result;
 use std::path::Path;
@@ -52,9 +53,10 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "recbole",
-        about: "RecBole atomic NAME.inter + NAME.item, 5-core, leave-one-out",
+        about: "RecBole atomic NAME.inter + NAME.item (+ NAME.user): defaults, then RecBole's \
+                filters and missing text allowed; leave-one-out; both ranking protocols",
         seeds: |_| seeds::recbole_seeds(),
-        run: run_dataset,
+        run: run_recbole,
     },
     Target {
         name: "sids",
@@ -98,6 +100,27 @@ fn run_gguf(dir: &Path) -> Result<()> {
 fn run_dataset(dir: &Path) -> Result<()> {
     let dataset = load_dataset(dir, &LoadOptions::default())?;
     leave_one_out(&dataset, 20).map(|_| ())
+}
+
+/// The default load, then one with every RecBole option switched away from its default (a
+/// mutated file that fails the first may pass the second, reaching the filters and the
+/// protocol code).
+fn run_recbole(dir: &Path) -> Result<()> {
+    let first = run_dataset(dir);
+    let options = LoadOptions {
+        kcore: 0,
+        user_inter_num: Intervals::parse("[2,inf)").ok(),
+        item_inter_num: Intervals::parse("[1,50);[60,inf]").ok(),
+        keep_duplicate: KeepDuplicate::Last,
+        min_rating: Some(2.0),
+        allow_missing_text: true,
+        ..LoadOptions::default()
+    };
+    let dataset = load_dataset(dir, &options)?;
+    let split = leave_one_out(&dataset, 3)?;
+    let excluded = Exclusions::build(Protocol::ExcludeHistory, &dataset, &split.test)?;
+    Popularity::from_dataset(&dataset).evaluate_excluding(&split.test, &excluded)?;
+    first
 }
 
 fn run_sids(dir: &Path) -> Result<()> {
