@@ -238,3 +238,43 @@ pub fn sids_seeds(scratch: &Path) -> Vec<Bundle> {
     };
     vec![with_side, Bundle::single("sids.json", read(&path))]
 }
+
+/// A stage checkpoint as the trainer writes it (`ckpt/<stage>/`): the model folder, the AdamW
+/// moments after one step, and `state.json` with the step and log length.
+pub fn resume_seeds(scratch: &Path) -> Vec<Bundle> {
+    let config = LlamaConfig::from_json(&tiny_config_json(false), "<seed>").expect("seed config");
+    let model = Llama::from_config(config, 3).expect("seed model");
+    let stage = crate::targets::resume_stage_config();
+    let mut state = ilrec::ilrec::trainer::StageState::start(model, &stage);
+    for id in state.model.params.ids().collect::<Vec<_>>() {
+        if let Some(g) = state.model.params.grad_mut(id) {
+            g.data_mut()
+                .expect("f32 gradient")
+                .iter_mut()
+                .for_each(|x| *x = 0.01);
+        }
+    }
+    state
+        .optimizer
+        .step(&mut state.model.params, 1e-3)
+        .expect("seed step");
+    state.step = 1;
+    let dir = scratch.join("seed-resume");
+    let ckpt = ilrec::ilrec::trainer::StageCheckpoint::new(dir.clone());
+    ckpt.save(&state, 7, false).expect("seed checkpoint saves");
+    let files = [
+        "state.json",
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+    ]
+    .iter()
+    .map(|n| {
+        (
+            n.to_string(),
+            std::fs::read(dir.join(n)).expect("seed file"),
+        )
+    })
+    .collect();
+    vec![Bundle { files }]
+}

@@ -59,12 +59,43 @@ pub const TARGETS: &[Target] = &[
         run: run_recbole,
     },
     Target {
+        name: "resume",
+        about:
+            "a stage checkpoint (ckpt/<stage>/): state.json, the model folder, the AdamW moments",
+        seeds: seeds::resume_seeds,
+        run: run_resume,
+    },
+    Target {
         name: "sids",
         about: "sids.json (+ item-id side file) against a data set's item ids",
         seeds: seeds::sids_seeds,
         run: run_sids,
     },
 ];
+
+/// The stage a fuzzed checkpoint is loaded for (its settings only shape the optimizer).
+pub fn resume_stage_config() -> ilrec::ilrec::trainer::StageConfig {
+    ilrec::ilrec::trainer::StageConfig {
+        name: "warmup".into(),
+        steps: 10,
+        batch: 2,
+        lr: 1e-3,
+        warmup_steps: 1,
+        clip_norm: 1.0,
+        weight_decay: 0.01,
+        schedule: ilrec::ilrec::schedule::Schedule::Joint,
+        step: ilrec::ilrec::trainer::StepConfig::sft(),
+        order_seed: 0,
+        checkpoint_every: 1,
+        validate_at: Vec::new(),
+    }
+}
+
+/// Loads a checkpoint as `--resume` does.
+fn run_resume(dir: &Path) -> Result<()> {
+    let ckpt = ilrec::ilrec::trainer::StageCheckpoint::new(dir.to_path_buf());
+    ckpt.load(&resume_stage_config()).map(|_| ())
+}
 
 pub fn find(name: &str) -> Option<&'static Target> {
     TARGETS.iter().find(|t| t.name == name)
