@@ -11,6 +11,8 @@
 //! - [`optim`]      AdamW, schedules, clipping
 //! - [`tokenizer`]  tokenizer.json: byte-level BPE, pre-tokenizers, NFC, added tokens
 //! - [`model`]      config.json, safetensors / GGUF loading, the Llama-family decoder
+//! - [`lora`]       LoRA adapters: attach (frozen base), trainable token rows, PEFT's files,
+//!   merge
 //! - [`rec`]        data only: data sets, k-core, leave-one-out, prompts, item trie, metrics
 //! - [`report`]     progress bars, the JSON-lines run log, SVG plots, the results table
 //! - [`eval`]       trie-constrained beam search, the Llama scorer with its KV cache, evaluation
@@ -31,6 +33,7 @@ pub mod error;
 pub mod eval;
 pub mod fixtures;
 pub mod ilrec;
+pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod pipeline;

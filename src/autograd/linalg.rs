@@ -13,6 +13,19 @@ use super::tape::{Tape, Var};
 use crate::cpu::gemm::{sgemm, sgemm_batched};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::cell::Cell;
+
+thread_local! {
+    /// Weight-gradient products (dW GEMMs) `linear`'s backward has run on this thread.
+    static WEIGHT_GRAD_PRODUCTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many weight-gradient GEMMs `linear`'s backward has run on the calling thread so far. A
+/// frozen weight (a parameter that is not trainable, e.g. a LoRA base) must not add to it: its
+/// backward computes only the input gradient. Per thread, so concurrent tests do not mix.
+pub fn weight_gradient_products() -> u64 {
+    WEIGHT_GRAD_PRODUCTS.with(Cell::get)
+}
 
 /// Sizes of a (batched) product `op(A)[m, k] . op(B)[k, n]`.
 #[derive(Clone, Copy, Debug)]
@@ -209,8 +222,9 @@ fn linear_backward(
     } else {
         None
     });
-    // dW (n, k) = dY^T (n, m) . X (m, k)
+    // dW (n, k) = dY^T (n, m) . X (m, k); skipped for a frozen weight (needs[1] false).
     grads.push(if needs[1] {
+        WEIGHT_GRAD_PRODUCTS.with(|c| c.set(c.get() + 1));
         let mut dw = vec![0.0f32; n * k];
         sgemm(
             true,
