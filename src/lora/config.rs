@@ -64,19 +64,19 @@ impl Default for LoraConfig {
 /// One thing wrong with a LoRA setting: the field (PEFT's name), the problem, what is supported.
 #[derive(Clone, Debug)]
 pub struct Invalid {
-    pub field: &'static str,
+    pub field: String,
     pub problem: String,
     pub supported: String,
 }
 
 impl Invalid {
     pub fn new(
-        field: &'static str,
+        field: impl Into<String>,
         problem: impl Into<String>,
         supported: impl Into<String>,
     ) -> Invalid {
         Invalid {
-            field,
+            field: field.into(),
             problem: problem.into(),
             supported: supported.into(),
         }
@@ -84,7 +84,7 @@ impl Invalid {
 
     /// As an error of the `--lora` flag (the flag's key names).
     pub fn in_flag(self) -> Error {
-        let key = match self.field {
+        let key = match self.field.as_str() {
             "lora_alpha" => "alpha",
             "lora_dropout" => "dropout",
             "target_modules" => "targets",
@@ -92,7 +92,7 @@ impl Invalid {
             "use_rslora" => "rslora",
             other => other,
         };
-        Error::config(format!("--lora {key}: {}", self.problem), self.supported)
+        Error::config(format!("--lora {key}: {}", self.problem), &self.supported)
     }
 
     /// As an error of a setting made in code (no flag, no file).
@@ -173,7 +173,12 @@ impl LoraConfig {
                 .map_err(|_| Invalid::new(field, format!("`{v}` is not a number"), "a number"))
         };
         match key {
-            "r" => self.r = number("r", single("r")?)? as usize,
+            "r" => {
+                let v = single("r")?;
+                self.r = v.parse().map_err(|_| {
+                    Invalid::new("r", format!("`{v}` is not a whole number"), "r >= 1")
+                })?;
+            }
             "alpha" => self.alpha = number("lora_alpha", single("lora_alpha")?)? as f32,
             "dropout" => self.dropout = number("lora_dropout", single("lora_dropout")?)? as f32,
             "rslora" => self.rslora = matches!(single("use_rslora")?, "1" | "true"),
@@ -346,6 +351,7 @@ mod tests {
             ("rank=4", "unknown key"),
             ("q", "not key=value"),
             ("layers=x", "--lora layers"),
+            ("r=2.5", "--lora r"),
         ] {
             let e = LoraConfig::parse(spec).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("hint"), "{spec}: {e}");
