@@ -308,3 +308,38 @@ fn a_merged_model_saves_as_a_plain_hf_checkpoint_with_the_same_logits() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The `merge` binary writes the HF checkpoint of base + PEFT's adapter: PEFT's logits.
+#[test]
+fn the_merge_binary_writes_the_adapted_model_as_one_checkpoint() {
+    let case = load_case();
+    let out = scratch("merge-cli");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_merge"))
+        .args(["--model", fixture("lora/base").to_str().unwrap()])
+        .args(["--adapter", fixture("lora/adapter").to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let loaded = Llama::from_dir(&out).unwrap();
+    let want = case.reference.tensor_f32("logits").unwrap();
+    assert_close(
+        "merged checkpoint logits",
+        &logits_of(&loaded, &case.input),
+        &want,
+        ABS_TOL,
+        0.0,
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_merge"))
+        .args(["--model", fixture("lora/base").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(out);
+}

@@ -5,7 +5,8 @@
 //! 2. train SASRec (the CF reward model, and a results row); in SID mode its item table is
 //!    quantised into semantic IDs (RQ-VAE); render items (SID or title tokens, then EOS), build
 //!    the vocabulary, the item trie and the prompts
-//! 3. SFT warm-up of the LLM on the seqrec prompts
+//! 3. SFT warm-up of the LLM on the seqrec prompts (with `--lora`: LoRA adapters on the frozen
+//!    pretrained model, the SID token rows training with them)
 //! 4. from that checkpoint: ILRec fine-tuning, and the SFT baseline continued on the same batches
 //! 5. evaluate each model with trie-constrained beam search on validation and test
 //! 6. print the results table; write runs/<name>/ (config, log, results, checkpoints, plots)
@@ -15,6 +16,7 @@
 use ilrec::cli::wants_help;
 use ilrec::ilrec::schedule::Schedule;
 use ilrec::ilrec::trainer::StepConfig;
+use ilrec::model::llama::Llama;
 use ilrec::pipeline::config::{ItemRepr, PipelineConfig};
 use ilrec::pipeline::evaluate::Evaluator;
 use ilrec::pipeline::results::{result_row, StageClock};
@@ -43,6 +45,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     let mut clock = StageClock::start();
     // Everything that can be wrong with the inputs is checked before the long stages.
     let plan = model::plan_model(&cfg.model, &cfg.lens_layers)?;
+    model::check_lora(cfg, &plan)?;
     sids::check(cfg, &plan)?;
     let tokenizer = model::load_tokenizer(&plan)?;
     let run_dir = results::prepare_run_dir(cfg.out.as_deref(), cfg.resume)?;
@@ -75,8 +78,11 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     results::write_run_config(&run_dir, cfg, &plan, &d)?;
     clock.lap("items and prompts");
 
-    // 3. SFT warm-up from scratch (or from the pretrained checkpoint).
-    let built = model::build_model(&plan, &d.vocab, d.model_eos, cfg.seed)?;
+    // 3. SFT warm-up from scratch (or from the pretrained checkpoint; with --lora, adapters
+    // on the frozen checkpoint, the SID token rows training with them).
+    let built = model::build_run_model(cfg, &plan, &d)?;
+    let lora = built.lora.clone();
+    let save = |dir: &Path, m: &Llama| model::save_trained(dir, m, lora.as_ref(), &cfg.model);
     let mut journal = Journal::open(&run_dir, cfg.resume)?;
     let evaluator = Evaluator {
         trie: &d.trie,
@@ -100,6 +106,10 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         cfg.seed + 1,
     );
     let warm = run_resumable(built.model, &warmup, &inputs, &mut journal)?;
+    let checkpoints = run_dir.join("checkpoints");
+    if lora.is_some() {
+        save(&checkpoints.join("warmup"), &warm)?; // an adapter is small: keep this one too
+    }
     clock.lap("sft warm-up");
 
     // 4. From the warm-up weights: SFT continued, ILRec (and the ablations), same batches.
@@ -110,7 +120,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         let steps = steps_for(cfg.finetune_epochs, d.train.len(), cfg.batch);
         let stage = stage_config(cfg, name, steps, step.clone(), cfg.schedule, cfg.seed + 2);
         let trained = run_resumable(warm.clone(), &stage, &inputs, &mut journal)?;
-        trained.save(run_dir.join("checkpoints").join(file_name(name)))?;
+        save(&checkpoints.join(file_name(name)), &trained)?;
         finetuned.push((name.clone(), trained));
         clock.lap(&format!("{name} fine-tune"));
     }

@@ -44,7 +44,8 @@ pub fn has_adapter(model: &Llama) -> bool {
 /// Freezes `model`'s parameters and attaches a fresh adapter of `cfg` (initialised from
 /// `seed`, blocks then projections in order). Returns the new trainable parameters.
 pub fn attach(model: &mut Llama, cfg: &LoraConfig, seed: u64) -> Result<Vec<ParamId>> {
-    cfg.check_against(model).map_err(|e| e.into_error())?;
+    cfg.check_against(&model.config)
+        .map_err(|e| e.into_error())?;
     if has_adapter(model) {
         return Err(Error::config(
             "this model already carries an adapter",

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::adapter::Proj;
-use crate::model::llama::Llama;
+use crate::model::config::LlamaConfig;
 use std::path::Path;
 
 /// A LoRA adapter's settings (PEFT's `LoraConfig`, the part we implement).
@@ -239,11 +239,11 @@ impl LoraConfig {
         Ok(())
     }
 
-    /// The checks against `model`: every adapted block exists, r fits every adapted matrix,
-    /// every trainable token row exists.
-    pub fn check_against(&self, model: &Llama) -> std::result::Result<(), Invalid> {
+    /// The checks against a model of `config`: every adapted block exists, r fits every
+    /// adapted matrix, every trainable token row exists.
+    pub fn check_against(&self, config: &LlamaConfig) -> std::result::Result<(), Invalid> {
         self.check()?;
-        let n = model.blocks().len();
+        let n = config.num_hidden_layers;
         if let Some(&bad) = self.layers.iter().flatten().find(|&&l| l >= n) {
             return Err(Invalid::new(
                 "layers_to_transform",
@@ -251,30 +251,31 @@ impl LoraConfig {
                 format!("blocks 0..{n} of this model"),
             ));
         }
-        for block in model.blocks() {
-            for &p in &self.targets {
-                let shape = model.params.value(block.weight(p)).shape();
-                let smaller = shape[0].min(shape[1]);
-                if self.r > smaller {
-                    return Err(Invalid::new(
-                        "r",
-                        format!(
-                            "r = {} exceeds {} of {} {shape:?}",
-                            self.r,
-                            smaller,
-                            p.hf_name()
-                        ),
-                        format!("r <= {smaller} for this model"),
-                    ));
-                }
+        for &p in &self.targets {
+            let (out, fan_in) = p.shape(config);
+            let smaller = out.min(fan_in);
+            if self.r > smaller {
+                return Err(Invalid::new(
+                    "r",
+                    format!(
+                        "r = {} exceeds {smaller}, the smaller side of {} ({out}, {fan_in})",
+                        self.r,
+                        p.hf_name()
+                    ),
+                    format!("r <= {smaller} for this model"),
+                ));
             }
         }
-        let vocab = model.config.vocab_size;
-        let tied = model.config.tie_word_embeddings;
-        let t = &self.tokens;
-        if tied && !t.head.is_empty() && t.head != t.embed {
+        self.check_tokens(config)
+    }
+
+    /// Trainable token rows: ids in the vocabulary, distinct, and a tied head without its own.
+    fn check_tokens(&self, config: &LlamaConfig) -> std::result::Result<(), Invalid> {
+        let field = "trainable_token_indices";
+        let (vocab, t) = (config.vocab_size, &self.tokens);
+        if config.tie_word_embeddings && !t.head.is_empty() && t.head != t.embed {
             return Err(Invalid::new(
-                "trainable_token_indices",
+                field,
                 "lm_head rows of a tied model differ from embed_tokens",
                 "a tied head shares the embedding's rows: list embed_tokens only",
             ));
@@ -282,7 +283,7 @@ impl LoraConfig {
         for list in [&t.embed, &t.head] {
             if let Some(&bad) = list.iter().find(|&&i| i >= vocab) {
                 return Err(Invalid::new(
-                    "trainable_token_indices",
+                    field,
                     format!("token {bad} is not in the vocabulary"),
                     format!("ids below {vocab}"),
                 ));
@@ -291,7 +292,7 @@ impl LoraConfig {
             sorted.sort_unstable();
             if sorted.windows(2).any(|w| w[0] == w[1]) {
                 return Err(Invalid::new(
-                    "trainable_token_indices",
+                    field,
                     "a token is listed twice",
                     "distinct token ids",
                 ));

@@ -86,7 +86,7 @@ fn check_describes(model: &Llama, cfg: &LoraConfig) -> Result<()> {
 pub fn load_adapter(model: &mut Llama, dir: &Path) -> Result<LoraConfig> {
     let config_path = dir.join(CONFIG_FILE);
     let cfg = read_config(&config_path)?;
-    cfg.check_against(model)
+    cfg.check_against(&model.config)
         .map_err(|e| e.in_file(&config_path))?;
     let file = SafetensorsFile::open(dir.join(WEIGHTS_FILE))?;
     let mut attached = model.clone();

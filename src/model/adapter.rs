@@ -14,6 +14,7 @@
 //! [`TokenRows`] replace rows of a frozen (V, D) matrix by trainable ones: token `indices[j]`
 //! embeds as row j of `delta`, and (for an LM head) its logit is `x . delta[j]`.
 
+use super::config::LlamaConfig;
 use crate::autograd::{ParamId, Params, Tape, Var};
 use crate::error::Result;
 use crate::rng::Rng;
@@ -65,6 +66,18 @@ impl Proj {
             Proj::Gate => "mlp.gate_proj",
             Proj::Up => "mlp.up_proj",
             Proj::Down => "mlp.down_proj",
+        }
+    }
+
+    /// The (out, in) shape of this projection's weight in a model of `cfg`.
+    pub fn shape(self, cfg: &LlamaConfig) -> (usize, usize) {
+        let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
+        match self {
+            Proj::Q => (cfg.q_dim(), d),
+            Proj::K | Proj::V => (cfg.kv_dim(), d),
+            Proj::O => (d, cfg.q_dim()),
+            Proj::Gate | Proj::Up => (f, d),
+            Proj::Down => (d, f),
         }
     }
 

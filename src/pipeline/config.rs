@@ -5,6 +5,7 @@ use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::lora::LoraConfig;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -76,6 +77,9 @@ pub struct PipelineConfig {
     pub kcore: usize,
     /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
     pub model: String,
+    /// LoRA adapters on the pretrained `model` (frozen base; SID token rows train too) instead
+    /// of full fine-tuning [none: full fine-tuning].
+    pub lora: Option<LoraConfig>,
     /// How items are written [sid].
     pub item_repr: ItemRepr,
     /// SID mode: what the RQ-VAE quantises [cf].
@@ -144,6 +148,7 @@ impl Default for PipelineConfig {
             data: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small"),
             kcore: 5,
             model: "tiny".into(),
+            lora: None,
             item_repr: ItemRepr::Sid,
             sid_embeddings: SidSource::Cf,
             sids: None,
@@ -263,6 +268,18 @@ impl PipelineConfig {
             "sasrec_patience": self.sasrec_patience, "beams": self.beams, "seed": self.seed,
             "threads": self.threads, "checkpoint_every": self.checkpoint_every,
             "eos": "<|endoftext|>", "model_config": model_config,
+            "lora": self.lora.as_ref().map(lora_json),
         })
     }
+}
+
+/// The `--lora` settings as recorded in config.json.
+fn lora_json(l: &LoraConfig) -> Value {
+    let targets: Vec<&str> = l.targets.iter().map(|p| p.hf_name()).collect();
+    // f32 settings as the decimals they were given as (0.05, not 0.0500000007).
+    let decimal = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+    json!({
+        "r": l.r, "alpha": decimal(l.alpha), "dropout": decimal(l.dropout), "targets": targets,
+        "layers": l.layers, "rslora": l.rslora,
+    })
 }

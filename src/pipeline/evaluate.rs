@@ -16,13 +16,16 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// Metrics of `model` on `examples` (progress bar labelled `label`).
+    /// Metrics of `model` on `examples` (progress bar labelled `label`). A model with adapters
+    /// (LoRA) decodes with them merged into its weights: the same outputs, no extra products.
     pub fn run(
         &self,
         model: &Llama,
         examples: &[TrainExample],
         label: &str,
     ) -> Result<EvalOutcome> {
+        let merged = crate::lora::merged(model)?;
+        let model = &merged;
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt.clone()).collect();
         let targets: Vec<u32> = examples.iter().map(|e| e.target).collect();
         let mut progress = Progress::new(label, prompts.len());
