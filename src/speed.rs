@@ -13,6 +13,7 @@ use crate::autograd::profile;
 use crate::cf::{SasRec, SasRecConfig};
 use crate::error::Result;
 use crate::ilrec::trainer::{apply_update, compute_gradients, StepConfig, TrainExample};
+use crate::lora::LoraConfig;
 use crate::model::config::LlamaConfig;
 use crate::model::llama::{causal_lm_loss, BatchInput, Llama};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -205,15 +206,20 @@ pub fn process_cpu_seconds() -> Option<f64> {
 /// batch (seed 1) of `batch` x `seq` tokens with logits at every position; `sft` / `ilrec` on
 /// the synthetic recommendation batch of [`Workload::trainer`] (same shape). Then gradient
 /// clipping to norm 1 and one AdamW step (lr 1e-4, weight decay 0.01; PyTorch's other defaults).
-/// One warm-up step, then `steps` timed ones.
+/// One warm-up step, then `steps` timed ones. With `lora`, the model is frozen and a LoRA
+/// adapter attached first (seed 0): the step trains only the adapter, dropout on.
 pub fn time_train_step(
     cfg: &LlamaConfig,
     batch: usize,
     seq: usize,
     steps: usize,
     objective: StepObjective,
+    lora: Option<&LoraConfig>,
 ) -> Result<TrainStepReport> {
     let mut model = Llama::from_config(cfg.clone(), 0)?;
+    if let Some(lora) = lora {
+        crate::lora::attach(&mut model, lora, 0)?;
+    }
     let workload = match objective {
         StepObjective::Lm => Workload::lm(cfg, batch, seq)?,
         _ => Workload::trainer(cfg, batch, seq, objective)?,
@@ -308,7 +314,8 @@ impl Workload {
             .map(|_| rng.below(cfg.vocab_size) as u32)
             .collect();
         let labels: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-        let input = BatchInput::new(ids, batch, seq)?;
+        let mut input = BatchInput::new(ids, batch, seq)?;
+        input.dropout_seed = Some(2); // training: adapters (if any) apply their dropout
         Ok(Workload::Lm { input, labels })
     }
 
@@ -344,6 +351,10 @@ impl Workload {
                 ilrec_step(&PipelineConfig::default(), cfg.num_hidden_layers, None)
             }
             _ => StepConfig::sft(),
+        };
+        let step = StepConfig {
+            dropout_seed: Some(2), // training: adapters (if any) apply their dropout
+            ..step
         };
         Ok(Workload::Trainer {
             examples,

@@ -4,7 +4,7 @@
 //! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
 //! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
-//!                  [--objective lm|sft|ilrec] [--json]
+//!                  [--objective lm|sft|ilrec] [--lora SPEC] [--json]
 //! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
@@ -14,6 +14,7 @@
 use ilrec::cli::Flags;
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
+use ilrec::lora::LoraConfig;
 use ilrec::model::config::LlamaConfig;
 use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step, StepObjective};
 use ilrec::{Error, Result};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
-  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--json]
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--lora SPEC] [--json]
   bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
@@ -251,7 +252,7 @@ fn bench_peak(args: &[String]) -> Result<()> {
 
 fn bench_train_step(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
-    let (mut objective, mut json) = (StepObjective::Lm, false);
+    let (mut objective, mut json, mut lora) = (StepObjective::Lm, false, None);
     let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
         let flag = flag.as_str();
@@ -270,17 +271,23 @@ fn bench_train_step(args: &[String]) -> Result<()> {
                 })?;
             }
             "--json" => json = true,
+            // LoRA on the random model (`train --lora`'s syntax): only the adapter trains.
+            "--lora" => lora = Some(flags.value(flag)?),
             other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
     let cfg = LlamaConfig::from_file(path)?;
-    let r = time_train_step(&cfg, batch, seq, steps, objective)?;
+    let lora_cfg = lora.as_deref().map(LoraConfig::parse).transpose()?;
+    let r = time_train_step(&cfg, batch, seq, steps, objective, lora_cfg.as_ref())?;
+    let name = match &lora {
+        Some(spec) => format!("{} lora {spec}", objective.name()),
+        None => objective.name().to_string(),
+    };
     if let Some(table) = ilrec::autograd::profile::report() {
         eprintln!("per-op time over all steps (warm-up included; ILREC_PROFILE):\n{table}");
     }
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.2}"));
-    let name = objective.name();
     // The trainer's step (sft, ilrec) runs forward and backward in one call.
     let phases = match objective {
         StepObjective::Lm => format!(
