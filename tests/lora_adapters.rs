@@ -110,6 +110,12 @@ fn an_attached_adapter_is_seeded_and_refuses_a_second_one() {
     assert_ne!(values(&a), values(&c));
     let again = attach(&mut a, &cfg, 1).unwrap_err().to_string();
     assert!(again.contains("already"), "{again}");
+    // Saving the base alone would drop the adapter: refused, with the two ways that keep it.
+    let refused = a.save(scratch("base-only")).unwrap_err().to_string();
+    assert!(
+        refused.contains("save_adapter") && refused.contains("merged"),
+        "{refused}"
+    );
 }
 
 /// Gradients of the same loss on a fully trainable copy (no adapter): the reference for rows.

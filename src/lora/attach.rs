@@ -34,11 +34,7 @@ pub fn lora_param_name(layer: usize, proj: Proj, f: Factor) -> String {
 
 /// Whether the model carries any adapter (LoRA factors or trainable token rows).
 pub fn has_adapter(model: &Llama) -> bool {
-    let lora = model
-        .blocks()
-        .iter()
-        .any(|b| Proj::ALL.iter().any(|&p| b.adapter(p).is_some()));
-    lora || model.embed_rows().is_some() || model.head_rows().is_some()
+    model.has_adapters()
 }
 
 /// Freezes `model`'s parameters and attaches a fresh adapter of `cfg` (initialised from

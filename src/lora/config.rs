@@ -92,7 +92,11 @@ impl Invalid {
             "use_rslora" => "rslora",
             other => other,
         };
-        Error::config(format!("--lora {key}: {}", self.problem), &self.supported)
+        let place = match key {
+            "" => "--lora".to_string(),
+            key => format!("--lora {key}"),
+        };
+        Error::config(format!("{place}: {}", self.problem), &self.supported)
     }
 
     /// As an error of a setting made in code (no flag, no file).
@@ -181,7 +185,19 @@ impl LoraConfig {
             }
             "alpha" => self.alpha = number("lora_alpha", single("lora_alpha")?)? as f32,
             "dropout" => self.dropout = number("lora_dropout", single("lora_dropout")?)? as f32,
-            "rslora" => self.rslora = matches!(single("use_rslora")?, "1" | "true"),
+            "rslora" => {
+                self.rslora = match single("use_rslora")? {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    v => {
+                        return Err(Invalid::new(
+                            "use_rslora",
+                            format!("`{v}`"),
+                            "true or false",
+                        ))
+                    }
+                }
+            }
             "targets" => self.targets = parse_targets(values)?,
             "layers" => {
                 let layers = values.iter().map(|v| {
@@ -197,7 +213,7 @@ impl LoraConfig {
             }
             other => {
                 return Err(Invalid::new(
-                    "lora",
+                    "",
                     format!("unknown key `{other}`"),
                     "keys r, alpha, dropout, targets, layers, rslora",
                 ))
@@ -353,6 +369,7 @@ mod tests {
             ("q", "not key=value"),
             ("layers=x", "--lora layers"),
             ("r=2.5", "--lora r"),
+            ("rslora=yes", "--lora rslora"),
         ] {
             let e = LoraConfig::parse(spec).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("hint"), "{spec}: {e}");

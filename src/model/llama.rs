@@ -349,9 +349,16 @@ impl Llama {
     }
 
     /// Writes `dir/config.json` and `dir/model.safetensors` (HF names; a tied model writes no
-    /// `lm_head.weight`), a directory transformers' `from_pretrained` loads.
+    /// `lm_head.weight`), a directory transformers' `from_pretrained` loads. A model carrying
+    /// adapters is refused: writing its base alone would silently drop what was trained.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        if self.has_adapters() {
+            return Err(Error::config(
+                format!("{}: this model carries adapters; its base alone is not the model", dir.display()),
+                "save the adapter (lora::save_adapter) or the merged model (lora::merged(&model)?.save(dir))",
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let config_path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&self.config.to_json())
@@ -400,6 +407,15 @@ impl Llama {
         })?;
         block.adapters[proj as usize] = adapter;
         Ok(())
+    }
+
+    /// Whether any projection has a low-rank adapter or any matrix trainable token rows.
+    pub fn has_adapters(&self) -> bool {
+        let low_rank = self
+            .blocks
+            .iter()
+            .any(|b| b.adapters.iter().any(Option::is_some));
+        low_rank || self.embed_rows.is_some() || self.head_rows.is_some()
     }
 
     /// Trainable rows of the embedding; a tied head uses the same rows.
