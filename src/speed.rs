@@ -21,6 +21,7 @@ use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::variants::ilrec_step;
 use crate::rec::ItemTrie;
 use crate::rng::Rng;
+use crate::tensor::DType;
 use crate::Tape;
 use std::time::Instant;
 
@@ -208,6 +209,8 @@ pub fn process_cpu_seconds() -> Option<f64> {
 /// clipping to norm 1 and one AdamW step (lr 1e-4, weight decay 0.01; PyTorch's other defaults).
 /// One warm-up step, then `steps` timed ones. With `lora`, the model is frozen and a LoRA
 /// adapter attached first (seed 0): the step trains only the adapter, dropout on.
+/// `base_dtype` is the storage of the model's weights (bf16: a half-precision frozen base,
+/// for memory measurements; training every weight needs f32).
 pub fn time_train_step(
     cfg: &LlamaConfig,
     batch: usize,
@@ -215,8 +218,15 @@ pub fn time_train_step(
     steps: usize,
     objective: StepObjective,
     lora: Option<&LoraConfig>,
+    base_dtype: DType,
 ) -> Result<TrainStepReport> {
-    let mut model = Llama::from_config(cfg.clone(), 0)?;
+    if base_dtype != DType::F32 && lora.is_none() {
+        return Err(crate::Error::config(
+            "a half-precision base needs --lora",
+            "full fine-tuning updates every weight in f32",
+        ));
+    }
+    let mut model = Llama::from_config_as(cfg.clone(), 0, base_dtype)?;
     if let Some(lora) = lora {
         crate::lora::attach(&mut model, lora, 0)?;
     }

@@ -4,7 +4,7 @@
 //! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
 //! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
-//!                  [--objective lm|sft|ilrec] [--lora SPEC] [--json]
+//!                  [--objective lm|sft|ilrec] [--lora SPEC [--base-dtype f32|bf16]] [--json]
 //! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
@@ -17,13 +17,13 @@ use ilrec::cpu::{peak, pool};
 use ilrec::lora::LoraConfig;
 use ilrec::model::config::LlamaConfig;
 use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step, StepObjective};
-use ilrec::{Error, Result};
+use ilrec::{DType, Error, Result};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
-  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--lora SPEC] [--json]
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--lora SPEC [--base-dtype f32|bf16]] [--json]
   bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
@@ -253,6 +253,7 @@ fn bench_peak(args: &[String]) -> Result<()> {
 fn bench_train_step(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
     let (mut objective, mut json, mut lora) = (StepObjective::Lm, false, None);
+    let mut base_dtype = DType::F32;
     let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
         let flag = flag.as_str();
@@ -273,15 +274,39 @@ fn bench_train_step(args: &[String]) -> Result<()> {
             "--json" => json = true,
             // LoRA on the random model (`train --lora`'s syntax): only the adapter trains.
             "--lora" => lora = Some(flags.value(flag)?),
+            // The frozen base's storage under --lora (bf16: half the memory of f32).
+            "--base-dtype" => {
+                base_dtype = match flags.value(flag)?.as_str() {
+                    "f32" => DType::F32,
+                    "bf16" => DType::BF16,
+                    other => {
+                        return Err(
+                            flags.error(format!("--base-dtype is f32 or bf16, found `{other}`"))
+                        )
+                    }
+                }
+            }
             other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
     let cfg = LlamaConfig::from_file(path)?;
     let lora_cfg = lora.as_deref().map(LoraConfig::parse).transpose()?;
-    let r = time_train_step(&cfg, batch, seq, steps, objective, lora_cfg.as_ref())?;
+    let r = time_train_step(
+        &cfg,
+        batch,
+        seq,
+        steps,
+        objective,
+        lora_cfg.as_ref(),
+        base_dtype,
+    )?;
     let name = match &lora {
-        Some(spec) => format!("{} lora {spec}", objective.name()),
+        Some(spec) => format!(
+            "{} lora {spec} base {}",
+            objective.name(),
+            base_dtype.name()
+        ),
         None => objective.name().to_string(),
     };
     if let Some(table) = ilrec::autograd::profile::report() {

@@ -4,8 +4,9 @@
 //!
 //! Each adapted projection becomes `W + scale * B A` ((out, r) x (r, in) -> (out, in), as PEFT's
 //! `merge_and_unload`); each trainable token row replaces its row of the embedding / head. The
-//! unadapted parameters are shared with the original model (tensors are reference-counted), so
-//! merging costs memory only for the matrices it changes.
+//! unadapted f32 parameters are shared with the original model (tensors are reference-counted),
+//! so merging an f32 model costs memory only for the matrices it changes; a half-precision base
+//! is converted to f32 (the merged model is what decoding runs).
 
 use super::attach::has_adapter;
 use crate::autograd::Params;
@@ -26,7 +27,9 @@ pub fn merged(model: &Llama) -> Result<Llama> {
             .params
             .id(&name)
             .ok_or_else(|| crate::Error::config(format!("parameter `{name}` is missing"), ""))?;
-        params.add(&name, model.params.value(id).clone(), true)?;
+        // f32 throughout (a shared clone for f32 weights): decoding runs the merged model, and a
+        // half-precision matrix would be converted again at every decoding step.
+        params.add(&name, model.params.value(id).to_f32(), true)?;
     }
     for block in model.blocks() {
         for proj in Proj::ALL {

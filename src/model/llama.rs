@@ -29,7 +29,7 @@ use super::weights::{save_params, Checkpoint};
 use crate::autograd::{ParamId, Params, Tape, Var};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -266,7 +266,15 @@ pub fn causal_lm_loss(
 impl Llama {
     /// Loads `dir/config.json` and the safetensors weights beside it, checking every tensor's
     /// presence and shape against the config and refusing tensors the architecture lacks.
+    /// Weights are f32.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Llama> {
+        Llama::from_dir_as(dir, Some(DType::F32))
+    }
+
+    /// [`Llama::from_dir`] with the weights' storage precision chosen: `Some(dtype)` converts,
+    /// None keeps the file's (a bf16 checkpoint stays bf16: the frozen base of LoRA in half the
+    /// memory; ops convert one matrix at a time).
+    pub fn from_dir_as(dir: impl AsRef<Path>, dtype: Option<DType>) -> Result<Llama> {
         let dir = dir.as_ref();
         let config = LlamaConfig::from_file(dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
@@ -278,12 +286,19 @@ impl Llama {
         )?;
         let expected = expected_tensors(&config);
         refuse_unexpected_tensors(&ckpt, &expected)?;
-        let params = ckpt.load_params(&expected)?;
+        let params = ckpt.load_params_as(&expected, dtype)?;
         Llama::from_params(config, params)
     }
 
     /// A freshly initialised model: weights ~ Normal(0, 0.02^2), norm scales 1, biases 0.
     pub fn from_config(config: LlamaConfig, seed: u64) -> Result<Llama> {
+        Llama::from_config_as(config, seed, DType::F32)
+    }
+
+    /// [`Llama::from_config`] with every tensor stored as `dtype` (converted one at a time as it
+    /// is drawn, so a bf16 model never exists in f32 as a whole: memory measurements of a frozen
+    /// half-precision base).
+    pub fn from_config_as(config: LlamaConfig, seed: u64, dtype: DType) -> Result<Llama> {
         config.validate(Path::new("<config>"))?;
         let mut rng = Rng::new(seed);
         let mut params = Params::new();
@@ -295,7 +310,7 @@ impl Llama {
             } else {
                 Tensor::randn(&shape, INIT_STD, &mut rng)
             };
-            params.add(&name, value, true)?;
+            params.add(&name, value.to_dtype(dtype), true)?;
         }
         Llama::from_params(config, params)
     }
@@ -480,7 +495,10 @@ impl Llama {
             targets.push(self.lm_head);
         }
         for id in targets {
-            let grown = grow_rows(self.params.value(id), new_vocab, &mut rng)?;
+            let old = self.params.value(id);
+            // The grown matrix keeps the old one's storage precision (a half-precision base
+            // stays half precision; for f32 this is a shared clone).
+            let grown = grow_rows(old, new_vocab, &mut rng)?.to_dtype(old.dtype());
             self.params.replace(id, grown);
         }
         self.config.vocab_size = new_vocab;
@@ -535,7 +553,7 @@ impl Llama {
     /// The token embeddings of `ids` (B, T): the table's rows, with trainable token rows (if
     /// any) in place of the frozen ones.
     fn embed(&self, tape: &mut Tape, ids: &[u32], b: usize, t: usize) -> Result<Embedded> {
-        let table = tape.param(&self.params, self.embed);
+        let table = tape.weight(&self.params, self.embed);
         let h = tape.embedding(table, ids, &[b, t])?; // (B,T,D)
         let Some(token_rows) = &self.embed_rows else {
             return Ok(Embedded {
@@ -617,7 +635,7 @@ impl Llama {
         x: Var,
         ctx: &BlockInput,
     ) -> Result<Var> {
-        let w = tape.param(&self.params, p.weight(proj));
+        let w = tape.weight(&self.params, p.weight(proj));
         let bias = p.bias(proj).map(|id| tape.param(&self.params, id));
         let y = tape.linear(x, w, bias)?;
         let Some(adapter) = p.adapter(proj) else {
@@ -653,7 +671,7 @@ impl Llama {
         }
         HeadVars {
             norm,
-            weight: tape.param(&self.params, self.lm_head),
+            weight: tape.weight(&self.params, self.lm_head),
             rows: self
                 .head_rows
                 .as_ref()
@@ -665,7 +683,7 @@ impl Llama {
     /// `rows` selects flat rows of h seen as (B*T, D). Returns (rows, V).
     pub fn head(&self, tape: &mut Tape, h: Var, rows: Option<&[usize]>) -> Result<Var> {
         let norm = tape.param(&self.params, self.final_norm);
-        let weight = tape.param(&self.params, self.lm_head);
+        let weight = tape.weight(&self.params, self.lm_head);
         let token_rows = self.logit_rows().map(|r| tape.param(&self.params, r.delta));
         let head = HeadVars {
             norm,

@@ -13,8 +13,9 @@ use crate::model::config::LlamaConfig;
 use crate::model::gguf::GgufFile;
 use crate::model::gguf_hf::{hf_config, hf_tokenizer_json};
 use crate::model::llama::Llama;
-use crate::model::load::load_model;
+use crate::model::load::load_model_as;
 use crate::rec::vocab_map::VocabMap;
+use crate::tensor::DType;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde_json::Value;
@@ -187,7 +188,14 @@ pub fn build_model(
     let model = match &plan.source {
         ModelSource::Preset(_) => Llama::from_config(trained_config(plan, vocab, model_eos), seed)?,
         ModelSource::HfDir(path) | ModelSource::Gguf(path) => {
-            let mut model = load_model(path)?.0;
+            // A base LoRA freezes keeps its checkpoint's precision (bf16 stays bf16: half the
+            // memory; ops convert one matrix at a time); full fine-tuning trains in f32.
+            let dtype = if lora.is_some() {
+                None
+            } else {
+                Some(DType::F32)
+            };
+            let mut model = load_model_as(path, dtype)?.0;
             if vocab.len() > model.config.vocab_size {
                 // Added tokens (SIDs): new embedding / head rows = mean of the old ones plus
                 // small seeded noise (ILREC.md section 4).
