@@ -250,6 +250,15 @@ fn bench_peak(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `--base-dtype f32|bf16`: the frozen base's storage under --lora (bf16: half the memory).
+fn parse_base_dtype(flags: &mut Flags, flag: &str) -> Result<DType> {
+    match flags.value(flag)?.as_str() {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        other => Err(flags.error(format!("--base-dtype is f32 or bf16, found `{other}`"))),
+    }
+}
+
 fn bench_train_step(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
     let (mut objective, mut json, mut lora) = (StepObjective::Lm, false, None);
@@ -274,33 +283,15 @@ fn bench_train_step(args: &[String]) -> Result<()> {
             "--json" => json = true,
             // LoRA on the random model (`train --lora`'s syntax): only the adapter trains.
             "--lora" => lora = Some(flags.value(flag)?),
-            // The frozen base's storage under --lora (bf16: half the memory of f32).
-            "--base-dtype" => {
-                base_dtype = match flags.value(flag)?.as_str() {
-                    "f32" => DType::F32,
-                    "bf16" => DType::BF16,
-                    other => {
-                        return Err(
-                            flags.error(format!("--base-dtype is f32 or bf16, found `{other}`"))
-                        )
-                    }
-                }
-            }
+            "--base-dtype" => base_dtype = parse_base_dtype(&mut flags, flag)?,
             other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
     let cfg = LlamaConfig::from_file(path)?;
     let lora_cfg = lora.as_deref().map(LoraConfig::parse).transpose()?;
-    let r = time_train_step(
-        &cfg,
-        batch,
-        seq,
-        steps,
-        objective,
-        lora_cfg.as_ref(),
-        base_dtype,
-    )?;
+    let lora_ref = lora_cfg.as_ref();
+    let r = time_train_step(&cfg, batch, seq, steps, objective, lora_ref, base_dtype)?;
     let name = match &lora {
         Some(spec) => format!(
             "{} lora {spec} base {}",
