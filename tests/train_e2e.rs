@@ -230,8 +230,13 @@ fn assert_training_log(log: &[Value]) {
 /// Starts a run into `out`, kills it once its log has `kill_after` lines (or after two minutes),
 /// then resumes it to the end; returns the resumed run's stdout.
 fn kill_then_resume(data: &Path, out: &Path, kill_after: usize) -> String {
+    kill_then_resume_with(train_args(data, out), out, kill_after)
+}
+
+/// [`kill_then_resume`] for a run with the arguments `args` (whose `--out` is `out`).
+fn kill_then_resume_with(args: Vec<String>, out: &Path, kill_after: usize) -> String {
     let mut child = train()
-        .args(train_args(data, out))
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -252,7 +257,7 @@ fn kill_then_resume(data: &Path, out: &Path, kill_after: usize) -> String {
         !status.success(),
         "the run finished before it could be killed: make the test run longer"
     );
-    let mut resume_args = train_args(data, out);
+    let mut resume_args = args;
     resume_args.push("--resume".into());
     run_ok(&resume_args)
 }
@@ -561,4 +566,123 @@ fn exclude_history_ranks_only_unseen_items() {
     assert_eq!(read("config.json")["protocol"], "exclude-history");
     let _ = std::fs::remove_dir_all(&run);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `train_args` on the pretrained tiny-llama fixture (full vocabulary: the shipped tokenizer's
+/// ids, the SID tokens added) with LoRA adapters, dropout on.
+fn lora_args(data: &Path, out: &Path) -> Vec<String> {
+    let mut args = train_args(data, out);
+    let at = args.iter().position(|a| a == "--model").unwrap();
+    args[at + 1] = fixture_dir("tiny-llama").display().to_string();
+    args.extend(["--lora", "r=4,alpha=8,dropout=0.1,targets=all"].map(String::from));
+    args
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    let dir = ilrec::fixtures::root().join(name);
+    assert!(dir.is_dir(), "fixture {} is missing", dir.display());
+    dir
+}
+
+/// A LoRA run's folders: each stage's adapter as a PEFT folder (no full model), the resume
+/// checkpoints hold only the adapter and token rows (no copy of the frozen base), and the
+/// adapter loads onto the HF base (grown to the run's vocabulary) with its SID rows.
+fn assert_lora_outputs(run: &Path) {
+    for stage in ["warmup", "sft", "ilrec"] {
+        let dir = run.join("checkpoints").join(stage);
+        assert!(
+            !dir.join("model.safetensors").exists(),
+            "{stage}: a full model was saved"
+        );
+        let adapter = dir.join("adapter");
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            assert!(adapter.join(f).is_file(), "{stage}: missing adapter/{f}");
+        }
+        let ckpt = run.join("ckpt").join(stage);
+        assert!(
+            !ckpt.join("model.safetensors").exists(),
+            "{stage}: the resume state copies the base"
+        );
+        let saved =
+            ilrec::model::weights::SafetensorsFile::open(ckpt.join("trainable.safetensors"))
+                .unwrap();
+        assert!(saved
+            .names()
+            .iter()
+            .all(|n| n.contains(".lora_") || n.contains("token_adapter")));
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["lora"]["r"], 4, "{config}");
+    assert_eq!(config["lora"]["dropout"], 0.1, "{config}");
+    let vocab: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("vocab_map.json")).unwrap())
+            .unwrap();
+    let mut base = ilrec::model::llama::Llama::from_dir(fixture_dir("tiny-llama")).unwrap();
+    base.resize_vocab(vocab["tokenizer_ids"].as_u64().unwrap() as usize, 0)
+        .unwrap();
+    let cfg = ilrec::lora::load_adapter(&mut base, &run.join("checkpoints/ilrec/adapter")).unwrap();
+    assert_eq!((cfg.r, cfg.alpha), (4, 8.0));
+    assert!(
+        !cfg.tokens.embed.is_empty(),
+        "the SID token rows are part of the adapter"
+    );
+    assert_eq!(
+        cfg.tokens.embed, cfg.tokens.head,
+        "untied: the head's SID rows train too"
+    );
+}
+
+#[test]
+fn lora_runs_every_stage_saves_peft_adapters_and_resumes_bit_for_bit() {
+    let data = scratch("data-lora");
+    write_tiny_dataset(&data);
+    let run = scratch("run-lora");
+    let stdout = run_ok(&lora_args(&data, &run));
+    assert_summary(&stdout, &data, &run);
+    assert_sids(&run, 12);
+    assert_lora_outputs(&run);
+    let log = log_records(&run);
+    assert_training_log(&log);
+
+    // Resume (adapter, token rows, AdamW moments, dropout masks): bit for bit.
+    let killed = scratch("run-lora-b");
+    let args = lora_args(&data, &killed);
+    let resumed_stdout = kill_then_resume_with(args, &killed, step_records(&log).len() / 2);
+    assert_same_run(log, &stdout, &killed, &resumed_stdout);
+    for dir in [data, run, killed] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn lora_with_a_preset_or_a_bad_spec_fails_fast() {
+    let data = scratch("data-lora-bad");
+    write_tiny_dataset(&data);
+    let d = data.to_str().unwrap();
+    let tiny_llama = fixture_dir("tiny-llama").display().to_string();
+    let cases: [&[&str]; 4] = [
+        &["--data", d, "--lora", "r=4"],
+        &["--data", d, "--model", &tiny_llama, "--lora", "r=0"],
+        &["--data", d, "--model", &tiny_llama, "--lora", "r=500"],
+        &[
+            "--data",
+            d,
+            "--model",
+            &tiny_llama,
+            "--lora",
+            "targets=q,embed",
+        ],
+    ];
+    for args in cases {
+        let out = train().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("--lora") && err.contains("hint"),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(data);
 }

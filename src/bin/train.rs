@@ -5,16 +5,19 @@
 //! 2. train SASRec (the CF reward model, and a results row); in SID mode its item table is
 //!    quantised into semantic IDs (RQ-VAE); render items (SID or title tokens, then EOS), build
 //!    the vocabulary, the item trie and the prompts
-//! 3. SFT warm-up of the LLM on the seqrec prompts
+//! 3. SFT warm-up of the LLM on the seqrec prompts (with `--lora`: LoRA adapters on the frozen
+//!    pretrained model, the SID token rows training with them)
 //! 4. from that checkpoint: ILRec fine-tuning, and the SFT baseline continued on the same batches
 //! 5. evaluate each model with trie-constrained beam search on validation and test
 //! 6. print the results table; write runs/<name>/ (config, log, results, checkpoints, plots)
 //!
 //! The last line on stdout is one JSON object with the table. Run `train --help` for options.
 
+use ilrec::cf::SasRec;
 use ilrec::cli::wants_help;
 use ilrec::ilrec::schedule::Schedule;
 use ilrec::ilrec::trainer::StepConfig;
+use ilrec::model::llama::Llama;
 use ilrec::pipeline::config::{ItemRepr, PipelineConfig};
 use ilrec::pipeline::evaluate::Evaluator;
 use ilrec::pipeline::results::{result_row, StageClock};
@@ -22,7 +25,9 @@ use ilrec::pipeline::stage::{file_name, last_valid, run_resumable, stage_config,
 use ilrec::pipeline::stage::{Journal, StageInputs};
 use ilrec::pipeline::{cf, data, flags, model, results, sids, variants};
 use ilrec::rec::Protocol;
+use ilrec::rec::{Dataset, Split};
 use ilrec::report::ResultsTable;
+use ilrec::tokenizer::Tokenizer;
 use ilrec::Result;
 use std::path::Path;
 use std::time::Instant;
@@ -44,6 +49,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
     let mut clock = StageClock::start();
     // Everything that can be wrong with the inputs is checked before the long stages.
     let plan = model::plan_model(&cfg.model, &cfg.lens_layers)?;
+    model::check_lora(cfg, &plan)?;
     sids::check(cfg, &plan)?;
     let tokenizer = model::load_tokenizer(&plan)?;
     let run_dir = results::prepare_run_dir(cfg.out.as_deref(), cfg.resume)?;
@@ -59,25 +65,14 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
 
     // Items as tokens: semantic IDs from SASRec's item table (or titles); then the vocabulary,
     // the item trie and the training examples.
-    let mut tokenizer = tokenizer;
-    let sids = match cfg.item_repr {
-        ItemRepr::Sid => Some(sids::item_sids(
-            cfg,
-            &plan,
-            &dataset,
-            &sasrec,
-            &mut tokenizer,
-            &run_dir,
-        )?),
-        ItemRepr::Title => None,
-    };
-    let texts = data::item_texts(cfg.item_repr, &dataset, sids.as_deref())?;
-    let d = data::prepare_for(cfg, &plan, &tokenizer, (dataset, split), texts)?;
-    results::write_run_config(&run_dir, cfg, &plan, &d)?;
+    let d = items_as_tokens(cfg, &plan, (dataset, split), &sasrec, tokenizer, &run_dir)?;
     clock.lap("items and prompts");
 
-    // 3. SFT warm-up from scratch (or from the pretrained checkpoint).
-    let built = model::build_model(&plan, &d.vocab, d.model_eos, cfg.seed)?;
+    // 3. SFT warm-up from scratch (or from the pretrained checkpoint; with --lora, adapters
+    // on the frozen checkpoint, the SID token rows training with them).
+    let built = model::build_run_model(cfg, &plan, &d)?;
+    let lora = built.lora.clone();
+    let save = |dir: &Path, m: &Llama| model::save_trained(dir, m, lora.as_ref(), &cfg.model);
     let mut journal = Journal::open(&run_dir, cfg.resume)?;
     let evaluator = Evaluator {
         trie: &d.trie,
@@ -102,6 +97,10 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         cfg.seed + 1,
     );
     let warm = run_resumable(built.model, &warmup, &inputs, &mut journal)?;
+    let checkpoints = run_dir.join("checkpoints");
+    if lora.is_some() {
+        save(&checkpoints.join("warmup"), &warm)?; // an adapter is small: keep this one too
+    }
     clock.lap("sft warm-up");
 
     // 4. From the warm-up weights: SFT continued, ILRec (and the ablations), same batches.
@@ -112,7 +111,7 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         let steps = steps_for(cfg.finetune_epochs, d.train.len(), cfg.batch);
         let stage = stage_config(cfg, name, steps, step.clone(), cfg.schedule, cfg.seed + 2);
         let trained = run_resumable(warm.clone(), &stage, &inputs, &mut journal)?;
-        trained.save(run_dir.join("checkpoints").join(file_name(name)))?;
+        save(&checkpoints.join(file_name(name)), &trained)?;
         finetuned.push((name.clone(), trained));
         clock.lap(&format!("{name} fine-tune"));
     }
@@ -136,6 +135,29 @@ fn run(cfg: &PipelineConfig, started: Instant) -> Result<()> {
         &table,
         &clock,
     )
+}
+
+/// Stage "items and prompts": in SID mode the semantic IDs (added to `tokenizer`), then every
+/// item's text, the vocabulary, the trie and the examples; records the run's config.json.
+fn items_as_tokens(
+    cfg: &PipelineConfig,
+    plan: &model::ModelPlan,
+    (dataset, split): (Dataset, Split),
+    sasrec: &SasRec,
+    mut tokenizer: Tokenizer,
+    run_dir: &Path,
+) -> Result<data::PreparedData> {
+    let sids = match cfg.item_repr {
+        ItemRepr::Sid => {
+            let sasrec_sids = sids::item_sids(cfg, plan, &dataset, sasrec, &mut tokenizer, run_dir);
+            Some(sasrec_sids?)
+        }
+        ItemRepr::Title => None,
+    };
+    let texts = data::item_texts(cfg.item_repr, &dataset, sids.as_deref())?;
+    let d = data::prepare_for(cfg, plan, &tokenizer, (dataset, split), texts)?;
+    results::write_run_config(run_dir, cfg, plan, &d)?;
+    Ok(d)
 }
 
 /// results.json; the table and the verdict on stdout (and stderr, with the stage times), then

@@ -5,6 +5,7 @@ use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::lora::LoraConfig;
 use crate::rec::{LoadOptions, Protocol};
 use crate::{Error, Result};
 use serde_json::{json, Value};
@@ -81,6 +82,9 @@ pub struct PipelineConfig {
     pub protocol: Protocol,
     /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
     pub model: String,
+    /// LoRA adapters on the pretrained `model` (frozen base; SID token rows train too) instead
+    /// of full fine-tuning [none: full fine-tuning].
+    pub lora: Option<LoraConfig>,
     /// How items are written [sid].
     pub item_repr: ItemRepr,
     /// SID mode: what the RQ-VAE quantises [cf].
@@ -150,6 +154,7 @@ impl Default for PipelineConfig {
             load: LoadOptions::default(),
             protocol: Protocol::AllItems,
             model: "tiny".into(),
+            lora: None,
             item_repr: ItemRepr::Sid,
             sid_embeddings: SidSource::Cf,
             sids: None,
@@ -271,8 +276,47 @@ impl PipelineConfig {
             "sasrec_patience": self.sasrec_patience, "beams": self.beams, "seed": self.seed,
             "threads": self.threads, "checkpoint_every": self.checkpoint_every,
             "eos": "<|endoftext|>", "model_config": model_config,
+            "lora": self.lora.as_ref().map(lora_json),
         })
     }
+}
+
+/// The `--lora` settings as recorded in config.json.
+fn lora_json(l: &LoraConfig) -> Value {
+    let targets: Vec<&str> = l.targets.iter().map(|p| p.hf_name()).collect();
+    // f32 settings as the decimals they were given as (0.05, not 0.0500000007).
+    let decimal = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+    json!({
+        "r": l.r, "alpha": decimal(l.alpha), "dropout": decimal(l.dropout), "targets": targets,
+        "layers": l.layers, "rslora": l.rslora,
+    })
+}
+
+/// The `--lora` settings back from config.json ([`lora_json`]), through the flag's own parser.
+fn lora_from_json(v: &Value) -> Result<Option<LoraConfig>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let bad = || JsonFields::bad("lora", "null or the --lora settings");
+    let list = |key: &str| -> Result<Vec<String>> {
+        let xs = v.get(key).and_then(Value::as_array).ok_or_else(bad)?;
+        Ok(xs
+            .iter()
+            .map(|x| x.to_string().trim_matches('"').to_string())
+            .collect())
+    };
+    let mut spec = format!(
+        "r={},alpha={},dropout={},rslora={},targets={}",
+        v.get("r").ok_or_else(bad)?,
+        v.get("alpha").ok_or_else(bad)?,
+        v.get("dropout").ok_or_else(bad)?,
+        v.get("rslora").ok_or_else(bad)?,
+        list("targets")?.join(","),
+    );
+    if !v.get("layers").is_none_or(Value::is_null) {
+        spec.push_str(&format!(",layers={}", list("layers")?.join(",")));
+    }
+    LoraConfig::parse(&spec).map(Some)
 }
 
 /// Reading a run back: `config.json` -> the [`PipelineConfig`] that wrote it (`eval`,
@@ -320,6 +364,7 @@ impl PipelineConfig {
             out: None,
             checkpoint_every: r.uint("checkpoint_every")?,
             resume: false,
+            lora: lora_from_json(v.get("lora").unwrap_or(&Value::Null))?,
         })
     }
 }
@@ -442,6 +487,9 @@ mod tests {
             out: None,
             checkpoint_every: 11,
             resume: false,
+            lora: Some(
+                LoraConfig::parse("r=8,alpha=16,dropout=0.05,targets=q,v,layers=0,1").unwrap(),
+            ),
         }
     }
 

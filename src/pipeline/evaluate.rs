@@ -18,7 +18,8 @@ pub struct Evaluator<'a> {
 
 impl Evaluator<'_> {
     /// Metrics of `model` on `examples`, example i ranked without `excluded.of(i)` (none under
-    /// the all-items protocol; progress bar labelled `label`).
+    /// the all-items protocol; progress bar labelled `label`). A model with adapters (LoRA)
+    /// decodes with them merged into its weights: the same outputs, no extra products.
     pub fn run(
         &self,
         model: &Llama,
@@ -27,6 +28,8 @@ impl Evaluator<'_> {
         label: &str,
     ) -> Result<EvalOutcome> {
         excluded.check_len(examples.len())?;
+        let merged = crate::lora::merged(model)?;
+        let model = &merged;
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt.clone()).collect();
         let targets: Vec<u32> = examples.iter().map(|e| e.target).collect();
         let queries = Queries {

@@ -10,6 +10,7 @@ use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::lora::LoraConfig;
 use crate::rec::Protocol;
 use crate::Result;
 use std::path::PathBuf;
@@ -26,6 +27,11 @@ Data:
     crate::data_flags_help!(),
     "Model:
   --model PRESET|PATH   preset (tiny, mini, small, base) trained from scratch, an HF checkpoint folder or a .gguf file [tiny]
+  --lora SPEC           LoRA on the pretrained --model PATH instead of full fine-tuning: the base is
+                        frozen, the adapters (and the SID token rows) train; SPEC is
+                        r=R,alpha=A,dropout=P,targets=all|q,k,v,o,gate,up,down[,layers=0,1,..][,rslora=true],
+                        omitted keys take the paper's r=64,alpha=32,dropout=0.05,targets=all;
+                        adapters are saved as PEFT folders in checkpoints/<stage>/adapter/ [off]
   --item-repr sid|title how items are written: semantic IDs <a_12><b_3><c_7>, or titles [sid]
   --sid-embeddings cf|llm|FILE   what the RQ-VAE quantises: SASRec's item table, the mean final
                         hidden state of the item text under a pretrained --model, or a
@@ -75,6 +81,7 @@ pub fn parse(args: Vec<String>) -> Result<PipelineConfig> {
             "--data" => c.data = PathBuf::from(f.value(flag)?),
             _ if parse_data_flag(&mut c.load, &mut f, flag)? => {}
             "--model" => c.model = f.value(flag)?,
+            "--lora" => c.lora = Some(LoraConfig::parse(&f.value(flag)?)?),
             "--item-repr" => c.item_repr = ItemRepr::parse(&f.value(flag)?)?,
             "--sid-embeddings" => c.sid_embeddings = SidSource::parse(&f.value(flag)?),
             "--sids" => c.sids = Some(PathBuf::from(f.value(flag)?)),
@@ -138,6 +145,7 @@ mod tests {
             "--user-field" | "--item-field" | "--time-field" | "--rating-field" => Some("x"),
             "--item-text-fields" => Some("title,genres"),
             "--model" => Some("tiny"),
+            "--lora" => Some("r=4,targets=q,v"),
             "--item-repr" => Some("title"),
             "--sid-embeddings" => Some("cf"),
             "--sids" => Some("sids.json"),
@@ -193,5 +201,9 @@ mod tests {
         assert_eq!(c.warmup_fraction, 0.1);
         assert_eq!(c.negatives_scope, NegativesScope::Vocab);
         assert_eq!(c.ensemble, Ensemble::Sum);
+        assert!(c.lora.is_none(), "full fine-tuning unless --lora is given");
+        let lora = parse(vec!["--lora".into(), "r=8,alpha=16,targets=q,v".into()]).unwrap();
+        let lora = lora.lora.unwrap();
+        assert_eq!((lora.r, lora.alpha, lora.targets.len()), (8, 16.0, 2));
     }
 }

@@ -102,7 +102,7 @@ pub fn run_resumable(
     let ckpt = StageCheckpoint::new(journal.ckpt_root.join(file_name(&cfg.name)));
     let mut state = StageState::start(model, cfg);
     if journal.resume {
-        match ckpt.load(cfg)? {
+        match ckpt.load(cfg, &state.model)? {
             Some((saved, log_lines, true)) => {
                 eprintln!("{}: finished before the restart, loaded", cfg.name);
                 journal.stage_boundary = log_lines;

@@ -91,10 +91,12 @@ pub fn resume_stage_config() -> ilrec::ilrec::trainer::StageConfig {
     }
 }
 
-/// Loads a checkpoint as `--resume` does.
+/// Loads a checkpoint as `--resume` does, onto the model the stage started from.
 fn run_resume(dir: &Path) -> Result<()> {
+    let config = LlamaConfig::from_json(&seeds::tiny_config_json(false), "<seed>")?;
+    let start = ilrec::model::llama::Llama::from_config(config, 3)?;
     let ckpt = ilrec::ilrec::trainer::StageCheckpoint::new(dir.to_path_buf());
-    ckpt.load(&resume_stage_config()).map(|_| ())
+    ckpt.load(&resume_stage_config(), &start).map(|_| ())
 }
 
 pub fn find(name: &str) -> Option<&'static Target> {
