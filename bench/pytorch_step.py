@@ -13,6 +13,12 @@ src/model/speed.rs), peak_rss_mb (ru_maxrss of this process).
 
     /tmp/hfenv/bin/python bench/pytorch_step.py --config bench/smollm2-135m.json \
         --batch 4 --seq 128 --steps 3 --threads 2
+
+--lora SPEC (same syntax as `bench train-step --lora` and `train --lora`, e.g.
+r=16,alpha=32,dropout=0.05,targets=all) wraps the model with PEFT (`pip install peft`; PEFT's
+default init, so B = 0) and trains the adapter only: the optimizer holds only the LoRA
+parameters, the base is frozen. The "gflops" field keeps the full step's FLOP count (the same
+work unit as ours).
 """
 import argparse
 import json
@@ -31,6 +37,43 @@ def train_step_flops(cfg, batch, seq):
     return 6 * per_block * layers * tokens + 6 * tokens * d * v + 12 * layers * tokens * seq * q
 
 
+PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def parse_lora(spec):
+    """`r=16,alpha=32,dropout=0.05,targets=q,v,layers=0,1` -> dict; defaults as ours (the paper's)."""
+    out = {"r": 64, "alpha": 32.0, "dropout": 0.05, "targets": list(PROJECTIONS), "layers": None}
+    key = None
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            values = [value]
+        else:
+            values = [part]
+        if key in ("targets", "layers"):
+            out.setdefault("_" + key, []).extend(values)
+        elif key == "r":
+            out["r"] = int(values[0])
+        elif key in ("alpha", "dropout"):
+            out[key] = float(values[0])
+        else:
+            raise SystemExit(f"--lora: unknown key {key}")
+    if "_targets" in out:
+        t = out.pop("_targets")
+        out["targets"] = list(PROJECTIONS) if "all" in t else [x if x.endswith("_proj") else x + "_proj" for x in t]
+    if "_layers" in out:
+        out["layers"] = [int(x) for x in out.pop("_layers")]
+    return out
+
+
+def with_lora(model, spec):
+    from peft import LoraConfig, get_peft_model
+    s = parse_lora(spec)
+    cfg = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], bias="none",
+                     target_modules=s["targets"], layers_to_transform=s["layers"], task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -39,6 +82,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true", help="accepted for symmetry; output is JSON")
+    ap.add_argument("--lora", default=None, help="r=16,alpha=32,dropout=0.05,targets=all|q,v,...")
     a = ap.parse_args()
 
     import torch
@@ -51,7 +95,10 @@ def main():
     cfg = LlamaConfig(**raw)
     cfg._attn_implementation = "sdpa"
     model = LlamaForCausalLM(cfg).float().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    if a.lora:
+        model = with_lora(model, a.lora)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), generator=g)
 
@@ -61,7 +108,7 @@ def main():
         t1 = time.perf_counter()
         out.loss.backward()
         t2 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         t3 = time.perf_counter()
@@ -81,7 +128,7 @@ def main():
     print(json.dumps({
         "impl": "pytorch",
         "torch": torch.__version__,
-        "objective": "sft",
+        "objective": "sft lora " + a.lora if a.lora else "sft",
         "batch": a.batch,
         "seq": a.seq,
         "threads": torch.get_num_threads(),

@@ -11,7 +11,10 @@
 //! - [`optim`]      AdamW, schedules, clipping
 //! - [`tokenizer`]  tokenizer.json: byte-level BPE, pre-tokenizers, NFC, added tokens
 //! - [`model`]      config.json, safetensors / GGUF loading, the Llama-family decoder
-//! - [`rec`]        data only: data sets, k-core, leave-one-out, prompts, item trie, metrics
+//! - [`lora`]       LoRA adapters: attach (frozen base), trainable token rows, PEFT's files,
+//!   merge
+//! - [`rec`]        data only: data sets (MovieLens, RecBole atomic files), filters, leave-one-out,
+//!   prompts, item trie, metrics, the ranking protocols
 //! - [`report`]     progress bars, the JSON-lines run log, SVG plots, the results table
 //! - [`eval`]       trie-constrained beam search, the Llama scorer with its KV cache, evaluation
 //! - [`sid`]        semantic item IDs: RQ-VAE, k-means, collision handling, sids.json
@@ -35,6 +38,7 @@ pub mod eval;
 pub mod files;
 pub mod fixtures;
 pub mod ilrec;
+pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod pipeline;

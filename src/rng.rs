@@ -62,6 +62,13 @@ impl Rng {
         ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
     }
 
+    /// The seed of an independent stream number `stream` under `seed` (e.g. one dropout mask per
+    /// layer and projection): the first output of a generator seeded by both, so nearby
+    /// (seed, stream) pairs give unrelated streams.
+    pub fn stream_seed(seed: u64, stream: u64) -> u64 {
+        Rng::new(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
+    }
+
     /// Fisher-Yates shuffle.
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {
         for i in (1..xs.len()).rev() {

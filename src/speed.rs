@@ -13,6 +13,7 @@ use crate::autograd::profile;
 use crate::cf::{SasRec, SasRecConfig};
 use crate::error::Result;
 use crate::ilrec::trainer::{apply_update, compute_gradients, StepConfig, TrainExample};
+use crate::lora::LoraConfig;
 use crate::model::config::LlamaConfig;
 use crate::model::llama::{causal_lm_loss, BatchInput, Llama};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -20,6 +21,7 @@ use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::variants::ilrec_step;
 use crate::rec::ItemTrie;
 use crate::rng::Rng;
+use crate::tensor::DType;
 use crate::Tape;
 use std::time::Instant;
 
@@ -241,20 +243,48 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// What `bench train-step` trains: the objective, the synthetic items of the trainer's step,
+/// and optionally a LoRA adapter on a frozen base.
+#[derive(Clone, Copy, Debug)]
+pub struct StepSetup<'a> {
+    pub objective: StepObjective,
+    pub items: SyntheticItems,
+    /// With a config, the model is frozen and this adapter attached first (seed 0): the step
+    /// trains only the adapter, dropout on.
+    pub lora: Option<&'a LoraConfig>,
+    /// Storage of the model's weights (bf16: a half-precision frozen base, for memory
+    /// measurements; training every weight needs f32).
+    pub base_dtype: DType,
+}
+
 /// Times the training step of a randomly initialised `cfg` (seed 0): `lm` on a fixed random
 /// batch (seed 1) of `batch` x `seq` tokens with logits at every position; `sft` / `ilrec` on
 /// the synthetic recommendation batch of [`Workload::trainer`] (same shape, `items`). Then gradient
 /// clipping to norm 1 and one AdamW step (lr 1e-4, weight decay 0.01; PyTorch's other defaults).
-/// One warm-up step, then `steps` timed ones.
+/// One warm-up step, then `steps` timed ones. What is trained is `setup` ([`StepSetup`]).
 pub fn time_train_step(
     cfg: &LlamaConfig,
     batch: usize,
     seq: usize,
     steps: usize,
-    objective: StepObjective,
-    items: SyntheticItems,
+    setup: &StepSetup<'_>,
 ) -> Result<TrainStepReport> {
-    let mut model = Llama::from_config(cfg.clone(), 0)?;
+    let StepSetup {
+        objective,
+        items,
+        lora,
+        base_dtype,
+    } = *setup;
+    if base_dtype != DType::F32 && lora.is_none() {
+        return Err(crate::Error::config(
+            "a half-precision base needs --lora",
+            "full fine-tuning updates every weight in f32",
+        ));
+    }
+    let mut model = Llama::from_config_as(cfg.clone(), 0, base_dtype)?;
+    if let Some(lora) = lora {
+        crate::lora::attach(&mut model, lora, 0)?;
+    }
     let workload = match objective {
         StepObjective::Lm => Workload::lm(cfg, batch, seq)?,
         _ => Workload::trainer(cfg, (batch, seq), objective, items)?,
@@ -344,7 +374,8 @@ enum Workload {
 
 impl Workload {
     fn lm(cfg: &LlamaConfig, batch: usize, seq: usize) -> Result<Workload> {
-        let (input, labels) = random_lm_batch(cfg, batch, seq)?;
+        let (mut input, labels) = random_lm_batch(cfg, batch, seq)?;
+        input.dropout_seed = Some(2); // training: adapters (if any) apply their dropout
         Ok(Workload::Lm { input, labels })
     }
 
@@ -386,6 +417,10 @@ impl Workload {
                 item_vocab,
             ),
             _ => StepConfig::sft(),
+        };
+        let step = StepConfig {
+            dropout_seed: Some(2), // training: adapters (if any) apply their dropout
+            ..step
         };
         Ok(Workload::Trainer {
             examples,

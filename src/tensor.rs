@@ -197,6 +197,22 @@ impl Tensor {
         }
     }
 
+    /// Rows `rows` of this tensor seen as (rows, last_dim), as f32 values one row after the
+    /// other (half-precision storage converted row by row, never as a whole).
+    pub fn rows_to_f32(&self, rows: impl Iterator<Item = usize>) -> Vec<f32> {
+        let d = self.last_dim();
+        let mut out = Vec::new();
+        for r in rows {
+            let span = r * d..(r + 1) * d;
+            match &self.storage {
+                Storage::F32(v) => out.extend_from_slice(&v[span]),
+                Storage::BF16(v) => out.extend(v[span].iter().map(|x| x.to_f32())),
+                Storage::F16(v) => out.extend(v[span].iter().map(|x| x.to_f32())),
+            }
+        }
+        out
+    }
+
     /// An f32 tensor with the same values (cheap clone when already f32).
     pub fn to_f32(&self) -> Tensor {
         match &self.storage {

@@ -1,6 +1,7 @@
-//! Constrained beam search on a tiny trie against exhaustive scoring of every item.
+//! Constrained beam search on a tiny trie against exhaustive scoring of every item, with and
+//! without excluded items (`--exclude-history`).
 
-use ilrec::eval::beam::{beam_search, PrefixScorer};
+use ilrec::eval::beam::{beam_search, beam_search_excluding, PrefixScorer};
 use ilrec::rec::ItemTrie;
 use ilrec::rng::Rng;
 use ilrec::Result;
@@ -110,5 +111,57 @@ fn fewer_beams_return_distinct_valid_items_sorted_by_score() {
         // the best item overall is found by any beam width that keeps it (greedy may miss it);
         // with beams >= 1 the top-1 result is at least as good as greedy decoding.
         assert!(got[0].log_prob <= all[0].1 + 1e-6);
+    }
+}
+
+fn scorer() -> TableScorer {
+    TableScorer {
+        beams: vec![],
+        calls: 0,
+    }
+}
+
+#[test]
+fn excluded_items_never_return_and_the_others_fill_every_beam() {
+    let trie = ItemTrie::build(&items(), EOS).unwrap();
+    let all = exhaustive(&trie);
+    let n = trie.num_items();
+    // Every set of excluded items (including all and none), every beam width.
+    for mask in 0u32..(1 << n) {
+        let excluded: Vec<u32> = (0..n as u32).filter(|i| mask >> i & 1 == 1).collect();
+        let rest: Vec<(u32, f32)> = all
+            .iter()
+            .copied()
+            .filter(|(i, _)| !excluded.contains(i))
+            .collect();
+        for beams in 1..=n {
+            let got = beam_search_excluding(&mut scorer(), &trie, &[4], beams, &excluded).unwrap();
+            // No beam is lost to an excluded item: as many items as beams, or all the others.
+            assert_eq!(
+                got.len(),
+                beams.min(rest.len()),
+                "{excluded:?} beams {beams}"
+            );
+            for g in &got {
+                assert!(
+                    !excluded.contains(&g.item),
+                    "{excluded:?}: {} returned",
+                    g.item
+                );
+                let want = rest.iter().find(|(i, _)| *i == g.item).unwrap().1;
+                assert!((g.log_prob - want).abs() < 1e-5);
+            }
+        }
+        // Beams for every item: exactly the exhaustive order of the others.
+        let got = beam_search_excluding(&mut scorer(), &trie, &[4], n, &excluded).unwrap();
+        let ids: Vec<u32> = got.iter().map(|g| g.item).collect();
+        let want: Vec<u32> = rest.iter().map(|(i, _)| *i).collect();
+        assert_eq!(ids, want, "{excluded:?}");
+    }
+    // Nothing excluded is the plain search, beam for beam.
+    for beams in 1..=n {
+        let plain = beam_search(&mut scorer(), &trie, &[4], beams).unwrap();
+        let none = beam_search_excluding(&mut scorer(), &trie, &[4], beams, &[]).unwrap();
+        assert_eq!(plain, none);
     }
 }

@@ -156,3 +156,81 @@ fn first_reference_prompt() -> Value {
     let json: Value = serde_json::from_str(&text).expect("reference.json is JSON");
     json["prompts"][0].clone()
 }
+
+/// `--adapter DIR`: a LoRA adapter (made here on SmolLM2, B non-zero) changes the lens, and the
+/// lens then shows exactly the merged model's final logits.
+#[test]
+fn an_adapter_changes_the_lens_to_the_merged_models() {
+    use ilrec::lora::{adapter_params, attach, merged, save_adapter, LoraConfig};
+    let Some(dir) = hf_dir() else { return };
+    let mut model = ilrec::model::llama::Llama::from_dir(&dir).unwrap();
+    let cfg = LoraConfig::parse("r=2,alpha=4,targets=q,v,down").unwrap();
+    attach(&mut model, &cfg, 7).unwrap();
+    for (i, (name, id)) in adapter_params(&model).into_iter().enumerate() {
+        if name.contains("lora_B") {
+            let shape = model.params.value(id).shape().to_vec();
+            let value = common::randn(&shape, i as u64)
+                .to_vec()
+                .iter()
+                .map(|x| 0.05 * x)
+                .collect();
+            let t = ilrec::Tensor::from_vec(value, &shape).unwrap();
+            model.params.set_value(id, t).unwrap();
+        }
+    }
+    let adapter = std::env::temp_dir().join(format!("ilrec-lens-adapter-{}", std::process::id()));
+    save_adapter(&model, &cfg, &adapter, None).unwrap();
+    let dir = dir.to_str().unwrap();
+    let top_layer = model.config.num_hidden_layers.to_string();
+    let args = [
+        "--model",
+        dir,
+        "--text",
+        "The movie was",
+        "--top-k",
+        "3",
+        "--json",
+        "--layers",
+        &top_layer,
+    ];
+    let report = |extra: &[&str]| -> Value {
+        let out = lens(&[&args[..], extra].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let plain = report(&[]);
+    let adapted = report(&["--adapter", adapter.to_str().unwrap()]);
+    assert_ne!(
+        plain["layers"], adapted["layers"],
+        "the adapter must change the lens"
+    );
+    // The last position's top logits are the merged model's.
+    let folded = merged(&model).unwrap();
+    let ids: Vec<u32> = adapted["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let mut tape = ilrec::Tape::inference();
+    let input = ilrec::model::llama::BatchInput::new(ids.clone(), 1, ids.len()).unwrap();
+    let out = folded
+        .forward(&mut tape, &input, Some(&[ids.len() - 1]))
+        .unwrap();
+    let logits = tape.value(out.logits).to_vec();
+    let last = &adapted["layers"][&top_layer].as_array().unwrap()[ids.len() - 1];
+    let top = last[0][0].as_u64().unwrap() as usize;
+    let top_logit = last[1][0].as_f64().unwrap();
+    assert!(
+        (logits[top] as f64 - top_logit).abs() < 1e-3,
+        "{} vs {top_logit}",
+        logits[top]
+    );
+    assert!(logits.iter().all(|&l| l as f64 <= top_logit + 1e-3));
+    let _ = std::fs::remove_dir_all(adapter);
+}

@@ -176,6 +176,12 @@ fn recbole_3core_split_by_hand() {
     let ds = load_dataset(&dir, &opts(3)).unwrap();
     check_3core(&ds);
     assert_eq!(ds.items[0].title, "Delta");
+    // `brand` is a `token` column: text by default are the title and the `token_seq` columns
+    // (none other here); a named list takes any token column.
+    assert_eq!(ds.items[0].text, "Delta");
+    let mut named = opts(3);
+    named.fields.item_text = Some(vec!["title".into(), "brand".into()]);
+    let ds = load_dataset(&dir, &named).unwrap();
     assert_eq!(ds.items[0].text, "Delta; brand: Acme");
 }
 
@@ -487,9 +493,18 @@ fn bad_input_recbole_files_name_file_line_column() {
     write(
         &dir,
         "toy.item",
-        "item_id:token\tname:token_seq\n10\tAlpha\n",
+        "item_id:token\tlabel:token_seq\n10\tAlpha\n",
     );
-    assert_mentions(&err_of(&dir, 0), &["toy.item", "line 1", "'title'"]);
+    assert_mentions(
+        &err_of(&dir, 0),
+        &[
+            "toy.item",
+            "line 1",
+            "no title column",
+            "movie_title",
+            "label",
+        ],
+    );
     let dir = recbole_dir("bad-recbole-dup");
     write(
         &dir,

@@ -361,7 +361,7 @@ fn exclude_history_never_returns_a_history_item() {
     // eval with the flag: every returned item is valid, and the summary says what was asked.
     let out = ok(eval(&["--run", dir, "--exclude-history"]));
     let summary: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["exclude_history"], true);
+    assert_eq!(summary["protocol"], "exclude-history");
     assert_eq!(summary["rows"][0]["invalid_rate"], 0.0);
 }
 

@@ -379,9 +379,14 @@ fn hand_dataset(sequences: Vec<Vec<u32>>, num_items: usize) -> Dataset {
             })
             .collect(),
         users: (0..sequences.len()).map(|u| u.to_string()).collect(),
+        rows_read: sequences.iter().map(Vec::len).sum(),
+        users_read: sequences.len(),
+        items_read: num_items,
         sequences,
         removed_duplicates: 0,
+        removed_by_rating: 0,
         removed_by_kcore: 0,
+        items_without_text: 0,
     }
 }
 

@@ -230,8 +230,13 @@ fn assert_training_log(log: &[Value]) {
 /// Starts a run into `out`, kills it once its log has `kill_after` lines (or after two minutes),
 /// then resumes it to the end; returns the resumed run's stdout.
 fn kill_then_resume(data: &Path, out: &Path, kill_after: usize) -> String {
+    kill_then_resume_with(train_args(data, out), out, kill_after)
+}
+
+/// [`kill_then_resume`] for a run with the arguments `args` (whose `--out` is `out`).
+fn kill_then_resume_with(args: Vec<String>, out: &Path, kill_after: usize) -> String {
     let mut child = train()
-        .args(train_args(data, out))
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -252,7 +257,7 @@ fn kill_then_resume(data: &Path, out: &Path, kill_after: usize) -> String {
         !status.success(),
         "the run finished before it could be killed: make the test run longer"
     );
-    let mut resume_args = train_args(data, out);
+    let mut resume_args = args;
     resume_args.push("--resume".into());
     run_ok(&resume_args)
 }
@@ -302,7 +307,7 @@ fn bad_input_fails_fast_with_a_hint() {
     let data = scratch("data-bad");
     write_tiny_dataset(&data);
     let d = data.to_str().unwrap();
-    let cases: [&[&str]; 12] = [
+    let cases: [&[&str]; 16] = [
         &["--data", "/no/such/folder"],
         &["--data", d, "--model", "giant"],
         &["--data", d, "--model", "tiny", "--lens-layers", "3"],
@@ -320,6 +325,11 @@ fn bad_input_fails_fast_with_a_hint() {
             "/no/such/embeddings.safetensors",
         ],
         &["--data", d, "--sid-embeddings", "llm"],
+        &["--data", d, "--user-inter-num-interval", "[5,inf"],
+        &["--data", d, "--rm-dup-inter", "none"],
+        &["--data", d, "--min-rating", "four"],
+        // A RecBole field option on a MovieLens folder: refused, not ignored.
+        &["--data", d, "--user-field", "uid"],
     ];
     for args in cases {
         let started = Instant::now();
@@ -481,4 +491,198 @@ fn sids_from_a_file_reproduce_the_run_and_title_mode_still_runs() {
     for dir in [data, built, given, title, swapped, adopted] {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// A variant of the tiny set where every user walks 8 consecutive movies of the 12 (stride 1):
+/// before its test target each user has seen 7, so exactly 5 are unseen.
+fn write_stride_one_dataset(dir: &Path) {
+    write_tiny_dataset(dir);
+    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
+    for user in 0..40usize {
+        for k in 0..8usize {
+            let movie = (user + k) % 12 + 1;
+            ratings.push_str(&format!("{},{movie},4.0,{}\n", user + 1, 1000 + k));
+        }
+    }
+    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+}
+
+/// The largest number of items a user has not seen before its test target, read back from
+/// the written files (repeats removed, as the loader does).
+fn most_unseen_before_test(data: &Path) -> usize {
+    let ratings = std::fs::read_to_string(data.join("ratings.csv")).unwrap();
+    let movies = std::fs::read_to_string(data.join("movies.csv")).unwrap();
+    let catalogue = movies.lines().skip(1).count();
+    let mut seqs: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for line in ratings.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let seq = seqs.entry(f[0]).or_default();
+        if !seq.contains(&f[1]) {
+            seq.push(f[1]); // rows are written in time order
+        }
+    }
+    seqs.values()
+        .map(|s| catalogue - (s.len() - 1))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn exclude_history_ranks_only_unseen_items() {
+    let data = scratch("data-exclude");
+    write_stride_one_dataset(&data);
+    let run = scratch("run-exclude");
+    let beams = 5;
+    let mut args = train_args(&data, &run);
+    for (flag, value) in [
+        ("--epochs", "2"),
+        ("--finetune-epochs", "1"),
+        ("--beams", "5"),
+    ] {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.into();
+    }
+    args.extend(["--item-repr", "title", "--exclude-history"].map(String::from));
+    // The premise: no test user has more than `beams` unseen items, so a search that spends
+    // no beam on history items returns all of them, and every ranker puts the target in the
+    // top 5: Hit@5 is exactly 1 for every row, however good the model. (Ranking every item,
+    // the same run's LLM rows reach a Hit@5 near 0.4.)
+    let unseen = most_unseen_before_test(&data);
+    assert!(unseen <= beams && unseen <= 5, "{unseen} unseen items");
+    let stdout = run_ok(&args);
+    assert!(
+        stdout.contains("ranking protocol: exclude-history"),
+        "{stdout}"
+    );
+    let rows = summary_rows(&stdout);
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["hit@5"].as_f64(), Some(1.0), "{row}");
+    }
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(f)).unwrap()).unwrap()
+    };
+    assert_eq!(read("results.json")["protocol"], "exclude-history");
+    assert_eq!(read("config.json")["protocol"], "exclude-history");
+    let _ = std::fs::remove_dir_all(&run);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `train_args` on the pretrained tiny-llama fixture (full vocabulary: the shipped tokenizer's
+/// ids, the SID tokens added) with LoRA adapters, dropout on.
+fn lora_args(data: &Path, out: &Path) -> Vec<String> {
+    let mut args = train_args(data, out);
+    let at = args.iter().position(|a| a == "--model").unwrap();
+    args[at + 1] = fixture_dir("tiny-llama").display().to_string();
+    args.extend(["--lora", "r=4,alpha=8,dropout=0.1,targets=all"].map(String::from));
+    args
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    let dir = ilrec::fixtures::root().join(name);
+    assert!(dir.is_dir(), "fixture {} is missing", dir.display());
+    dir
+}
+
+/// A LoRA run's folders: each stage's adapter as a PEFT folder (no full model), the resume
+/// checkpoints hold only the adapter and token rows (no copy of the frozen base), and the
+/// adapter loads onto the HF base (grown to the run's vocabulary) with its SID rows.
+fn assert_lora_outputs(run: &Path) {
+    for stage in ["warmup", "sft", "ilrec"] {
+        let dir = run.join("checkpoints").join(stage);
+        assert!(
+            !dir.join("model.safetensors").exists(),
+            "{stage}: a full model was saved"
+        );
+        let adapter = dir.join("adapter");
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            assert!(adapter.join(f).is_file(), "{stage}: missing adapter/{f}");
+        }
+        let ckpt = run.join("ckpt").join(stage);
+        assert!(
+            !ckpt.join("model.safetensors").exists(),
+            "{stage}: the resume state copies the base"
+        );
+        let saved =
+            ilrec::model::weights::SafetensorsFile::open(ckpt.join("trainable.safetensors"))
+                .unwrap();
+        assert!(saved
+            .names()
+            .iter()
+            .all(|n| n.contains(".lora_") || n.contains("token_adapter")));
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["lora"]["r"], 4, "{config}");
+    assert_eq!(config["lora"]["dropout"], 0.1, "{config}");
+    let vocab: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("vocab_map.json")).unwrap())
+            .unwrap();
+    let mut base = ilrec::model::llama::Llama::from_dir(fixture_dir("tiny-llama")).unwrap();
+    base.resize_vocab(vocab["tokenizer_ids"].as_u64().unwrap() as usize, 0)
+        .unwrap();
+    let cfg = ilrec::lora::load_adapter(&mut base, &run.join("checkpoints/ilrec/adapter")).unwrap();
+    assert_eq!((cfg.r, cfg.alpha), (4, 8.0));
+    assert!(
+        !cfg.tokens.embed.is_empty(),
+        "the SID token rows are part of the adapter"
+    );
+    assert_eq!(
+        cfg.tokens.embed, cfg.tokens.head,
+        "untied: the head's SID rows train too"
+    );
+}
+
+#[test]
+fn lora_runs_every_stage_saves_peft_adapters_and_resumes_bit_for_bit() {
+    let data = scratch("data-lora");
+    write_tiny_dataset(&data);
+    let run = scratch("run-lora");
+    let stdout = run_ok(&lora_args(&data, &run));
+    assert_summary(&stdout, &data, &run);
+    assert_sids(&run, 12);
+    assert_lora_outputs(&run);
+    let log = log_records(&run);
+    assert_training_log(&log);
+
+    // Resume (adapter, token rows, AdamW moments, dropout masks): bit for bit.
+    let killed = scratch("run-lora-b");
+    let args = lora_args(&data, &killed);
+    let resumed_stdout = kill_then_resume_with(args, &killed, step_records(&log).len() / 2);
+    assert_same_run(log, &stdout, &killed, &resumed_stdout);
+    for dir in [data, run, killed] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn lora_with_a_preset_or_a_bad_spec_fails_fast() {
+    let data = scratch("data-lora-bad");
+    write_tiny_dataset(&data);
+    let d = data.to_str().unwrap();
+    let tiny_llama = fixture_dir("tiny-llama").display().to_string();
+    let cases: [&[&str]; 4] = [
+        &["--data", d, "--lora", "r=4"],
+        &["--data", d, "--model", &tiny_llama, "--lora", "r=0"],
+        &["--data", d, "--model", &tiny_llama, "--lora", "r=500"],
+        &[
+            "--data",
+            d,
+            "--model",
+            &tiny_llama,
+            "--lora",
+            "targets=q,embed",
+        ],
+    ];
+    for args in cases {
+        let out = train().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("--lora") && err.contains("hint"),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(data);
 }

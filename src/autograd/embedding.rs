@@ -4,7 +4,7 @@
 //! gradient rows into a (V, D) gradient: an id that occurs several times (the same token twice in
 //! a batch) accumulates all its gradients. The gradient is dense (V, D), like PyTorch's default.
 
-use super::shape::{gather_rows, scatter_add_rows};
+use super::shape::scatter_add_rows;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -44,8 +44,8 @@ impl Tape {
             });
         }
         let rows = ids.iter().map(|&id| id as usize);
-        // (prefix..., D)
-        let out = gather_rows(self.value(weight).data()?, dim, rows);
+        // (prefix..., D); a half-precision table (frozen base) converts only the rows it gives.
+        let out = self.value(weight).rows_to_f32(rows);
         let mut out_shape = out_shape_prefix.to_vec();
         out_shape.push(dim);
         let out = Tensor::from_vec(out, &out_shape)?;

@@ -13,6 +13,19 @@ use super::tape::{Tape, Var};
 use crate::cpu::gemm::{sgemm, sgemm_batched};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::cell::Cell;
+
+thread_local! {
+    /// Weight-gradient products (dW GEMMs) `linear`'s backward has run on this thread.
+    static WEIGHT_GRAD_PRODUCTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many weight-gradient GEMMs `linear`'s backward has run on the calling thread so far. A
+/// frozen weight (a parameter that is not trainable, e.g. a LoRA base) must not add to it: its
+/// backward computes only the input gradient. Per thread, so concurrent tests do not mix.
+pub fn weight_gradient_products() -> u64 {
+    WEIGHT_GRAD_PRODUCTS.with(Cell::get)
+}
 
 /// Sizes of a (batched) product `op(A)[m, k] . op(B)[k, n]`.
 #[derive(Clone, Copy, Debug)]
@@ -131,7 +144,9 @@ impl Tape {
     }
 
     /// `x . w^T (+ bias)`: x is (..., K) of any rank >= 1, w is (N, K) as HF checkpoints store
-    /// projection weights, bias is (N). Output (..., N).
+    /// projection weights, bias is (N). Output (..., N). A w held in bf16 / f16 (a frozen base,
+    /// see [`Tape::weight`]) is converted to f32 for the product and dropped after it: one
+    /// matrix at a time, never the whole model.
     pub fn linear(&mut self, x: Var, w: Var, bias: Option<Var>) -> Result<Var> {
         let (x_shape, w_shape) = (self.shape(x), self.shape(w));
         let k = *x_shape.last().unwrap_or(&0);
@@ -163,8 +178,10 @@ impl Tape {
             Some(b) => (self.value(b).data()?.repeat(m), 1.0),
             None => (vec![0.0f32; m * n], 0.0),
         };
+        let w32 = wv.to_f32(); // a shared clone when w is f32
         #[rustfmt::skip]
-        sgemm(false, true, m, n, k, 1.0, xv.data()?, k, wv.data()?, k, beta, &mut out, n);
+        sgemm(false, true, m, n, k, 1.0, xv.data()?, k, w32.data()?, k, beta, &mut out, n);
+        drop(w32);
         let out = Tensor::from_vec(out, &out_shape)?;
 
         let mut inputs = vec![x, w];
@@ -187,8 +204,9 @@ fn linear_backward(
 ) -> Result<Vec<Option<Tensor>>> {
     let gd = g.data()?;
     let mut grads = Vec::with_capacity(3);
-    // dX (m, k) = dY (m, n) . W (n, k)
+    // dX (m, k) = dY (m, n) . W (n, k); a half-precision W is converted for this product only.
     grads.push(if needs[0] {
+        let w32 = wv.to_f32();
         let mut dx = vec![0.0f32; m * k];
         sgemm(
             false,
@@ -199,7 +217,7 @@ fn linear_backward(
             1.0,
             gd,
             n,
-            wv.data()?,
+            w32.data()?,
             k,
             0.0,
             &mut dx,
@@ -209,8 +227,9 @@ fn linear_backward(
     } else {
         None
     });
-    // dW (n, k) = dY^T (n, m) . X (m, k)
+    // dW (n, k) = dY^T (n, m) . X (m, k); skipped for a frozen weight (needs[1] false).
     grads.push(if needs[1] {
+        WEIGHT_GRAD_PRODUCTS.with(|c| c.set(c.get() + 1));
         let mut dw = vec![0.0f32; n * k];
         sgemm(
             true,

@@ -24,6 +24,7 @@ mod gradcheck;
 mod linalg;
 mod loss;
 mod norm;
+mod overwrite;
 mod params;
 pub mod profile;
 mod reduce;
@@ -34,6 +35,7 @@ mod tape;
 
 pub use elementwise::{erf, gelu, sigmoid, silu};
 pub use gradcheck::GradCheck;
+pub use linalg::weight_gradient_products;
 pub use params::{ParamId, Params};
 pub use rope::default_inv_freq;
 /// The vectorisable exp and 8-lane log-sum-exp, shared with the ILRec objective's row loops.

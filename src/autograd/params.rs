@@ -135,6 +135,16 @@ impl Params {
             .collect()
     }
 
+    /// Names of the parameters that hold a gradient (in id order). For a frozen base with
+    /// adapters this must be exactly the adapter parameters: a frozen matrix never gets a
+    /// gradient buffer (the tape does not ask for its gradient at all).
+    pub fn params_with_gradient(&self) -> Vec<String> {
+        self.ids()
+            .filter(|&id| self.grads[id.0].is_some())
+            .map(|id| self.names[id.0].clone())
+            .collect()
+    }
+
     /// Total number of scalar parameters.
     pub fn numel(&self) -> usize {
         self.values.iter().map(|v| v.numel()).sum()

@@ -121,6 +121,25 @@ impl Tape {
         })
     }
 
+    /// A weight matrix of parameter `id` for an op that reads half-precision storage itself
+    /// (`linear`, `embedding`: they convert one matrix, or the rows they gather, at a time). A
+    /// frozen bf16 / f16 weight enters the tape as stored, never as a full f32 copy, so a frozen
+    /// half-precision base (LoRA) costs half the memory; a weight that needs a gradient is
+    /// fetched as [`Tape::param`] fetches it. For f32 storage both are the same shared tensor.
+    pub fn weight(&mut self, params: &Params, id: ParamId) -> Var {
+        if params.is_trainable(id) && self.grad_enabled {
+            return self.param(params, id);
+        }
+        self.push(Node {
+            value: params.value(id).clone(), // shares the storage, in its own dtype
+            op: "param",
+            inputs: Vec::new(),
+            requires_grad: false,
+            grad_fn: GradFn::Leaf,
+            param: Some(id),
+        })
+    }
+
     pub fn value(&self, v: Var) -> &Tensor {
         &self.nodes[v.0].value
     }

@@ -4,7 +4,8 @@
 //! bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
 //! bench peak [--threads T] [--json]
 //! bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K]
-//!                  [--objective lm|sft|ilrec] [--items sid|title] [--json]
+//!                  [--objective lm|sft|ilrec] [--items sid|title]
+//!                  [--lora SPEC [--base-dtype f32|bf16]] [--json]
 //! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
@@ -14,16 +15,17 @@
 use ilrec::cli::Flags;
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
 use ilrec::cpu::{peak, pool};
+use ilrec::lora::LoraConfig;
 use ilrec::model::config::LlamaConfig;
 use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step};
-use ilrec::speed::{StepObjective, SyntheticItems};
-use ilrec::{Error, Result};
+use ilrec::speed::{StepObjective, StepSetup, SyntheticItems};
+use ilrec::{DType, Error, Result};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
-  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--items sid|title] [--json]
+  bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--items sid|title] [--lora SPEC [--base-dtype f32|bf16]] [--json]
   bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
 
 fn main() {
@@ -250,10 +252,27 @@ fn bench_peak(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `--base-dtype f32|bf16`: the frozen base's storage under --lora (bf16: half the memory).
+fn parse_base_dtype(flags: &mut Flags, flag: &str) -> Result<DType> {
+    match flags.value(flag)?.as_str() {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        other => Err(flags.error(format!("--base-dtype is f32 or bf16, found `{other}`"))),
+    }
+}
+
+/// The value of `flag` read by `parse` (a name such as `ilrec` or `sid`); an unknown one is a
+/// one-line error naming the flag.
+fn parse_named<T>(flags: &mut Flags, flag: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let name = flags.value(flag)?;
+    parse(&name).ok_or_else(|| flags.error(format!("train-step: {flag} `{name}` is unknown")))
+}
+
 fn bench_train_step(args: &[String]) -> Result<()> {
     let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
-    let (mut objective, mut json) = (StepObjective::Lm, false);
+    let (mut objective, mut json, mut lora) = (StepObjective::Lm, false, None);
     let mut items = SyntheticItems::Sid;
+    let mut base_dtype = DType::F32;
     let mut flags = Flags::new(USAGE, args.to_vec());
     while let Some(flag) = flags.next_flag() {
         let flag = flag.as_str();
@@ -263,34 +282,37 @@ fn bench_train_step(args: &[String]) -> Result<()> {
             "--seq" => seq = flags.positive(flag)?,
             "--steps" => steps = flags.positive(flag)?,
             "--threads" => pool::set_num_threads(flags.positive(flag)?),
-            "--objective" => {
-                let name = flags.value(flag)?;
-                objective = StepObjective::parse(&name).ok_or_else(|| {
-                    flags.error(format!(
-                        "train-step: --objective is lm, sft or ilrec, found `{name}`"
-                    ))
-                })?;
-            }
-            "--items" => {
-                let name = flags.value(flag)?;
-                items = SyntheticItems::parse(&name).ok_or_else(|| {
-                    flags.error(format!(
-                        "train-step: --items is sid or title, found `{name}`"
-                    ))
-                })?;
-            }
+            "--objective" => objective = parse_named(&mut flags, flag, StepObjective::parse)?,
+            "--items" => items = parse_named(&mut flags, flag, SyntheticItems::parse)?,
             "--json" => json = true,
+            // LoRA on the random model (`train --lora`'s syntax): only the adapter trains.
+            "--lora" => lora = Some(flags.value(flag)?),
+            "--base-dtype" => base_dtype = parse_base_dtype(&mut flags, flag)?,
             other => return Err(flags.unknown(other)),
         }
     }
     let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
     let cfg = LlamaConfig::from_file(path)?;
-    let r = time_train_step(&cfg, batch, seq, steps, objective, items)?;
+    let lora_cfg = lora.as_deref().map(LoraConfig::parse).transpose()?;
+    let setup = StepSetup {
+        objective,
+        items,
+        lora: lora_cfg.as_ref(),
+        base_dtype,
+    };
+    let r = time_train_step(&cfg, batch, seq, steps, &setup)?;
+    let name = match &lora {
+        Some(spec) => format!(
+            "{} lora {spec} base {}",
+            objective.name(),
+            base_dtype.name()
+        ),
+        None => objective.name().to_string(),
+    };
     if let Some(table) = ilrec::autograd::profile::report() {
         eprintln!("per-op time over all steps (warm-up included; ILREC_PROFILE):\n{table}");
     }
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.2}"));
-    let name = objective.name();
     // The trainer's step (sft, ilrec) runs forward and backward in one call.
     let phases = match objective {
         StepObjective::Lm => format!(

@@ -1,25 +1,29 @@
-//! `cf --data DIR [--kcore K] [--epochs N] [--seed S] [--batch B] [--lr LR] [--dropout P]
-//! [--patience N] [--max-len L] [--save FILE]`: trains SASRec on the training split of a data
-//! folder, selects the epoch on validation NDCG@10, and prints one JSON line with the test
-//! metrics of SASRec and of the popularity baseline. Progress per epoch goes to stderr.
+//! `cf --data DIR [data options] [--exclude-history] [--epochs N] [--seed S] [--batch B]
+//! [--lr LR] [--dropout P] [--patience N] [--max-len L] [--save FILE]`: trains SASRec on the
+//! training split of a data folder, selects the epoch on validation NDCG@10, and prints one
+//! JSON line with the test metrics of SASRec and of the popularity baseline, both ranked under
+//! the chosen protocol (every item, or `--exclude-history`). Progress per epoch goes to stderr.
 //!
 //! Histories are cut to the model's `max_len` (default 50) for validation and test, so SASRec
 //! reads as much history as it was trained on.
 
 use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
 use ilrec::cli::Flags;
-use ilrec::rec::{leave_one_out, load_dataset, LoadOptions, Popularity};
+use ilrec::pipeline::data_flags::parse_data_flag;
+use ilrec::rec::{leave_one_out, load_dataset, Exclusions, LoadOptions, Popularity, Protocol};
 use ilrec::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
-const USAGE: &str = "usage: cf --data DIR [--kcore K (default 5, 0 = off)] [--epochs N (200)] \
-[--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] [--patience N (10)] \
-[--max-len L (50)] [--save FILE.safetensors]";
+const USAGE: &str =
+    "usage: cf --data DIR [the data options of dataset --help] [--exclude-history] \
+[--epochs N (200)] [--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] \
+[--patience N (10)] [--max-len L (50)] [--save FILE.safetensors]";
 
 struct Args {
     data: PathBuf,
     load: LoadOptions,
+    protocol: Protocol,
     train: SasRecTrainOptions,
     dropout: f32,
     max_len: usize,
@@ -30,6 +34,7 @@ fn parse_args(args: Vec<String>) -> Result<Args> {
     let mut a = Args {
         data: PathBuf::new(),
         load: LoadOptions::default(),
+        protocol: Protocol::AllItems,
         train: SasRecTrainOptions::default(),
         dropout: 0.2,
         max_len: 50,
@@ -41,7 +46,8 @@ fn parse_args(args: Vec<String>) -> Result<Args> {
         let flag = flag.as_str();
         match flag {
             "--data" => data = Some(PathBuf::from(f.value(flag)?)),
-            "--kcore" => a.load.kcore = f.num(flag)?,
+            _ if parse_data_flag(&mut a.load, &mut f, flag)? => {}
+            "--exclude-history" => a.protocol = Protocol::ExcludeHistory,
             "--epochs" => a.train.epochs = f.num(flag)?,
             "--seed" => a.train.seed = f.num(flag)?,
             "--batch" => a.train.batch = f.num(flag)?,
@@ -69,7 +75,9 @@ fn run() -> Result<serde_json::Value> {
     };
     let mut model = SasRec::new(config, args.train.seed)?;
     let start = Instant::now();
-    let summary = model.train(&split, &args.train, |r| {
+    let valid_excluded = Exclusions::build(args.protocol, &dataset, &split.valid)?;
+    let test_excluded = Exclusions::build(args.protocol, &dataset, &split.test)?;
+    let summary = model.train_excluding(&split, &valid_excluded, &args.train, |r| {
         eprintln!(
             "epoch {:3}  loss {:.4}  valid ndcg@10 {:.4}  hit@10 {:.4}{}  {:.1}s",
             r.epoch,
@@ -81,9 +89,11 @@ fn run() -> Result<serde_json::Value> {
         )
     })?;
     let seconds = start.elapsed().as_secs_f64();
-    let test = model.evaluate(&split.test)?.mean();
+    let test = model
+        .evaluate_excluding(&split.test, &test_excluded)?
+        .mean();
     let pop = Popularity::from_dataset(&dataset)
-        .evaluate(&split.test)
+        .evaluate_excluding(&split.test, &test_excluded)?
         .mean();
     if let Some(path) = &args.save {
         model.save(path)?;
@@ -91,6 +101,7 @@ fn run() -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "dataset": dataset.name,
         "kcore": args.load.kcore,
+        "protocol": args.protocol.name(),
         "users": split.test.len(),
         "items": dataset.num_items(),
         "test_hit@5": test.hit_at(5),

@@ -1,13 +1,23 @@
-//! `dataset DIR [--kcore K] [--max-history N] [--max-text-chars C]`: loads a data folder with
-//! the ILREC.md pre-processing, splits it leave-one-out, scores the popularity baseline on the
-//! test split, and prints one JSON line of counts and metrics.
+//! `dataset DIR [data options] [--max-history N]`: loads a data folder with the ILREC.md
+//! pre-processing (or RecBole's filters, see `--help`), splits it leave-one-out, scores the
+//! popularity baseline on the test split under both ranking protocols, and prints one JSON line
+//! of counts (ours, and RecBole's statistics under RecBole's names) and metrics. What loading
+//! dropped, and why, goes to stderr.
 
-use ilrec::cli::Flags;
-use ilrec::rec::{leave_one_out, load_dataset, LoadOptions, Popularity, DEFAULT_MAX_HISTORY};
+use ilrec::cli::{wants_help, Flags};
+use ilrec::pipeline::data_flags::{data_options_json, parse_data_flag};
+use ilrec::rec::{leave_one_out, load_dataset, Exclusions, LoadOptions, Popularity, Protocol};
+use ilrec::rec::{Stats, DEFAULT_MAX_HISTORY};
 use ilrec::{Error, Result};
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: dataset DIR [--kcore K (default 5, 0 = off)] [--max-history N (default 20)] [--max-text-chars C (default 512)]";
+const USAGE: &str = concat!(
+    "usage: dataset DIR [options]
+
+  --max-history N       history items kept per sample [20]
+",
+    ilrec::data_flags_help!()
+);
 
 struct Args {
     dir: PathBuf,
@@ -19,19 +29,17 @@ fn parse_args(args: Vec<String>) -> Result<Args> {
     let mut dir = None;
     let mut load = LoadOptions::default();
     let mut max_history = DEFAULT_MAX_HISTORY;
-    let mut f = Flags::new(USAGE, args);
+    let mut f = Flags::new("see dataset --help", args);
     while let Some(arg) = f.next_flag() {
         match arg.as_str() {
-            "--kcore" => load.kcore = f.num(&arg)?,
             "--max-history" => max_history = f.num(&arg)?,
-            "--max-text-chars" => load.max_text_chars = f.num(&arg)?,
-            "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
+            flag if parse_data_flag(&mut load, &mut f, flag)? => {}
             flag if flag.starts_with("--") => return Err(f.unknown(flag)),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
-            _ => return Err(Error::config(format!("unexpected argument {arg}"), USAGE)),
+            _ => return Err(f.error(format!("unexpected argument {arg}"))),
         }
     }
-    let dir = dir.ok_or_else(|| Error::config("no data folder given", USAGE))?;
+    let dir = dir.ok_or_else(|| Error::config("no data folder given", "see dataset --help"))?;
     Ok(Args {
         dir,
         load,
@@ -42,31 +50,49 @@ fn parse_args(args: Vec<String>) -> Result<Args> {
 fn run() -> Result<serde_json::Value> {
     let args = parse_args(std::env::args().skip(1).collect())?;
     let dataset = load_dataset(&args.dir, &args.load)?;
+    eprintln!("dataset: {}", dataset.load_summary());
     let split = leave_one_out(&dataset, args.max_history)?;
-    let pop = Popularity::from_dataset(&dataset)
-        .evaluate(&split.test)
+    let popularity = Popularity::from_dataset(&dataset);
+    let pop = popularity.evaluate(&split.test).mean();
+    let excluded = Exclusions::build(Protocol::ExcludeHistory, &dataset, &split.test)?;
+    let pop_excluding = popularity
+        .evaluate_excluding(&split.test, &excluded)?
         .mean();
+    let stats = Stats::of(&dataset);
     Ok(serde_json::json!({
         "dataset": dataset.name,
         "kcore": args.load.kcore,
+        "data_options": data_options_json(&args.load),
         "max_history": args.max_history,
         "users": split.test.len(),
         "users_loaded": dataset.num_users(),
         "items": dataset.num_items(),
         "interactions": dataset.num_interactions(),
+        "rows_read": dataset.rows_read,
+        "users_read": dataset.users_read,
+        "items_read": dataset.items_read,
         "removed_duplicates": dataset.removed_duplicates,
+        "removed_by_rating": dataset.removed_by_rating,
         "removed_by_kcore": dataset.removed_by_kcore,
+        "items_without_text": dataset.items_without_text,
         "train_samples": split.train.len(),
         "valid": split.valid.len(),
         "test": split.test.len(),
         "avg_history": split.avg_train_history(),
+        "stats": stats.to_json(),
+        "recbole_stats": stats.recbole_json(),
         "pop_hit@10": pop.hit_at(10),
         "pop_ndcg@10": pop.ndcg_at(10),
         "pop_test": pop.to_json(),
+        "pop_test_exclude_history": pop_excluding.to_json(),
     }))
 }
 
 fn main() {
+    if wants_help(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        print!("{USAGE}");
+        return;
+    }
     match run() {
         Ok(report) => println!("{report}"),
         Err(e) => {

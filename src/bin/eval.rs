@@ -10,6 +10,7 @@ use ilrec::pipeline::recommender::{EvalSplit, Recommender};
 use ilrec::pipeline::results::result_row;
 use ilrec::pipeline::saved_run::SavedRun;
 use ilrec::pipeline::stage::last_valid;
+use ilrec::rec::Protocol;
 use ilrec::report::{ResultsTable, RunLog};
 use ilrec::Result;
 use serde_json::json;
@@ -107,14 +108,20 @@ fn run(args: &Args, started: Instant) -> Result<()> {
         trie: &rec.trie,
         beams: args.beams.unwrap_or(cfg.beams),
         threads: args.threads.unwrap_or(cfg.threads),
-        exclude_history: args.exclude_history,
     };
+    // The run's own protocol unless --exclude-history asks for RecBole's general-model one.
+    let protocol = match args.exclude_history {
+        true => Protocol::ExcludeHistory,
+        false => cfg.protocol,
+    };
+    let excluded = rec.exclusions(args.split, protocol)?;
     let split = match args.split {
         EvalSplit::Test => "test",
         EvalSplit::Valid => "valid",
     };
     let name = &rec.stage.name;
-    let outcome = evaluator.run(&rec.model, &examples, &format!("{split} {name}"))?;
+    let label = format!("{split} {name}");
+    let outcome = evaluator.run(&rec.model, &examples, &excluded, &label)?;
     // The table's last column is the validation NDCG@10 train logged for the stage.
     let log_path = rec.run.dir.join("log.jsonl");
     let valid = match (args.split, log_path.is_file()) {
@@ -127,14 +134,14 @@ fn run(args: &Args, started: Instant) -> Result<()> {
     let summary = json!({
         "dataset": rec.dataset.name, "seconds": started.elapsed().as_secs_f64(),
         "rows": table.rows_json(), "split": split, "beams": evaluator.beams,
-        "exclude_history": args.exclude_history,
+        "protocol": protocol.name(),
     });
     let what = format!(
         "stage {name:?} of {}: {split} split, {} users, {} beams{}",
         rec.run.dir.display(),
         examples.len(),
         evaluator.beams,
-        if args.exclude_history {
+        if protocol == Protocol::ExcludeHistory {
             ", history items excluded"
         } else {
             ""

@@ -5,13 +5,14 @@
 //! own final norm and LM head. The last block, L, is always shown: its lens is the model's output.
 //!
 //! cargo run --release --bin lens -- --model PATH --text "..." [--layers 10,20] [--top-k K] [--json]
-//!     [--generate N] [--time]
+//!     [--generate N] [--time] [--adapter DIR]
 //! Run with --help for the options. Errors (bad arguments, a missing or unreadable model, a layer
 //! out of range) print one line with a hint and exit with status 2.
 
 use ilrec::cli::Flags;
 use ilrec::ilrec::lens_report::{lens_top_k, TopK};
 use ilrec::ilrec::LensLayers;
+use ilrec::lora::{load_adapter, merged};
 use ilrec::model::generate::GreedyDecoder;
 use ilrec::model::llama::Llama;
 use ilrec::model::load::load_model;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: lens --model PATH --text TEXT [--layers LIST] [--top-k K] [--json] \
-                     [--generate N] [--time]";
+                     [--generate N] [--time] [--adapter DIR]";
 
 const HELP: &str = "\
 lens: the top-k tokens that each layer of a language model predicts, at every position of a text.
@@ -41,6 +42,9 @@ lens: the top-k tokens that each layer of a language model predicts, at every po
   --generate N     after the tables, continue the text greedily by up to N tokens (KV cache;
                    stops at the model's end-of-sequence token). Not with --json.
   --time           print load / lens / generation timings to stderr
+  --adapter DIR    a LoRA adapter folder (PEFT's adapter_config.json + adapter_model.safetensors,
+                   e.g. a train run's checkpoints/ilrec/adapter) applied to --model: the lens
+                   and generation use the adapted weights (merged in memory)
   -h, --help       this text
 
 Exit status: 0 on success, 2 on bad input (arguments, model file, layers).";
@@ -54,6 +58,7 @@ struct Args {
     json: bool,
     generate: usize,
     time: bool,
+    adapter: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -86,6 +91,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>> {
         json: false,
         generate: 0,
         time: false,
+        adapter: None,
     };
     let mut text_given = false;
     let mut f = Flags::new(USAGE, args);
@@ -102,6 +108,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>> {
             "--generate" => a.generate = f.num(flag)?,
             "--json" => a.json = true,
             "--time" => a.time = true,
+            "--adapter" => a.adapter = Some(f.value(flag)?),
             "-h" | "--help" => return Ok(None),
             other => return Err(f.error(format!("unknown argument {other:?}"))),
         }
@@ -129,7 +136,11 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>> {
 
 fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
-    let (model, tokenizer) = load_model(&args.model)?;
+    let (mut model, tokenizer) = load_model(&args.model)?;
+    if let Some(dir) = &args.adapter {
+        load_adapter(&mut model, std::path::Path::new(dir))?;
+        model = merged(&model)?; // the adapted weights, no adapter products per token
+    }
     let load_s = start.elapsed().as_secs_f64();
     let tokenizer = tokenizer.ok_or_else(|| {
         Error::config(

@@ -11,6 +11,7 @@
 //! and quantises its item table.
 
 use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
+use ilrec::cli::Flags;
 use ilrec::rec::{leave_one_out, load_dataset, Dataset, LoadOptions};
 use ilrec::sid::embeddings::{load_embeddings_file, sasrec_item_table};
 use ilrec::sid::stats::{largest_first_level_groups, level_usage};
@@ -43,7 +44,7 @@ struct Args {
     save_embeddings: Option<PathBuf>,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
+fn parse_args(args: Vec<String>) -> Result<Args> {
     let mut a = Args {
         data: PathBuf::new(),
         load: LoadOptions::default(),
@@ -59,55 +60,42 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
         save_embeddings: None,
     };
     let mut data = None;
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| Error::config(format!("{flag} needs a value"), USAGE))
-        };
-        match flag.as_str() {
-            "--data" => data = Some(PathBuf::from(value()?)),
-            "--kcore" => a.load.kcore = parse(&flag, value()?)?,
-            "--embeddings" => a.embeddings = value()?,
-            "--cf-epochs" => a.cf_epochs = parse(&flag, value()?)?,
-            "--levels" => a.levels = Some(positive(&flag, value()?)?),
-            "--codes" => a.codes = Some(positive(&flag, value()?)?),
-            "--code-dim" => a.code_dim = Some(positive(&flag, value()?)?),
-            "--hidden" => {
-                let v = value()?;
-                let widths = v
-                    .split(',')
-                    .map(|w| positive(&flag, w.trim().to_string()))
-                    .collect::<Result<_>>()?;
-                a.hidden = Some(widths);
-            }
-            "--epochs" => a.train.epochs = positive(&flag, value()?)?,
-            "--batch" => a.train.batch = positive(&flag, value()?)?,
-            "--lr" => a.train.lr = parse(&flag, value()?)?,
-            "--seed" => a.train.seed = parse(&flag, value()?)?,
-            "--threads" => ilrec::cpu::pool::set_num_threads(positive(&flag, value()?)?),
-            "--out" => a.out = PathBuf::from(value()?),
-            "--sids" => a.sids = Some(PathBuf::from(value()?)),
-            "--save-embeddings" => a.save_embeddings = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
-            _ => return Err(Error::config(format!("unknown argument {flag}"), USAGE)),
+    let mut f = Flags::new(USAGE, args);
+    while let Some(flag) = f.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--data" => data = Some(PathBuf::from(f.value(flag)?)),
+            "--kcore" => a.load.kcore = f.num(flag)?,
+            "--embeddings" => a.embeddings = f.value(flag)?,
+            "--cf-epochs" => a.cf_epochs = f.num(flag)?,
+            "--levels" => a.levels = Some(f.positive(flag)?),
+            "--codes" => a.codes = Some(f.positive(flag)?),
+            "--code-dim" => a.code_dim = Some(f.positive(flag)?),
+            "--hidden" => a.hidden = Some(widths(&f.value(flag)?, &f)?),
+            "--epochs" => a.train.epochs = f.positive(flag)?,
+            "--batch" => a.train.batch = f.positive(flag)?,
+            "--lr" => a.train.lr = f.num(flag)?,
+            "--seed" => a.train.seed = f.num(flag)?,
+            "--threads" => ilrec::cpu::pool::set_num_threads(f.positive(flag)?),
+            "--out" => a.out = PathBuf::from(f.value(flag)?),
+            "--sids" => a.sids = Some(PathBuf::from(f.value(flag)?)),
+            "--save-embeddings" => a.save_embeddings = Some(PathBuf::from(f.value(flag)?)),
+            "-h" | "--help" => return Err(f.error("help requested")),
+            other => return Err(f.unknown(other)),
         }
     }
-    a.data = data.ok_or_else(|| Error::config("--data DIR is required", USAGE))?;
+    a.data = data.ok_or_else(|| f.error("--data DIR is required"))?;
     Ok(a)
 }
 
-fn parse<T: std::str::FromStr>(flag: &str, value: String) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| Error::config(format!("{flag}: '{value}' is not a valid value"), USAGE))
-}
-
-/// A size flag: an integer >= 1 (levels or codes of 0 are refused here, before any work).
-fn positive(flag: &str, value: String) -> Result<usize> {
-    match parse::<usize>(flag, value.clone())? {
-        0 => Err(Error::config(format!("{flag} is 0"), "sizes must be >= 1")),
-        n => Ok(n),
-    }
+/// `--hidden 256,128`: MLP widths, each at least 1.
+fn widths(list: &str, f: &Flags) -> Result<Vec<usize>> {
+    list.split(',')
+        .map(|w| match w.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(f.error(format!("--hidden {list}: widths are whole numbers >= 1"))),
+        })
+        .collect()
 }
 
 /// The embeddings named by `--embeddings` (file checks happen before any training).
@@ -185,7 +173,7 @@ fn check_sids(args: &Args, dataset: &Dataset, path: &Path) -> Result<serde_json:
 }
 
 fn run() -> Result<serde_json::Value> {
-    let args = parse_args(std::env::args().skip(1))?;
+    let args = parse_args(std::env::args().skip(1).collect())?;
     let dataset = load_dataset(&args.data, &args.load)?;
     if let Some(path) = &args.sids {
         return check_sids(&args, &dataset, path);

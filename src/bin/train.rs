@@ -5,7 +5,8 @@
 //! 2. train SASRec (the CF reward model, and a results row); in SID mode its item table is
 //!    quantised into semantic IDs (RQ-VAE); render items (SID or title tokens, then EOS), build
 //!    the vocabulary, the item trie and the prompts
-//! 3. SFT warm-up of the LLM on the seqrec prompts
+//! 3. SFT warm-up of the LLM on the seqrec prompts (with `--lora`: LoRA adapters on the frozen
+//!    pretrained model, the SID token rows training with them)
 //! 4. from that checkpoint: ILRec fine-tuning, and the SFT baseline continued on the same batches
 //! 5. evaluate each model with trie-constrained beam search on validation and test
 //! 6. print the results table; write runs/<name>/ (config, log, results, checkpoints, plots)

@@ -14,5 +14,5 @@ pub mod train;
 
 pub use batch::PaddedBatch;
 pub use rewards::{token_log_rewards, token_log_rewards_for_positions};
-pub use sasrec::{rank_in_row, SasRec, SasRecConfig};
+pub use sasrec::{rank_in_row, rank_in_row_excluding, SasRec, SasRecConfig};
 pub use train::{training_sequences, EpochReport, SasRecTrainOptions, TrainSummary};

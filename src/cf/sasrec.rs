@@ -26,13 +26,15 @@
 //! - **Dropout** on the input embedding, on the attention output and on the FFN output (the
 //!   attention probabilities themselves are not dropped: our fused attention op has no dropout).
 //!
-//! `scores` / `probabilities` run in eval mode (no dropout, no gradients). They do not exclude the
-//! history's items from the ranking: the popularity baseline of `rec` ranks every item too, and
-//! the LLM's trie decoding can also produce a history item, so all models are ranked alike.
+//! `scores` / `probabilities` run in eval mode (no dropout, no gradients). They score every item,
+//! the history's included; `evaluate` ranks every item (the default protocol, as the popularity
+//! baseline and the LLM's trie decoding do), `evaluate_excluding` takes the protocol's excluded
+//! items (`rec::protocol`, `--exclude-history`) out of each ranking, so all models are ranked
+//! alike under either protocol.
 
 use super::batch::PaddedBatch;
 use crate::autograd::{ParamId, Params, Tape, Var};
-use crate::rec::{RankingMetrics, Sample};
+use crate::rec::{Exclusions, RankingMetrics, Sample};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -289,12 +291,22 @@ impl SasRec {
 
     /// Full-ranking Hit/NDCG of the samples' targets (no item excluded; ties by lowest id).
     pub fn evaluate(&self, samples: &[Sample]) -> Result<RankingMetrics> {
+        self.evaluate_excluding(samples, &Exclusions::all_items(samples.len()))
+    }
+
+    /// Hit/NDCG with `excluded.of(i)` taken out of sample i's ranking (ties by lowest id).
+    pub fn evaluate_excluding(
+        &self,
+        samples: &[Sample],
+        excluded: &Exclusions,
+    ) -> Result<RankingMetrics> {
+        excluded.check_len(samples.len())?;
         let n = self.config.num_items;
         let mut metrics = RankingMetrics::new();
-        for chunk in samples.chunks(EVAL_BATCH) {
+        for (c, chunk) in samples.chunks(EVAL_BATCH).enumerate() {
             let histories: Vec<&[u32]> = chunk.iter().map(|s| s.history.as_slice()).collect();
             let scores = self.scores(&histories)?;
-            for (s, row) in chunk.iter().zip(scores.data()?.chunks_exact(n)) {
+            for (j, (s, row)) in chunk.iter().zip(scores.data()?.chunks_exact(n)).enumerate() {
                 if s.target as usize >= n {
                     return Err(Error::Index {
                         op: "SasRec::evaluate",
@@ -302,7 +314,8 @@ impl SasRec {
                         bound: n,
                     });
                 }
-                metrics.add(Some(rank_in_row(row, s.target as usize)));
+                let skip = excluded.of(c * EVAL_BATCH + j);
+                metrics.add(rank_in_row_excluding(row, s.target as usize, skip));
             }
         }
         Ok(metrics)
@@ -324,6 +337,23 @@ pub fn rank_in_row(scores: &[f32], target: usize) -> usize {
     let before = scores[..target].iter().filter(|&&x| x >= s).count();
     let after = scores[target + 1..].iter().filter(|&&x| x > s).count();
     before + after
+}
+
+/// [`rank_in_row`] with the `excluded` items (sorted) taken out of the ranking: the items that
+/// beat the target, less the excluded ones among them. None if the target itself is excluded.
+pub fn rank_in_row_excluding(scores: &[f32], target: usize, excluded: &[u32]) -> Option<usize> {
+    let s = scores[target];
+    let mut rank = rank_in_row(scores, target);
+    for &e in excluded {
+        let e = e as usize;
+        let beats = match e.cmp(&target) {
+            std::cmp::Ordering::Less => scores[e] >= s,
+            std::cmp::Ordering::Greater => scores[e] > s,
+            std::cmp::Ordering::Equal => return None,
+        };
+        rank -= usize::from(beats);
+    }
+    Some(rank)
 }
 
 /// Numerically stable softmax of one row (max subtracted, f64 sum).

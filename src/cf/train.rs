@@ -16,7 +16,7 @@ use super::batch::PaddedBatch;
 use super::sasrec::SasRec;
 use crate::autograd::Tape;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
-use crate::rec::{MetricsMean, Split};
+use crate::rec::{Exclusions, MetricsMean, Split};
 use crate::rng::Rng;
 use crate::{Error, Result};
 use std::time::Instant;
@@ -113,11 +113,24 @@ pub fn training_sequences(split: &Split) -> Result<Vec<Vec<u32>>> {
 }
 
 impl SasRec {
-    /// Trains on `split.train`, selects on `split.valid` (NDCG@10); see the module docs.
-    /// `progress` is called after every epoch.
+    /// Trains on `split.train`, selects on `split.valid` (NDCG@10, every item ranked); see the
+    /// module docs. `progress` is called after every epoch.
     pub fn train(
         &mut self,
         split: &Split,
+        opts: &SasRecTrainOptions,
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<TrainSummary> {
+        let all_items = Exclusions::all_items(split.valid.len());
+        self.train_excluding(split, &all_items, opts, progress)
+    }
+
+    /// [`Self::train`], with model selection on validation rankings that leave out
+    /// `valid_excluded.of(i)` for `split.valid[i]` (the evaluation protocol of the run).
+    pub fn train_excluding(
+        &mut self,
+        split: &Split,
+        valid_excluded: &Exclusions,
         opts: &SasRecTrainOptions,
         mut progress: impl FnMut(&EpochReport),
     ) -> Result<TrainSummary> {
@@ -139,13 +152,18 @@ impl SasRec {
             weight_decay: opts.weight_decay,
         });
         optimizer.set_no_decay(self.no_decay_params());
-        let mut best_valid = self.evaluate(&split.valid)?.mean();
+        let validate = |model: &SasRec| -> Result<MetricsMean> {
+            Ok(model
+                .evaluate_excluding(&split.valid, valid_excluded)?
+                .mean())
+        };
+        let mut best_valid = validate(self)?;
         let (mut best_params, mut best_epoch, mut epochs_run) = (self.params.clone(), 0, 0);
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         for epoch in 1..=opts.epochs {
             rng.shuffle(&mut order);
             let train_loss = self.epoch(&seqs, &order, opts, &mut optimizer, &mut rng)?;
-            let valid = self.evaluate(&split.valid)?.mean();
+            let valid = validate(self)?;
             epochs_run = epoch;
             let improved = valid.ndcg_at(10) > best_valid.ndcg_at(10);
             if improved {

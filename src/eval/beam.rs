@@ -9,6 +9,12 @@
 //! search is deterministic. The model side is abstracted by [`PrefixScorer`], which owns the KV
 //! cache: `start` encodes the prompt once, `step` reorders the cache to the surviving beams and
 //! appends one token to each.
+//!
+//! Excluded items (the user's history under `--exclude-history`, `rec::protocol`): the search
+//! runs as if they were not in the trie. A finished beam that spells an excluded item is
+//! dropped before the beams are chosen, and so is any prefix below which every item is
+//! excluded, so no beam slot is spent on them and the search still returns `num_beams` items
+//! whenever the trie holds that many others. With nothing excluded the search is unchanged.
 
 use crate::error::Result;
 use crate::rec::trie::{ItemTrie, NodeId};
@@ -42,6 +48,26 @@ pub fn beam_search(
     prompt: &[u32],
     num_beams: usize,
 ) -> Result<Vec<ScoredItem>> {
+    beam_search_excluding(scorer, trie, prompt, num_beams, &[])
+}
+
+/// Whether some item below `node` is not `excluded` (sorted). Stops at the first such item,
+/// which is almost always the first one looked at.
+fn leads_to_rankable(trie: &ItemTrie, node: NodeId, excluded: &[u32]) -> bool {
+    trie.items(node)
+        .iter()
+        .any(|item| excluded.binary_search(item).is_err())
+}
+
+/// [`beam_search`] over the trie without the `excluded` items (sorted ascending): none of them
+/// is returned, and up to `num_beams` others are.
+pub fn beam_search_excluding(
+    scorer: &mut dyn PrefixScorer,
+    trie: &ItemTrie,
+    prompt: &[u32],
+    num_beams: usize,
+    excluded: &[u32],
+) -> Result<Vec<ScoredItem>> {
     let mut rows = vec![scorer.start(prompt)?];
     let mut beams = vec![Beam {
         node: trie.root(),
@@ -53,7 +79,9 @@ pub fn beam_search(
         let mut cands: Vec<(f32, usize, u32, NodeId)> = Vec::new();
         for (b, beam) in beams.iter().enumerate() {
             for &(token, child) in trie.children(beam.node) {
-                cands.push((beam.log_prob + rows[b][token as usize], b, token, child));
+                if excluded.is_empty() || leads_to_rankable(trie, child, excluded) {
+                    cands.push((beam.log_prob + rows[b][token as usize], b, token, child));
+                }
             }
         }
         // Best first; ties by parent beam then token, both of which are ordered deterministically.

@@ -9,12 +9,11 @@
 //! (its own KV cache); results are merged in sample order, so the metrics do not depend on the
 //! number of threads.
 //!
-//! Excluding items (`--exclude-history` of `eval` and `recommend`): a sample's own history
-//! items may be left out of its list. The search then runs with one extra beam per distinct
-//! excluded item, drops them, and keeps the best `beams` of the rest ([`rank_one`]). `train`
-//! excludes nothing, as the ILRec evaluation protocol does.
+//! Each sample may carry items its ranking leaves out (`rec::protocol`: none under the default
+//! all-items protocol, the user's history under `--exclude-history` of `train`, `eval` and
+//! `recommend`); the beam search skips them ([`rank_one`]), so the list holds none of them.
 
-use super::beam::{beam_search, PrefixScorer, ScoredItem};
+use super::beam::{beam_search_excluding, PrefixScorer, ScoredItem};
 use crate::rec::metrics::{rank_of, RankingMetrics};
 use crate::rec::trie::ItemTrie;
 use crate::report::Progress;
@@ -62,10 +61,10 @@ pub struct Queries<'a> {
     pub exclude: Option<&'a [Vec<u32>]>,
 }
 
-/// The ranked list of one prompt: beam search with `beams` beams, the best first. Items in
-/// `exclude` are dropped; so that `beams` items are still left, the search runs with one extra
-/// beam per distinct excluded item, and the best `beams` of the rest are kept. With nothing
-/// excluded this is exactly the `beams`-beam search.
+/// The ranked list of one prompt: beam search with `beams` beams, the best first, never
+/// returning an item of `exclude` (the search itself treats them as absent: no beam is spent on
+/// an excluded item or on a prefix that leads only to excluded items, so `beams` items come back
+/// whenever that many others exist). With nothing excluded this is the plain search.
 pub fn rank_one(
     scorer: &mut dyn PrefixScorer,
     trie: &ItemTrie,
@@ -73,22 +72,16 @@ pub fn rank_one(
     beams: usize,
     exclude: &[u32],
 ) -> Result<Ranked> {
-    let excluded: HashSet<u32> = exclude
-        .iter()
-        .copied()
-        .filter(|&i| (i as usize) < trie.num_items())
-        .collect();
-    let found = beam_search(scorer, trie, prompt, beams + excluded.len())?;
+    let found = beam_search_excluding(scorer, trie, prompt, beams, exclude)?;
     let mut seen = HashSet::new();
     let mut ranked = Ranked::default();
     for f in found {
         if (f.item as usize) >= trie.num_items() || !seen.insert(f.item) {
             ranked.invalid += 1;
-        } else if !excluded.contains(&f.item) {
+        } else {
             ranked.items.push(f);
         }
     }
-    ranked.items.truncate(beams);
     Ok(ranked)
 }
 

@@ -59,6 +59,10 @@ pub struct StepConfig {
     /// CPD's item vocabulary V_item (model ids, ascending): the SID tokens in SID mode; None =
     /// the whole vocabulary (title mode).
     pub item_vocab: Option<Vec<u32>>,
+    /// Seeds the dropout masks of the model's adapters (LoRA) for this step; None = no dropout.
+    /// [`run_stage`] sets it per step from the stage's order seed, so a resumed stage draws the
+    /// masks an uninterrupted one would. A model without adapters has no dropout either way.
+    pub dropout_seed: Option<u64>,
 }
 
 /// Where self-hard negatives may come from.
@@ -108,6 +112,7 @@ impl StepConfig {
             ensemble: Ensemble::Mean,
             scope: NegativesScope::Trie,
             item_vocab: None,
+            dropout_seed: None,
         }
     }
 
@@ -152,11 +157,19 @@ pub fn compute_gradients(
     let part_len = batch.len().div_ceil(MICRO_BATCHES).max(1);
     let parts: Vec<&[&TrainExample]> = batch.chunks(part_len).collect();
     let model_ref: &Llama = model;
+    // Each micro-batch draws its own dropout masks (a stream per part).
+    let part_cfgs: Vec<StepConfig> = (0..parts.len())
+        .map(|i| StepConfig {
+            dropout_seed: cfg.dropout_seed.map(|s| Rng::stream_seed(s, i as u64)),
+            ..cfg.clone()
+        })
+        .collect();
     let results: Vec<Result<(Grads, StepOutcome)>> = if crate::cpu::pool::num_threads() > 1 {
         std::thread::scope(|scope| {
             let handles: Vec<_> = parts
                 .iter()
-                .map(|part| {
+                .zip(&part_cfgs)
+                .map(|(part, cfg)| {
                     scope.spawn(move || part_gradients(model_ref, part, trie, cf, cfg, norm))
                 })
                 .collect();
@@ -172,7 +185,8 @@ pub fn compute_gradients(
     } else {
         parts
             .iter()
-            .map(|part| part_gradients(model_ref, part, trie, cf, cfg, norm))
+            .zip(&part_cfgs)
+            .map(|(part, cfg)| part_gradients(model_ref, part, trie, cf, cfg, norm))
             .collect()
     };
     model.params.zero_grad();
@@ -202,7 +216,8 @@ fn part_gradients(
         .map(|(ex, resp)| [ex.prompt.as_slice(), resp].concat())
         .collect();
     let tokens = sequences.iter().map(Vec::len).sum();
-    let input = BatchInput::right_padded(&sequences, trie.eos());
+    let mut input = BatchInput::right_padded(&sequences, trie.eos());
+    input.dropout_seed = cfg.dropout_seed;
     // Flat row b*T + t predicts token t+1: the response rows are resp_start-1 .. len-2.
     let mut rows = Vec::new();
     let mut owners = Vec::new(); // (example, response index) of each row
@@ -428,13 +443,22 @@ impl StageCheckpoint {
     }
 
     /// Saves model, optimizer moments and `{step, log_lines, done}`; written to `<dir>.new`
-    /// then moved into place, so a kill mid-save leaves the previous checkpoint whole.
+    /// then moved into place, so a kill mid-save leaves the previous checkpoint whole. A model
+    /// with a frozen base (LoRA) saves only its trainable parameters (`trainable.safetensors`):
+    /// the base is rebuilt from the stage's start model on load.
     pub fn save(&self, state: &StageState, log_lines: usize, done: bool) -> Result<()> {
         let tmp = self.dir.with_extension("new");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
-        state.model.save(&tmp)?;
+        let params = &state.model.params;
+        let trainable: Vec<_> = params.ids().filter(|&id| params.is_trainable(id)).collect();
+        if trainable.len() == params.len() {
+            state.model.save(&tmp)?;
+        } else {
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            save_params(params, &trainable, tmp.join(TRAINABLE_FILE))?;
+        }
         let mut moments = Params::new();
         for (name, t) in state.optimizer.state_to_tensors(&state.model.params)? {
             moments.add(&name, t, false)?;
@@ -451,8 +475,14 @@ impl StageCheckpoint {
         crate::files::commit(&tmp, &self.dir)
     }
 
-    /// The saved state, if a complete checkpoint exists: (state, log lines, done).
-    pub fn load(&self, cfg: &StageConfig) -> Result<Option<(StageState, usize, bool)>> {
+    /// The saved state, if a complete checkpoint exists: (state, log lines, done). `start` is
+    /// the model the stage started from: a checkpoint of trainable parameters only (frozen base)
+    /// is put back onto it.
+    pub fn load(
+        &self,
+        cfg: &StageConfig,
+        start: &Llama,
+    ) -> Result<Option<(StageState, usize, bool)>> {
         let dir = if self.dir.join("state.json").exists() {
             self.dir.clone()
         } else if self.dir.with_extension("new").join("state.json").exists() {
@@ -471,7 +501,10 @@ impl StageCheckpoint {
         };
         let (step, log_lines) = (field("step")? as usize, field("log_lines")? as usize);
         let done = meta["done"].as_bool().unwrap_or(false);
-        let model = Llama::from_dir(&dir)?;
+        let model = match dir.join(TRAINABLE_FILE).is_file() {
+            true => with_trainable_from(start, &dir.join(TRAINABLE_FILE))?,
+            false => Llama::from_dir(&dir)?,
+        };
         let mut state = StageState::start(model, cfg);
         let moments = SafetensorsFile::open(dir.join("optimizer.safetensors"))?;
         state
@@ -480,6 +513,25 @@ impl StageCheckpoint {
         state.step = step;
         Ok(Some((state, log_lines, done)))
     }
+}
+
+/// The checkpoint file of a model with a frozen base: its trainable parameters only.
+const TRAINABLE_FILE: &str = "trainable.safetensors";
+
+/// `start` with every trainable parameter read from `path` (each must be there, same shape).
+fn with_trainable_from(start: &Llama, path: &std::path::Path) -> Result<Llama> {
+    let file = SafetensorsFile::open(path)?;
+    let mut model = start.clone();
+    for id in model.params.ids().collect::<Vec<_>>() {
+        if model.params.is_trainable(id) {
+            let name = model.params.name(id).to_string();
+            let value = file.tensor_f32(&name)?;
+            model.params.set_value(id, value).map_err(|e| {
+                Error::format(path, format!("tensor `{name}` does not fit the model: {e}"))
+            })?;
+        }
+    }
+    Ok(model)
 }
 
 /// The update that follows [`compute_gradients`]: clip the global gradient norm to
@@ -556,6 +608,7 @@ pub fn run_stage(
             weights: cfg
                 .schedule
                 .weights_at(state.step, cfg.steps, cfg.step.weights),
+            dropout_seed: Some(Rng::stream_seed(cfg.order_seed, state.step as u64)),
             ..cfg.step.clone()
         };
         let outcome = compute_gradients(&mut state.model, &batch, trie, cf, &step_cfg)?;

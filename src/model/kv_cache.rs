@@ -9,7 +9,7 @@
 //! from any of the previous beams, so row i of the new cache is row `parents[i]` of the old one.
 //! The cache is inference-only: it is used on a `Tape::inference()` tape.
 
-use super::llama::Llama;
+use super::llama::{BlockInput, Llama};
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -111,10 +111,14 @@ impl Llama {
             });
         }
         let positions: Vec<usize> = (cache.len..cache.len + seq).collect();
-        let embed = tape.param(&self.params, self.embed_id());
-        let mut h = tape.embedding(embed, ids, &[batch, seq])?; // (B,T,D)
+        let mut h = self.embed_ids(tape, ids, batch, seq)?; // (B,T,D)
+        let ctx = BlockInput {
+            positions: &positions,
+            key_valid: None,
+            dropout_seed: None, // decoding: no dropout
+        };
         for (block, layer) in self.blocks().iter().zip(cache.layers.iter_mut()) {
-            h = self.block(tape, block, h, &positions, None, Some(layer))?; // (B,T,D)
+            h = self.block(tape, block, h, &ctx, Some(layer))?; // (B,T,D)
         }
         cache.len += seq;
         let last_rows: Vec<usize> = (0..batch).map(|b| b * seq + seq - 1).collect();

@@ -19,13 +19,17 @@
 //! avoids the full-vocabulary matmul on prompt positions that no loss reads.
 //!
 //! Parameters carry the Hugging Face names, so a checkpoint loads and saves without renaming.
+//!
+//! Adapters (`adapter.rs`): any projection may carry a low-rank update (LoRA) and the embedding
+//! and LM head may have trainable token rows; without them the forward is the plain decoder.
 
+use super::adapter::{LowRank, Proj, TokenRows};
 use super::config::LlamaConfig;
 use super::weights::{save_params, Checkpoint};
 use crate::autograd::{ParamId, Params, Tape, Var};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -51,6 +55,39 @@ pub struct BlockParams {
     pub gate_proj: ParamId,
     pub up_proj: ParamId,
     pub down_proj: ParamId,
+    /// A low-rank adapter per projection, indexed by `Proj as usize` (None: the plain weight).
+    pub adapters: [Option<LowRank>; 7],
+}
+
+impl BlockParams {
+    /// The weight (out, in) of projection `p`.
+    pub fn weight(&self, p: Proj) -> ParamId {
+        match p {
+            Proj::Q => self.q_proj,
+            Proj::K => self.k_proj,
+            Proj::V => self.v_proj,
+            Proj::O => self.o_proj,
+            Proj::Gate => self.gate_proj,
+            Proj::Up => self.up_proj,
+            Proj::Down => self.down_proj,
+        }
+    }
+
+    /// The bias of projection `p`, if the architecture has one.
+    pub fn bias(&self, p: Proj) -> Option<ParamId> {
+        match p {
+            Proj::Q => self.q_bias,
+            Proj::K => self.k_bias,
+            Proj::V => self.v_bias,
+            Proj::O => self.o_bias,
+            Proj::Gate | Proj::Up | Proj::Down => None,
+        }
+    }
+
+    /// The adapter on projection `p`, if any.
+    pub fn adapter(&self, p: Proj) -> Option<&LowRank> {
+        self.adapters[p as usize].as_ref()
+    }
 }
 
 /// A decoder and its parameters.
@@ -63,6 +100,9 @@ pub struct Llama {
     final_norm: ParamId,
     /// Equal to `embed` when the embeddings are tied.
     lm_head: ParamId,
+    /// Trainable rows of the embedding (a tied head uses them too) and of an untied head.
+    embed_rows: Option<TokenRows>,
+    head_rows: Option<TokenRows>,
 }
 
 /// A right-padded batch of token ids.
@@ -76,6 +116,8 @@ pub struct BatchInput {
     pub key_valid: Option<Vec<bool>>,
     /// RoPE positions, length seq (shared by all rows) or batch*seq. None: 0..seq.
     pub positions: Option<Vec<usize>>,
+    /// Training only: seeds the dropout masks of the adapters (None: no dropout, evaluation).
+    pub dropout_seed: Option<u64>,
 }
 
 impl BatchInput {
@@ -93,6 +135,7 @@ impl BatchInput {
             seq,
             key_valid: None,
             positions: None,
+            dropout_seed: None,
         })
     }
 
@@ -113,15 +156,35 @@ impl BatchInput {
             seq,
             key_valid: padded.then_some(valid),
             positions: None,
+            dropout_seed: None,
         }
     }
 }
 
-/// The two head parameters as fetched onto a tape (reused by every logit-lens call).
+/// The head parameters as fetched onto a tape (reused by every logit-lens call).
 #[derive(Clone, Copy, Debug)]
 pub struct HeadVars {
     pub norm: Var,
     pub weight: Var,
+    /// The head's trainable token rows (n, D), when it has some.
+    pub rows: Option<Var>,
+}
+
+/// What every block of one forward shares: RoPE positions, the key mask and the dropout seed
+/// of this block's adapters (training only).
+pub(super) struct BlockInput<'a> {
+    pub positions: &'a [usize],
+    pub key_valid: Option<&'a [bool]>,
+    pub dropout_seed: Option<u64>,
+}
+
+/// The embedding step's leaves and output.
+struct Embedded {
+    /// The (V, D) table and its trainable rows: a tied head reuses both nodes.
+    table: Var,
+    rows: Option<Var>,
+    /// (B, T, D)
+    h: Var,
 }
 
 /// What the forward produces.
@@ -203,7 +266,15 @@ pub fn causal_lm_loss(
 impl Llama {
     /// Loads `dir/config.json` and the safetensors weights beside it, checking every tensor's
     /// presence and shape against the config and refusing tensors the architecture lacks.
+    /// Weights are f32.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Llama> {
+        Llama::from_dir_as(dir, Some(DType::F32))
+    }
+
+    /// [`Llama::from_dir`] with the weights' storage precision chosen: `Some(dtype)` converts,
+    /// None keeps the file's (a bf16 checkpoint stays bf16: the frozen base of LoRA in half the
+    /// memory; ops convert one matrix at a time).
+    pub fn from_dir_as(dir: impl AsRef<Path>, dtype: Option<DType>) -> Result<Llama> {
         let dir = dir.as_ref();
         let config = LlamaConfig::from_file(dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
@@ -215,12 +286,19 @@ impl Llama {
         )?;
         let expected = expected_tensors(&config);
         refuse_unexpected_tensors(&ckpt, &expected)?;
-        let params = ckpt.load_params(&expected)?;
+        let params = ckpt.load_params_as(&expected, dtype)?;
         Llama::from_params(config, params)
     }
 
     /// A freshly initialised model: weights ~ Normal(0, 0.02^2), norm scales 1, biases 0.
     pub fn from_config(config: LlamaConfig, seed: u64) -> Result<Llama> {
+        Llama::from_config_as(config, seed, DType::F32)
+    }
+
+    /// [`Llama::from_config`] with every tensor stored as `dtype` (converted one at a time as it
+    /// is drawn, so a bf16 model never exists in f32 as a whole: memory measurements of a frozen
+    /// half-precision base).
+    pub fn from_config_as(config: LlamaConfig, seed: u64, dtype: DType) -> Result<Llama> {
         config.validate(Path::new("<config>"))?;
         let mut rng = Rng::new(seed);
         let mut params = Params::new();
@@ -232,7 +310,7 @@ impl Llama {
             } else {
                 Tensor::randn(&shape, INIT_STD, &mut rng)
             };
-            params.add(&name, value, true)?;
+            params.add(&name, value.to_dtype(dtype), true)?;
         }
         Llama::from_params(config, params)
     }
@@ -264,6 +342,7 @@ impl Llama {
                 gate_proj: id(p("mlp.gate_proj.weight"))?,
                 up_proj: id(p("mlp.up_proj.weight"))?,
                 down_proj: id(p("mlp.down_proj.weight"))?,
+                adapters: [None; 7],
             });
         }
         let embed = id("model.embed_tokens.weight".into())?;
@@ -279,13 +358,22 @@ impl Llama {
             blocks,
             config,
             params,
+            embed_rows: None,
+            head_rows: None,
         })
     }
 
     /// Writes `dir/config.json` and `dir/model.safetensors` (HF names; a tied model writes no
-    /// `lm_head.weight`), a directory transformers' `from_pretrained` loads.
+    /// `lm_head.weight`), a directory transformers' `from_pretrained` loads. A model carrying
+    /// adapters is refused: writing its base alone would silently drop what was trained.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        if self.has_adapters() {
+            return Err(Error::config(
+                format!("{}: this model carries adapters; its base alone is not the model", dir.display()),
+                "save the adapter (lora::save_adapter) or the merged model (lora::merged(&model)?.save(dir))",
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let config_path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&self.config.to_json())
@@ -318,6 +406,66 @@ impl Llama {
         &self.blocks
     }
 
+    /// Puts `adapter` (or none) on projection `proj` of block `layer` (0-based). Its
+    /// parameters must already be in `self.params` (see `crate::lora`).
+    pub fn set_adapter(
+        &mut self,
+        layer: usize,
+        proj: Proj,
+        adapter: Option<LowRank>,
+    ) -> Result<()> {
+        let n = self.blocks.len();
+        let block = self.blocks.get_mut(layer).ok_or(Error::Index {
+            op: "Llama::set_adapter",
+            index: layer as i64,
+            bound: n,
+        })?;
+        block.adapters[proj as usize] = adapter;
+        Ok(())
+    }
+
+    /// Whether any projection has a low-rank adapter or any matrix trainable token rows.
+    pub fn has_adapters(&self) -> bool {
+        let low_rank = self
+            .blocks
+            .iter()
+            .any(|b| b.adapters.iter().any(Option::is_some));
+        low_rank || self.embed_rows.is_some() || self.head_rows.is_some()
+    }
+
+    /// Trainable rows of the embedding; a tied head uses the same rows.
+    pub fn embed_rows(&self) -> Option<&TokenRows> {
+        self.embed_rows.as_ref()
+    }
+
+    /// Trainable rows of an untied LM head (always None when tied).
+    pub fn head_rows(&self) -> Option<&TokenRows> {
+        self.head_rows.as_ref()
+    }
+
+    /// Sets the trainable rows of the embedding (`head = false`) or of the untied LM head.
+    pub fn set_token_rows(&mut self, head: bool, rows: Option<TokenRows>) -> Result<()> {
+        if head && self.lm_head == self.embed && rows.is_some() {
+            return Err(Error::config(
+                "trainable rows of a tied LM head",
+                "the head of a tied model shares the embedding's rows: set those instead",
+            ));
+        }
+        match head {
+            true => self.head_rows = rows,
+            false => self.embed_rows = rows,
+        }
+        Ok(())
+    }
+
+    /// The trainable rows the LM head's logits use: the embedding's when tied.
+    fn logit_rows(&self) -> Option<&TokenRows> {
+        match self.lm_head == self.embed {
+            true => self.embed_rows.as_ref(),
+            false => self.head_rows.as_ref(),
+        }
+    }
+
     /// Norm scales and biases: the parameters conventionally excluded from weight decay.
     pub fn no_decay_ids(&self) -> Vec<ParamId> {
         self.params
@@ -347,7 +495,10 @@ impl Llama {
             targets.push(self.lm_head);
         }
         for id in targets {
-            let grown = grow_rows(self.params.value(id), new_vocab, &mut rng)?;
+            let old = self.params.value(id);
+            // The grown matrix keeps the old one's storage precision (a half-precision base
+            // stays half precision; for f32 this is a shared clone).
+            let grown = grow_rows(old, new_vocab, &mut rng)?.to_dtype(old.dtype());
             self.params.replace(id, grown);
         }
         self.config.vocab_size = new_vocab;
@@ -374,22 +525,63 @@ impl Llama {
         };
         let key_valid = input.key_valid.as_deref();
 
-        let embed = tape.param(&self.params, self.embed);
-        let mut h = tape.embedding(embed, &input.ids, &[b, t])?; // (B,T,D)
+        let embedded = self.embed(tape, &input.ids, b, t)?;
+        let mut h = embedded.h; // (B,T,D)
         let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
         hidden.push(h);
-        for block in &self.blocks {
-            h = self.block(tape, block, h, positions, key_valid, None)?; // (B,T,D)
+        for (l, block) in self.blocks.iter().enumerate() {
+            // One dropout stream per block (and, inside, per projection).
+            let seed = input.dropout_seed.map(|s| Rng::stream_seed(s, l as u64));
+            let ctx = BlockInput {
+                positions,
+                key_valid,
+                dropout_seed: seed,
+            };
+            h = self.block(tape, block, h, &ctx, None)?; // (B,T,D)
             hidden.push(h);
         }
         debug_assert_eq!(tape.shape(h), &[b, t, d]);
-        let head = self.head_vars(tape, embed);
+        let head = self.head_vars(tape, &embedded);
         let logits = self.apply_head(tape, head, h, logit_rows)?;
         Ok(ForwardOutput {
             hidden,
             logits,
             head,
         })
+    }
+
+    /// The token embeddings of `ids` (B, T): the table's rows, with trainable token rows (if
+    /// any) in place of the frozen ones.
+    fn embed(&self, tape: &mut Tape, ids: &[u32], b: usize, t: usize) -> Result<Embedded> {
+        let table = tape.weight(&self.params, self.embed);
+        let h = tape.embedding(table, ids, &[b, t])?; // (B,T,D)
+        let Some(token_rows) = &self.embed_rows else {
+            return Ok(Embedded {
+                table,
+                rows: None,
+                h,
+            });
+        };
+        let d = self.config.hidden_size;
+        let delta = tape.param(&self.params, token_rows.delta); // (n, D)
+        let flat = tape.reshape(h, &[b * t, d])?;
+        let flat = token_rows.embed(tape, flat, delta, ids)?; // (B*T, D)
+        Ok(Embedded {
+            table,
+            rows: Some(delta),
+            h: tape.reshape(flat, &[b, t, d])?,
+        })
+    }
+
+    /// The embedding output (B, T, D) of `ids` (what the KV-cache forward starts from).
+    pub(super) fn embed_ids(
+        &self,
+        tape: &mut Tape,
+        ids: &[u32],
+        b: usize,
+        t: usize,
+    ) -> Result<Var> {
+        Ok(self.embed(tape, ids, b, t)?.h)
     }
 
     /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual.
@@ -400,47 +592,58 @@ impl Llama {
         tape: &mut Tape,
         p: &BlockParams,
         x: Var, // (B,T,D)
-        positions: &[usize],
-        key_valid: Option<&[bool]>,
+        ctx: &BlockInput,
         cache: Option<&mut super::kv_cache::LayerKv>,
     ) -> Result<Var> {
         let c = &self.config;
         let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let fetch =
-            |tape: &mut Tape, id: Option<ParamId>| id.map(|id| tape.param(&self.params, id));
 
         let n1 = self.rms_norm(tape, x, p.input_norm)?;
-        let (wq, bq) = (tape.param(&self.params, p.q_proj), fetch(tape, p.q_bias));
-        let (wk, bk) = (tape.param(&self.params, p.k_proj), fetch(tape, p.k_bias));
-        let (wv, bv) = (tape.param(&self.params, p.v_proj), fetch(tape, p.v_bias));
-        let q = tape.linear(n1, wq, bq)?; // (B,T,Hq*hd)
-        let k = tape.linear(n1, wk, bk)?; // (B,T,Hkv*hd)
-        let v = tape.linear(n1, wv, bv)?; // (B,T,Hkv*hd)
+        let q = self.project(tape, p, Proj::Q, n1, ctx)?; // (B,T,Hq*hd)
+        let k = self.project(tape, p, Proj::K, n1, ctx)?; // (B,T,Hkv*hd)
+        let v = self.project(tape, p, Proj::V, n1, ctx)?; // (B,T,Hkv*hd)
         let (q, k) = match (p.q_norm, p.k_norm) {
             (Some(nq), Some(nk)) => (self.head_norm(tape, q, nq)?, self.head_norm(tape, k, nk)?),
             _ => (q, k),
         };
         let inv_freq = c.rope_inv_freq(); // (hd/2), the same for q, k and every block
-        let q = tape.rope_with_inv_freq(q, hq, hd, positions, &inv_freq)?;
-        let k = tape.rope_with_inv_freq(k, hkv, hd, positions, &inv_freq)?;
+        let q = tape.rope_with_inv_freq(q, hq, hd, ctx.positions, &inv_freq)?;
+        let k = tape.rope_with_inv_freq(k, hkv, hd, ctx.positions, &inv_freq)?;
         let (k, v) = match cache {
             Some(cache) => cache.append(tape, k, v)?, // (B,Tc+T,Hkv*hd) each
             None => (k, v),
         };
-        let a = tape.attention(q, k, v, hq, hkv, hd, true, key_valid)?; // (B,T,Hq*hd)
-        let (wo, bo) = (tape.param(&self.params, p.o_proj), fetch(tape, p.o_bias));
-        let attn_out = tape.linear(a, wo, bo)?; // (B,T,D)
+        let a = tape.attention(q, k, v, hq, hkv, hd, true, ctx.key_valid)?; // (B,T,Hq*hd)
+        let attn_out = self.project(tape, p, Proj::O, a, ctx)?; // (B,T,D)
         let x = tape.add(x, attn_out)?;
 
         let n2 = self.rms_norm(tape, x, p.post_norm)?;
-        let w_gate = tape.param(&self.params, p.gate_proj);
-        let w_up = tape.param(&self.params, p.up_proj);
-        let w_down = tape.param(&self.params, p.down_proj);
-        let gate = tape.linear(n2, w_gate, None)?; // (B,T,F)
-        let up = tape.linear(n2, w_up, None)?; // (B,T,F)
+        let gate = self.project(tape, p, Proj::Gate, n2, ctx)?; // (B,T,F)
+        let up = self.project(tape, p, Proj::Up, n2, ctx)?; // (B,T,F)
         let inner = tape.swiglu(gate, up)?; // silu(gate) * up, (B,T,F)
-        let mlp_out = tape.linear(inner, w_down, None)?; // (B,T,D)
+        let mlp_out = self.project(tape, p, Proj::Down, inner, ctx)?; // (B,T,D)
         tape.add(x, mlp_out)
+    }
+
+    /// Projection `proj` of a block on `x`: `x W^T (+ bias)`, plus its low-rank update when
+    /// the projection has an adapter.
+    fn project(
+        &self,
+        tape: &mut Tape,
+        p: &BlockParams,
+        proj: Proj,
+        x: Var,
+        ctx: &BlockInput,
+    ) -> Result<Var> {
+        let w = tape.weight(&self.params, p.weight(proj));
+        let bias = p.bias(proj).map(|id| tape.param(&self.params, id));
+        let y = tape.linear(x, w, bias)?;
+        let Some(adapter) = p.adapter(proj) else {
+            return Ok(y);
+        };
+        let seed = ctx.dropout_seed.map(|s| Rng::stream_seed(s, proj as u64));
+        let update = adapter.update(tape, &self.params, x, seed)?;
+        tape.add(y, update)
     }
 
     fn rms_norm(&self, tape: &mut Tape, x: Var, weight: ParamId) -> Result<Var> {
@@ -455,24 +658,39 @@ impl Llama {
         super::qk_norm::per_head_rms_norm(tape, x, w, hd, eps)
     }
 
-    /// Fetches the final norm and LM head; a tied head reuses the embedding's tape leaf, so the
-    /// shared matrix gets both gradient contributions on one node.
-    fn head_vars(&self, tape: &mut Tape, embed: Var) -> HeadVars {
+    /// Fetches the final norm and LM head; a tied head reuses the embedding's tape leaves (table
+    /// and trainable rows), so the shared matrix gets both gradient contributions on one node.
+    fn head_vars(&self, tape: &mut Tape, embedded: &Embedded) -> HeadVars {
         let norm = tape.param(&self.params, self.final_norm);
-        let weight = if self.lm_head == self.embed {
-            embed
-        } else {
-            tape.param(&self.params, self.lm_head)
-        };
-        HeadVars { norm, weight }
+        if self.lm_head == self.embed {
+            return HeadVars {
+                norm,
+                weight: embedded.table,
+                rows: embedded.rows,
+            };
+        }
+        HeadVars {
+            norm,
+            weight: tape.weight(&self.params, self.lm_head),
+            rows: self
+                .head_rows
+                .as_ref()
+                .map(|r| tape.param(&self.params, r.delta)),
+        }
     }
 
     /// Final norm + LM head on `h` ((B,T,D) or (N,D)), fetching the head parameters onto `tape`.
     /// `rows` selects flat rows of h seen as (B*T, D). Returns (rows, V).
     pub fn head(&self, tape: &mut Tape, h: Var, rows: Option<&[usize]>) -> Result<Var> {
         let norm = tape.param(&self.params, self.final_norm);
-        let weight = tape.param(&self.params, self.lm_head);
-        self.apply_head(tape, HeadVars { norm, weight }, h, rows)
+        let weight = tape.weight(&self.params, self.lm_head);
+        let token_rows = self.logit_rows().map(|r| tape.param(&self.params, r.delta));
+        let head = HeadVars {
+            norm,
+            weight,
+            rows: token_rows,
+        };
+        self.apply_head(tape, head, h, rows)
     }
 
     /// Logit lens of block `layer` (0 = embedding output, L = last block, whose lens equals the
@@ -515,7 +733,11 @@ impl Llama {
             flat = tape.index_select(flat, rows)?; // (rows, D)
         }
         let normed = tape.rms_norm(flat, head.norm, self.config.rms_norm_eps)?;
-        tape.linear(normed, head.weight, None) // (rows, V)
+        let logits = tape.linear(normed, head.weight, None)?; // (rows, V)
+        match (self.logit_rows(), head.rows) {
+            (Some(token_rows), Some(delta)) => token_rows.logits(tape, logits, normed, delta),
+            _ => Ok(logits),
+        }
     }
 
     /// Final norm + the LM head restricted to the token ids `columns`: h (n, D) -> (n, C)
@@ -528,6 +750,16 @@ impl Llama {
         h: Var,
         columns: &[usize],
     ) -> Result<Var> {
+        let token_rows = self.logit_rows().is_some() && head.rows.is_some();
+        if token_rows || tape.value(head.weight).dtype() != DType::F32 {
+            // Trainable token rows (LoRA) overwrite logit columns after the product, and a
+            // half-precision head is read a tile at a time: compute the head whole, then pick
+            // the columns (correct, without the saving).
+            let full = self.apply_head(tape, head, h, None)?; // (n, V)
+            let n = tape.shape(full)[0];
+            let idx: Vec<usize> = (0..n).flat_map(|_| columns.iter().copied()).collect();
+            return tape.gather_last(full, &idx, columns.len()); // (n, C)
+        }
         let normed = tape.rms_norm(h, head.norm, self.config.rms_norm_eps)?; // (n, D)
         let weight = tape.index_select(head.weight, columns)?; // (C, D)
         tape.linear(normed, weight, None) // (n, C)

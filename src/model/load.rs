@@ -12,7 +12,7 @@ use super::gguf_hf::{hf_config, hf_tensor_name, hf_tokenizer_json, unpermute_qk_
 use super::llama::{check_layer_count, expected_tensors, Llama};
 use crate::autograd::Params;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::tokenizer::Tokenizer;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -20,6 +20,15 @@ use std::path::Path;
 /// Loads `path`: a directory (HF layout) or a `.gguf` file. The tokenizer is the directory's
 /// `tokenizer.json` (None if absent) or the one the GGUF metadata describes.
 pub fn load_model(path: impl AsRef<Path>) -> Result<(Llama, Option<Tokenizer>)> {
+    load_model_as(path, Some(DType::F32))
+}
+
+/// [`load_model`] with the weights' storage precision chosen: `Some(dtype)` converts every
+/// tensor, None keeps an HF checkpoint's own (a GGUF, dequantised, is then f32).
+pub fn load_model_as(
+    path: impl AsRef<Path>,
+    dtype: Option<DType>,
+) -> Result<(Llama, Option<Tokenizer>)> {
     let path = path.as_ref();
     if path.is_dir() {
         if !path.join("config.json").is_file() {
@@ -29,7 +38,7 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<(Llama, Option<Tokenizer>)> 
                  config.json + model.safetensors [+ tokenizer.json], or pass a .gguf file)",
             ));
         }
-        let model = Llama::from_dir(path)?;
+        let model = Llama::from_dir_as(path, dtype)?;
         let tokenizer_path = path.join("tokenizer.json");
         let tokenizer = if tokenizer_path.is_file() {
             Some(Tokenizer::from_file(&tokenizer_path)?)
@@ -39,7 +48,7 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<(Llama, Option<Tokenizer>)> 
         return Ok((model, tokenizer));
     }
     if path.is_file() {
-        let (model, tokenizer) = Llama::from_gguf(path)?;
+        let (model, tokenizer) = Llama::from_gguf_as(path, dtype.unwrap_or(DType::F32))?;
         return Ok((model, Some(tokenizer)));
     }
     Err(Error::io(
@@ -53,10 +62,16 @@ impl Llama {
     /// Loads a Llama-architecture GGUF file: the model (every tensor dequantised to f32, renamed
     /// to HF, q/k rows un-permuted) and the tokenizer built from its metadata.
     pub fn from_gguf(path: impl AsRef<Path>) -> Result<(Llama, Tokenizer)> {
+        Llama::from_gguf_as(path, DType::F32)
+    }
+
+    /// [`Llama::from_gguf`] with every tensor stored as `dtype` once dequantised (one tensor
+    /// at a time).
+    pub fn from_gguf_as(path: impl AsRef<Path>, dtype: DType) -> Result<(Llama, Tokenizer)> {
         let path = path.as_ref();
         let gguf = GgufFile::open(path)?;
         let config = LlamaConfig::from_json(&hf_config(&gguf)?, path)?;
-        let params = gguf_params(&gguf, &config)?;
+        let params = gguf_params(&gguf, &config, dtype)?;
         let model = Llama::from_params(config, params)?;
         let tokenizer =
             Tokenizer::from_json(&hf_tokenizer_json(&gguf)?, &path.display().to_string())?;
@@ -66,7 +81,7 @@ impl Llama {
 
 /// Every tensor `config` needs, read from `gguf` into f32 parameters with HF names, in the
 /// canonical order of [`expected_tensors`]. Tensors of the file the architecture lacks are refused.
-fn gguf_params(gguf: &GgufFile, config: &LlamaConfig) -> Result<Params> {
+fn gguf_params(gguf: &GgufFile, config: &LlamaConfig, dtype: DType) -> Result<Params> {
     // HF name -> GGUF name, for every tensor in the file.
     let mut gguf_name_of = HashMap::with_capacity(gguf.tensors().len());
     for info in gguf.tensors() {
@@ -99,7 +114,7 @@ fn gguf_params(gguf: &GgufFile, config: &LlamaConfig) -> Result<Params> {
             )
         })?;
         let tensor = gguf_tensor(gguf, config, gguf_name, hf_name, shape)?;
-        params.add(hf_name, tensor, true)?;
+        params.add(hf_name, tensor.to_dtype(dtype), true)?;
     }
     Ok(params)
 }

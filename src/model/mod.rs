@@ -5,6 +5,8 @@
 //! - [`qk_norm`]     Qwen3's per-head RMSNorm of queries and keys
 //! - [`weights`]     safetensors reading (single or sharded, memory-mapped) and writing
 //! - [`llama`]       the decoder: embedding, blocks, final norm, LM head; logit lens; vocab resize
+//! - [`adapter`]     what the decoder runs of an adapter: LoRA's low-rank update of a
+//!   projection, trainable token rows of the embedding / head (created by `crate::lora`)
 //! - [`gguf`]        our own GGUF v2/v3 reader (header, metadata, tensor infos) on a memory map
 //! - [`gguf_quant`]  ggml tensor types: block layouts and dequantisation to f32
 //! - [`gguf_kquant`] the 256-element k-quant blocks (Q2_K .. Q6_K) decoded to f32
@@ -14,6 +16,7 @@
 //! - [`gguf_hf`]     llama.cpp conventions -> Hugging Face: tensor names, q/k row order,
 //!   config.json and tokenizer.json as plain `serde_json::Value`s
 
+pub mod adapter;
 pub mod config;
 pub mod generate;
 pub mod gguf;

@@ -6,7 +6,7 @@ use super::config::PipelineConfig;
 use super::data::valid_subset;
 use super::results::{result_row, write_json};
 use crate::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
-use crate::rec::{Dataset, Popularity, Split};
+use crate::rec::{Dataset, Exclusions, Popularity, Split};
 use crate::report::{Progress, ResultsTable};
 use crate::{Error, Result};
 use serde_json::json;
@@ -38,7 +38,9 @@ pub fn train_cf(
     let mut sasrec = SasRec::new(SasRecConfig::new(dataset.num_items()), cfg.seed)?;
     let train_opts = sasrec_options(cfg);
     let mut progress = Progress::new("sasrec (epochs)", train_opts.epochs);
-    let summary = sasrec.train(split, &train_opts, |report| {
+    // Model selection ranks the validation items under the run's protocol, like the tests.
+    let valid_excluded = Exclusions::build(cfg.protocol, dataset, &split.valid)?;
+    let summary = sasrec.train_excluding(split, &valid_excluded, &train_opts, |report| {
         progress.set_note(format!(
             "loss {:.3} valid ndcg@10 {:.4}",
             report.train_loss,
@@ -61,8 +63,8 @@ pub fn train_cf(
 }
 
 /// The two baseline rows of the table: popularity (the floor every model must beat) and SASRec,
-/// trained here; returns SASRec, the CF reward model of the ILRec runs (and, in SID mode, the
-/// source of the item embeddings).
+/// trained here, both ranked under the run's protocol; returns SASRec, the CF reward model of
+/// the ILRec runs (and, in SID mode, the source of the item embeddings).
 pub fn baselines(
     cfg: &PipelineConfig,
     (dataset, split): (&Dataset, &Split),
@@ -70,14 +72,17 @@ pub fn baselines(
     table: &mut ResultsTable,
 ) -> Result<SasRec> {
     let valid_subset = valid_subset(cfg, split);
+    let valid_excluded = Exclusions::build(cfg.protocol, dataset, &valid_subset)?;
+    let test_excluded = Exclusions::build(cfg.protocol, dataset, &split.test)?;
     let popularity = Popularity::from_dataset(dataset);
-    let valid_pop = popularity.evaluate(&valid_subset).mean().ndcg_at(10);
-    let test_pop = popularity.evaluate(&split.test).mean();
-    let valid_pop = Some(valid_pop.unwrap_or(0.0));
-    table.push(result_row("popularity", test_pop, 0.0, valid_pop));
+    let valid_pop = popularity.evaluate_excluding(&valid_subset, &valid_excluded)?;
+    let test_pop = popularity.evaluate_excluding(&split.test, &test_excluded)?;
+    let valid_pop = Some(valid_pop.mean().ndcg_at(10).unwrap_or(0.0));
+    table.push(result_row("popularity", test_pop.mean(), 0.0, valid_pop));
     let sasrec = train_cf(dataset, split, cfg, run_dir)?;
-    let valid_cf = sasrec.evaluate(&valid_subset)?.mean().ndcg_at(10);
-    let test_cf = sasrec.evaluate(&split.test)?.mean();
-    table.push(result_row("sasrec", test_cf, 0.0, valid_cf));
+    let valid_cf = sasrec.evaluate_excluding(&valid_subset, &valid_excluded)?;
+    let test_cf = sasrec.evaluate_excluding(&split.test, &test_excluded)?;
+    let valid_cf = valid_cf.mean().ndcg_at(10);
+    table.push(result_row("sasrec", test_cf.mean(), 0.0, valid_cf));
     Ok(sasrec)
 }

@@ -5,6 +5,8 @@ use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::lora::LoraConfig;
+use crate::rec::{LoadOptions, Protocol};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -72,10 +74,17 @@ impl SidSource {
 pub struct PipelineConfig {
     /// Data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small].
     pub data: PathBuf,
-    /// k-core filter, 0 = off [5].
-    pub kcore: usize,
+    /// How the folder is read and filtered: k-core [5] and RecBole's interaction-count
+    /// intervals, duplicates [first], rating threshold [off], atomic-file field names, item
+    /// text (`pipeline::data_flags`).
+    pub load: LoadOptions,
+    /// Which items a ranking competes over [all-items; `--exclude-history`].
+    pub protocol: Protocol,
     /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
     pub model: String,
+    /// LoRA adapters on the pretrained `model` (frozen base; SID token rows train too) instead
+    /// of full fine-tuning [none: full fine-tuning].
+    pub lora: Option<LoraConfig>,
     /// How items are written [sid].
     pub item_repr: ItemRepr,
     /// SID mode: what the RQ-VAE quantises [cf].
@@ -148,8 +157,10 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             data: Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small"),
-            kcore: 5,
+            load: LoadOptions::default(),
+            protocol: Protocol::AllItems,
             model: "tiny".into(),
+            lora: None,
             item_repr: ItemRepr::Sid,
             sid_embeddings: SidSource::Cf,
             sids: None,
@@ -262,7 +273,9 @@ impl PipelineConfig {
     /// The run's `config.json`: every field, the resolved lens layers and the model config.
     pub fn to_json(&self, lens_layers: &[usize], model_config: Value) -> Value {
         json!({
-            "data": self.data.display().to_string(), "kcore": self.kcore, "model": self.model,
+            "data": self.data.display().to_string(), "kcore": self.load.kcore,
+            "data_options": super::data_flags::data_options_json(&self.load),
+            "protocol": self.protocol.name(), "model": self.model,
             "item_repr": self.item_repr.name(), "sid_embeddings": self.sid_embeddings.name(),
             "sids": self.sids.as_ref().map(|p| p.display().to_string()),
             "max_history": self.max_history,
@@ -279,8 +292,47 @@ impl PipelineConfig {
             "sasrec_patience": self.sasrec_patience, "beams": self.beams, "seed": self.seed,
             "threads": self.threads, "checkpoint_every": self.checkpoint_every,
             "eos": "<|endoftext|>", "model_config": model_config,
+            "lora": self.lora.as_ref().map(lora_json),
         })
     }
+}
+
+/// The `--lora` settings as recorded in config.json.
+fn lora_json(l: &LoraConfig) -> Value {
+    let targets: Vec<&str> = l.targets.iter().map(|p| p.hf_name()).collect();
+    // f32 settings as the decimals they were given as (0.05, not 0.0500000007).
+    let decimal = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+    json!({
+        "r": l.r, "alpha": decimal(l.alpha), "dropout": decimal(l.dropout), "targets": targets,
+        "layers": l.layers, "rslora": l.rslora,
+    })
+}
+
+/// The `--lora` settings back from config.json ([`lora_json`]), through the flag's own parser.
+fn lora_from_json(v: &Value) -> Result<Option<LoraConfig>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let bad = || JsonFields::bad("lora", "null or the --lora settings");
+    let list = |key: &str| -> Result<Vec<String>> {
+        let xs = v.get(key).and_then(Value::as_array).ok_or_else(bad)?;
+        Ok(xs
+            .iter()
+            .map(|x| x.to_string().trim_matches('"').to_string())
+            .collect())
+    };
+    let mut spec = format!(
+        "r={},alpha={},dropout={},rslora={},targets={}",
+        v.get("r").ok_or_else(bad)?,
+        v.get("alpha").ok_or_else(bad)?,
+        v.get("dropout").ok_or_else(bad)?,
+        v.get("rslora").ok_or_else(bad)?,
+        list("targets")?.join(","),
+    );
+    if !v.get("layers").is_none_or(Value::is_null) {
+        spec.push_str(&format!(",layers={}", list("layers")?.join(",")));
+    }
+    LoraConfig::parse(&spec).map(Some)
 }
 
 /// Reading a run back: `config.json` -> the [`PipelineConfig`] that wrote it (`eval`,
@@ -292,7 +344,9 @@ impl PipelineConfig {
         let lens: Vec<String> = r.list("lens_layers")?;
         Ok(PipelineConfig {
             data: PathBuf::from(r.text("data")?),
-            kcore: r.uint("kcore")?,
+            load: super::data_flags::data_options_from_json(r.get("data_options", "an object")?)?,
+            protocol: Protocol::from_name(&r.text("protocol")?)
+                .ok_or_else(|| JsonFields::bad("protocol", "all-items or exclude-history"))?,
             model: r.text("model")?,
             item_repr: ItemRepr::parse(&r.text("item_repr")?)?,
             sid_embeddings: SidSource::parse(&r.text("sid_embeddings")?),
@@ -328,6 +382,7 @@ impl PipelineConfig {
             out: None,
             checkpoint_every: r.uint("checkpoint_every")?,
             resume: false,
+            lora: lora_from_json(v.get("lora").unwrap_or(&Value::Null))?,
         })
     }
 }
@@ -413,12 +468,26 @@ impl JsonFields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rec::{FieldNames, Intervals, KeepDuplicate, LoadOptions};
 
     /// A config far from the defaults in every field `config.json` records.
     fn unusual() -> PipelineConfig {
         PipelineConfig {
             data: PathBuf::from("/some/where/amazon"),
-            kcore: 0,
+            load: LoadOptions {
+                kcore: 0,
+                user_inter_num: Some(Intervals::parse("[3,inf)").unwrap()),
+                keep_duplicate: KeepDuplicate::Last,
+                min_rating: Some(3.5),
+                fields: FieldNames {
+                    item: "parent_asin".into(),
+                    item_text: Some(vec!["title".into(), "categories".into()]),
+                    ..FieldNames::default()
+                },
+                allow_missing_text: true,
+                ..LoadOptions::default()
+            },
+            protocol: Protocol::ExcludeHistory,
             model: "mini".into(),
             item_repr: ItemRepr::Title,
             sid_embeddings: SidSource::File(PathBuf::from("emb.safetensors")),
@@ -454,6 +523,9 @@ mod tests {
             out: None,
             checkpoint_every: 11,
             resume: false,
+            lora: Some(
+                LoraConfig::parse("r=8,alpha=16,dropout=0.05,targets=q,v,layers=0,1").unwrap(),
+            ),
         }
     }
 

@@ -1,13 +1,14 @@
 //! Stage 1, prepare the data: load + k-core + leave-one-out, render items (see [`ItemRepr`]:
 //! titles, or the SID text of `pipeline::sids`), tokenise prompts, compact the vocabulary, build
-//! the item trie over the items' model tokens, and turn samples into training examples.
+//! the item trie over the items' model tokens, turn samples into training examples, and list
+//! the items each validation / test ranking leaves out under the run's protocol.
 
 use super::config::{ItemRepr, PipelineConfig};
 use super::model::{vocabulary, ModelPlan};
 use crate::ilrec::trainer::TrainExample;
 use crate::rec::vocab_map::VocabMap;
-use crate::rec::{leave_one_out, load_dataset, sample_prompt, Dataset, ItemTrie, LoadOptions};
-use crate::rec::{Sample, Split};
+use crate::rec::{leave_one_out, load_dataset, sample_prompt, Dataset, ItemTrie};
+use crate::rec::{Exclusions, Sample, Split};
 use crate::report::Progress;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
@@ -31,11 +32,16 @@ pub struct PreparedData {
     pub train: Vec<TrainExample>,
     pub valid: Vec<TrainExample>,
     pub test: Vec<TrainExample>,
+    /// What each `valid` / `test` ranking leaves out (`cfg.protocol`).
+    pub valid_excluded: Exclusions,
+    pub test_excluded: Exclusions,
 }
 
-/// Loads and splits the data set of `cfg` (no tokenisation yet); prints the counts on stderr.
+/// Loads and splits the data set of `cfg` (no tokenisation yet); prints what was dropped and
+/// the counts on stderr.
 pub fn load_and_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
     let (dataset, split) = load_split(cfg)?;
+    eprintln!("data: {}", dataset.load_summary());
     eprintln!(
         "data: {} users, {} items, {} interactions, {} train / {} valid / {} test samples",
         dataset.num_users(),
@@ -51,11 +57,7 @@ pub fn load_and_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
 /// [`load_and_split`] without a word on stderr (`recommend` and `eval` check a request against
 /// the data set first, and a bad request must fail with one line).
 pub fn load_split(cfg: &PipelineConfig) -> Result<(Dataset, Split)> {
-    let options = LoadOptions {
-        kcore: cfg.kcore,
-        ..LoadOptions::default()
-    };
-    let dataset = load_dataset(&cfg.data, &options)?;
+    let dataset = load_dataset(&cfg.data, &cfg.load)?;
     let mut split = leave_one_out(&dataset, crate::rec::DEFAULT_MAX_HISTORY)?;
     split.test = subsample(&split.test, cfg.test_users, TEST_USERS_SEED);
     Ok((dataset, split))
@@ -145,6 +147,8 @@ pub fn prepare_data(
         examples(1, &valid_subset)?,
         examples(2, &split.test)?,
     );
+    let valid_excluded = Exclusions::build(cfg.protocol, &dataset, &valid_subset)?;
+    let test_excluded = Exclusions::build(cfg.protocol, &dataset, &split.test)?;
     eprintln!(
         "items: {} items -> trie of {} nodes; model vocabulary {} of {} tokenizer ids; LLM on {} train samples, {} valid users",
         trie.num_items(), trie.num_nodes(), vocab.len(), tokenizer.vocab_size(), train.len(), valid.len()
@@ -160,6 +164,8 @@ pub fn prepare_data(
         train,
         valid,
         test,
+        valid_excluded,
+        test_excluded,
     })
 }
 

@@ -1,10 +1,11 @@
-//! Stage "evaluate": trie-constrained beam search with the KV cache on a set of examples.
+//! Stage "evaluate": trie-constrained beam search with the KV cache on a set of examples, each
+//! ranking without the items the run's protocol excludes for it.
 
 use crate::eval::decode::LlamaScorer;
 use crate::eval::evaluate::{evaluate, EvalOutcome, Queries};
 use crate::ilrec::trainer::TrainExample;
 use crate::model::llama::Llama;
-use crate::rec::ItemTrie;
+use crate::rec::{Exclusions, ItemTrie};
 use crate::report::Progress;
 use crate::Result;
 
@@ -13,25 +14,27 @@ pub struct Evaluator<'a> {
     pub trie: &'a ItemTrie,
     pub beams: usize,
     pub threads: usize,
-    /// Never rank an example's own history items (`eval --exclude-history`); `train` ranks
-    /// every item (false).
-    pub exclude_history: bool,
 }
 
 impl Evaluator<'_> {
-    /// Metrics of `model` on `examples` (progress bar labelled `label`).
+    /// Metrics of `model` on `examples`, example i ranked without `excluded.of(i)` (none under
+    /// the all-items protocol; progress bar labelled `label`). A model with adapters (LoRA)
+    /// decodes with them merged into its weights: the same outputs, no extra products.
     pub fn run(
         &self,
         model: &Llama,
         examples: &[TrainExample],
+        excluded: &Exclusions,
         label: &str,
     ) -> Result<EvalOutcome> {
+        excluded.check_len(examples.len())?;
+        let merged = crate::lora::merged(model)?;
+        let model = &merged;
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt.clone()).collect();
         let targets: Vec<u32> = examples.iter().map(|e| e.target).collect();
-        let histories: Vec<Vec<u32>> = examples.iter().map(|e| e.history.clone()).collect();
         let queries = Queries {
             prompts: &prompts,
-            exclude: self.exclude_history.then_some(histories.as_slice()),
+            exclude: Some(excluded.lists()),
         };
         let mut progress = Progress::new(label, prompts.len());
         evaluate(

@@ -4,23 +4,34 @@
 //! flags the same way.
 
 use super::config::{ItemRepr, PipelineConfig, SidSource};
+use super::data_flags::parse_data_flag;
 use crate::cli::Flags;
 use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
+use crate::lora::LoraConfig;
+use crate::rec::Protocol;
 use crate::Result;
 use std::path::PathBuf;
 
 /// `train --help`.
-pub const HELP: &str = "train: the ILRec pipeline end to end (data -> SASRec -> SFT warm-up -> ILRec and SFT -> beam-search evaluation -> table)
+pub const HELP: &str = concat!(
+    "train: the ILRec pipeline end to end (data -> SASRec -> SFT warm-up -> ILRec and SFT -> beam-search evaluation -> table)
 
 Usage: train [options]
 
-Data and model:
+Data:
   --data DIR            data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small]
-  --kcore K             k-core filter, 0 = off [5]
+",
+    crate::data_flags_help!(),
+    "Model:
   --model PRESET|PATH   preset (tiny, mini, small, base) trained from scratch, an HF checkpoint folder or a .gguf file [tiny]
+  --lora SPEC           LoRA on the pretrained --model PATH instead of full fine-tuning: the base is
+                        frozen, the adapters (and the SID token rows) train; SPEC is
+                        r=R,alpha=A,dropout=P,targets=all|q,k,v,o,gate,up,down[,layers=0,1,..][,rslora=true],
+                        omitted keys take the paper's r=64,alpha=32,dropout=0.05,targets=all;
+                        adapters are saved as PEFT folders in checkpoints/<stage>/adapter/ [off]
   --item-repr sid|title how items are written: semantic IDs <a_12><b_3><c_7>, or titles [sid]
   --sid-embeddings cf|llm|FILE   what the RQ-VAE quantises: SASRec's item table, the mean final
                         hidden state of the item text under a pretrained --model, or a
@@ -50,6 +61,8 @@ ILRec:
   --ablation            also run w/o CPO, w/o CRR, w/o CPD, final-layer negatives (with CPD 0, and with CPD kept)
   --also-sequential     also fine-tune ILRec with --schedule sequential from the same warm-up (row `ilrec sequential`)
 Evaluation and output:
+  --exclude-history     rank only items the user has not interacted with before the target
+                        (RecBole's general-model protocol) [off: every item is ranked]
   --beams N             beam width of constrained decoding [20]
   --seed S              seed of everything [0]
   --threads N           evaluation threads [2]
@@ -57,7 +70,8 @@ Evaluation and output:
   --checkpoint-every N  save a resumable checkpoint every N steps [50]
   --resume              continue a killed run in --out from its last checkpoint
   --help                this text
-";
+"
+);
 
 /// The command line as a [`PipelineConfig`]; every value checked before any work.
 pub fn parse(args: Vec<String>) -> Result<PipelineConfig> {
@@ -67,8 +81,9 @@ pub fn parse(args: Vec<String>) -> Result<PipelineConfig> {
         let flag = flag.as_str();
         match flag {
             "--data" => c.data = PathBuf::from(f.value(flag)?),
-            "--kcore" => c.kcore = f.num(flag)?,
+            _ if parse_data_flag(&mut c.load, &mut f, flag)? => {}
             "--model" => c.model = f.value(flag)?,
+            "--lora" => c.lora = Some(LoraConfig::parse(&f.value(flag)?)?),
             "--item-repr" => c.item_repr = ItemRepr::parse(&f.value(flag)?)?,
             "--sid-embeddings" => c.sid_embeddings = SidSource::parse(&f.value(flag)?),
             "--sids" => c.sids = Some(PathBuf::from(f.value(flag)?)),
@@ -107,6 +122,7 @@ fn parse_ilrec_or_output(c: &mut PipelineConfig, f: &mut Flags, flag: &str) -> R
         "--schedule" => c.schedule = Schedule::parse(&f.value(flag)?)?,
         "--ablation" => c.ablation = true,
         "--also-sequential" => c.also_sequential = true,
+        "--exclude-history" => c.protocol = Protocol::ExcludeHistory,
         "--beams" => c.beams = f.num(flag)?,
         "--seed" => c.seed = f.num(flag)?,
         "--threads" => c.threads = f.num(flag)?,
@@ -125,8 +141,18 @@ mod tests {
     /// A value each flag of HELP accepts (switches take none).
     fn sample_value(flag: &str) -> Option<&'static str> {
         match flag {
-            "--ablation" | "--also-sequential" | "--resume" | "--help" => None,
+            "--ablation"
+            | "--also-sequential"
+            | "--resume"
+            | "--help"
+            | "--allow-missing-text"
+            | "--exclude-history" => None,
+            "--user-inter-num-interval" | "--item-inter-num-interval" => Some("[2,inf)"),
+            "--rm-dup-inter" => Some("last"),
+            "--user-field" | "--item-field" | "--time-field" | "--rating-field" => Some("x"),
+            "--item-text-fields" => Some("title,genres"),
             "--model" => Some("tiny"),
+            "--lora" => Some("r=4,targets=q,v"),
             "--item-repr" => Some("title"),
             "--sid-embeddings" => Some("cf"),
             "--sids" => Some("sids.json"),
@@ -173,12 +199,18 @@ mod tests {
 
     #[test]
     fn flags_set_their_fields() {
-        let args = "--sasrec-epochs 7 --sasrec-patience 2 --tau-r 0.5 --negatives-scope vocab --ensemble sum --clip-norm 0.5 --weight-decay 0 --warmup 0.1";
+        let args = "--sasrec-epochs 7 --sasrec-patience 2 --tau-r 0.5 --negatives-scope vocab --ensemble sum --clip-norm 0.5 --weight-decay 0 --warmup 0.1 --exclude-history --kcore 3 --min-rating 4";
         let c = parse(args.split(' ').map(String::from).collect()).unwrap();
+        assert_eq!(c.protocol, Protocol::ExcludeHistory);
+        assert_eq!((c.load.kcore, c.load.min_rating), (3, Some(4.0)));
         assert_eq!((c.sasrec_epochs, c.sasrec_patience), (7, 2));
         assert_eq!((c.tau_r, c.clip_norm, c.weight_decay), (0.5, 0.5, 0.0));
         assert_eq!(c.warmup_fraction, 0.1);
         assert_eq!(c.negatives_scope, NegativesScope::Vocab);
         assert_eq!(c.ensemble, Ensemble::Sum);
+        assert!(c.lora.is_none(), "full fine-tuning unless --lora is given");
+        let lora = parse(vec!["--lora".into(), "r=8,alpha=16,targets=q,v".into()]).unwrap();
+        let lora = lora.lora.unwrap();
+        assert_eq!((lora.r, lora.alpha, lora.targets.len()), (8, 16.0, 2));
     }
 }

@@ -2,7 +2,8 @@
 //! story and is the one call `train` and `study` make; each stage lives here so other front
 //! ends and tests can call it):
 //!
-//! 1. [`data`]      load, split, render items ([`config::ItemRepr`]), vocabulary, trie, examples
+//! 1. [`data`]      load ([`data_flags`]), split, render items ([`config::ItemRepr`]), vocabulary,
+//!    trie, examples, the evaluation protocol's exclusions
 //! 2. [`model`]     resolve `--model` (preset, HF folder, GGUF), tokenizer, build the model
 //! 3. [`cf`]        train SASRec, the CF reward model
 //! 4. [`stage`]     train one stage, resumably (warm-up, then each [`variants`] method)
@@ -20,6 +21,7 @@
 pub mod cf;
 pub mod config;
 pub mod data;
+pub mod data_flags;
 pub mod evaluate;
 pub mod flags;
 pub mod model;

@@ -1,15 +1,21 @@
 //! Stage "build the model": a preset trained from scratch (embedded Llama configs in
 //! `data/presets/`), an HF checkpoint folder or a GGUF file. The config is resolved first (so bad
 //! input fails before any long work); the weights are loaded by `model::load`, the one loader.
+//! With `--lora` the loaded model is frozen and LoRA adapters attached (`crate::lora`); the SID
+//! tokens' rows of the embedding (and untied head) train with them. Trained models are saved
+//! as full HF checkpoints, or as PEFT adapter folders under LoRA.
 
+use super::config::PipelineConfig;
 use crate::autograd::ParamId;
 use crate::ilrec::LensLayers;
+use crate::lora::{attach, save_adapter, LoraConfig, TrainableTokens};
 use crate::model::config::LlamaConfig;
 use crate::model::gguf::GgufFile;
 use crate::model::gguf_hf::{hf_config, hf_tokenizer_json};
 use crate::model::llama::Llama;
-use crate::model::load::load_model;
+use crate::model::load::load_model_as;
 use crate::rec::vocab_map::VocabMap;
+use crate::tensor::DType;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde_json::Value;
@@ -33,11 +39,13 @@ pub struct ModelPlan {
     pub config: LlamaConfig,
 }
 
-/// The built model and the parameters the optimizer updates. Every parameter trains today; an
-/// adapter method (LoRA) attaches its adapters here, freezes the base and returns only them.
+/// The built model and the parameters the optimizer updates: every parameter under full
+/// fine-tuning; under LoRA only the adapters and token rows (the base is frozen), and `lora` is
+/// the adapter's config as attached (what its adapter_config.json records).
 pub struct BuiltModel {
     pub model: Llama,
     pub trainable: Vec<ParamId>,
+    pub lora: Option<LoraConfig>,
 }
 
 /// The embedded preset configs.
@@ -137,17 +145,57 @@ pub fn trained_config(plan: &ModelPlan, vocab: &VocabMap, model_eos: u32) -> Lla
     cfg
 }
 
-/// Builds the model: random init (seeded) for a preset, `model::load` for the others.
+/// Fails before any work when `--lora` cannot run with this model: LoRA adapts a pretrained
+/// model (not a preset trained from scratch), and r must fit every adapted matrix.
+pub fn check_lora(cfg: &PipelineConfig, plan: &ModelPlan) -> Result<()> {
+    let Some(lora) = &cfg.lora else {
+        return Ok(());
+    };
+    if let ModelSource::Preset(name) = &plan.source {
+        return Err(Error::config(
+            format!("--lora with --model {name}: a preset is trained from scratch, there is no pretrained base to adapt"),
+            "pass --model PATH (an HF folder or .gguf), or drop --lora",
+        ));
+    }
+    lora.check_against(&plan.config)
+        .map_err(crate::lora::config::Invalid::in_flag)
+}
+
+/// The run's adapter: `--lora`'s settings plus the rows of the item tokens (SIDs, added to the
+/// vocabulary, so they have no pretrained rows to freeze) in the embedding and an untied head.
+pub fn run_adapter(lora: &LoraConfig, item_tokens: Option<&[u32]>, tied: bool) -> LoraConfig {
+    let ids: Vec<usize> = item_tokens
+        .unwrap_or_default()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let head = if tied { Vec::new() } else { ids.clone() };
+    LoraConfig {
+        tokens: TrainableTokens { embed: ids, head },
+        ..lora.clone()
+    }
+}
+
+/// Builds the model: random init (seeded) for a preset, `model::load` for the others; with
+/// `lora`, the base frozen and the adapter attached (initialised from `seed`).
 pub fn build_model(
     plan: &ModelPlan,
     vocab: &VocabMap,
     model_eos: u32,
     seed: u64,
+    lora: Option<&LoraConfig>,
 ) -> Result<BuiltModel> {
     let model = match &plan.source {
         ModelSource::Preset(_) => Llama::from_config(trained_config(plan, vocab, model_eos), seed)?,
         ModelSource::HfDir(path) | ModelSource::Gguf(path) => {
-            let mut model = load_model(path)?.0;
+            // A base LoRA freezes keeps its checkpoint's precision (bf16 stays bf16: half the
+            // memory; ops convert one matrix at a time); full fine-tuning trains in f32.
+            let dtype = if lora.is_some() {
+                None
+            } else {
+                Some(DType::F32)
+            };
+            let mut model = load_model_as(path, dtype)?.0;
             if vocab.len() > model.config.vocab_size {
                 // Added tokens (SIDs): new embedding / head rows = mean of the old ones plus
                 // small seeded noise (ILREC.md section 4).
@@ -156,10 +204,44 @@ pub fn build_model(
             model
         }
     };
+    let mut model = model;
+    if let Some(lora) = lora {
+        attach(&mut model, lora, crate::rng::Rng::stream_seed(seed, 1))?;
+    }
     let trainable = model
         .params
         .ids()
         .filter(|&id| model.params.is_trainable(id))
         .collect();
-    Ok(BuiltModel { model, trainable })
+    Ok(BuiltModel {
+        model,
+        trainable,
+        lora: lora.cloned(),
+    })
+}
+
+/// The run's model from the prepared data: [`build_model`] with `--lora`'s adapter, the item
+/// tokens' rows included ([`run_adapter`]).
+pub fn build_run_model(
+    cfg: &PipelineConfig,
+    plan: &ModelPlan,
+    d: &super::data::PreparedData,
+) -> Result<BuiltModel> {
+    let tied = plan.config.tie_word_embeddings;
+    let lora = (cfg.lora.as_ref()).map(|l| run_adapter(l, d.item_vocab.as_deref(), tied));
+    build_model(plan, &d.vocab, d.model_eos, cfg.seed, lora.as_ref())
+}
+
+/// Saves a trained model to `dir`: a full HF checkpoint, or under LoRA the PEFT adapter folder
+/// `dir/adapter/` (the frozen base is `base`, recorded as `base_model_name_or_path`).
+pub fn save_trained(
+    dir: &Path,
+    model: &Llama,
+    lora: Option<&LoraConfig>,
+    base: &str,
+) -> Result<()> {
+    match lora {
+        Some(lora) => save_adapter(model, lora, &dir.join("adapter"), Some(base)),
+        None => model.save(dir),
+    }
 }

@@ -29,7 +29,7 @@ use crate::ilrec::trainer::TrainExample;
 use crate::model::llama::Llama;
 use crate::rec::item_lookup::ItemLookup;
 use crate::rec::vocab_map::VocabMap;
-use crate::rec::{Dataset, ItemTrie, Sample, Split};
+use crate::rec::{Dataset, Exclusions, ItemTrie, Protocol, Sample, Split};
 use crate::report::Progress;
 use crate::sid::{codes_per_level, read_sids, SidVocab};
 use crate::tokenizer::Tokenizer;
@@ -212,10 +212,7 @@ impl Recommender {
     /// (`valid_users`) or the run's test users (all, or its `test_users` subset).
     pub fn examples(&self, split: EvalSplit) -> Result<Vec<TrainExample>> {
         let cfg = &self.run.config;
-        let samples = match split {
-            EvalSplit::Valid => valid_subset(cfg, &self.split),
-            EvalSplit::Test => self.split.test.clone(),
-        };
+        let samples = self.samples(split);
         examples_with(
             &self.vocab,
             &self.tokenizer,
@@ -223,6 +220,21 @@ impl Recommender {
             &samples,
             cfg.max_history,
         )
+    }
+
+    /// The samples `train` evaluated on `split` (the seeded validation subset, or every test
+    /// sample).
+    fn samples(&self, split: EvalSplit) -> Vec<Sample> {
+        match split {
+            EvalSplit::Valid => valid_subset(&self.run.config, &self.split),
+            EvalSplit::Test => self.split.test.clone(),
+        }
+    }
+
+    /// What each sample of `split` leaves out of its ranking under `protocol` (in the order of
+    /// [`Recommender::examples`]).
+    pub fn exclusions(&self, split: EvalSplit, protocol: Protocol) -> Result<Exclusions> {
+        Exclusions::build(protocol, &self.dataset, &self.samples(split))
     }
 
     /// The lens view of `item` after `history` (see `ilrec::explain`), with the run's lens

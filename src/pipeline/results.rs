@@ -6,7 +6,7 @@ use super::data::PreparedData;
 use super::model::{trained_config, ModelPlan};
 use super::variants::lens_layers;
 use crate::ilrec::trainer::StepConfig;
-use crate::rec::MetricsMean;
+use crate::rec::{MetricsMean, Protocol};
 use crate::report::{line_plot, ResultRow, ResultsTable, RunLog, Series};
 use crate::{Error, Result};
 use serde_json::{json, Value};
@@ -162,10 +162,11 @@ pub fn verdict(table: &ResultsTable) -> String {
     )
 }
 
-/// Writes `results.json` and returns the one-line summary `{"dataset", "seconds", "rows"}`.
+/// Writes `results.json` and returns the one-line summary `{"dataset", "protocol", "seconds",
+/// "rows"}` (`protocol`: which items the rankings competed over, `rec::Protocol::name`).
 pub fn write_results(
     run_dir: &Path,
-    dataset: &str,
+    (dataset, protocol): (&str, Protocol),
     seconds: f64,
     table: &ResultsTable,
     timings: &[(String, f64)],
@@ -174,10 +175,14 @@ pub fn write_results(
         .iter()
         .map(|(n, s)| json!({"stage": n, "seconds": s}))
         .collect();
+    let protocol = protocol.name();
     let results = json!({
-        "dataset": dataset, "seconds": seconds, "rows": table.rows_json(), "verdict": verdict(table),
-        "stage_seconds": stage_seconds, "run_dir": run_dir.display().to_string(),
+        "dataset": dataset, "protocol": protocol, "seconds": seconds, "rows": table.rows_json(),
+        "verdict": verdict(table), "stage_seconds": stage_seconds,
+        "run_dir": run_dir.display().to_string(),
     });
     write_json(&run_dir.join("results.json"), &results)?;
-    Ok(json!({"dataset": dataset, "seconds": seconds, "rows": table.rows_json()}))
+    Ok(
+        json!({"dataset": dataset, "protocol": protocol, "seconds": seconds, "rows": table.rows_json()}),
+    )
 }

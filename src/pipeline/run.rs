@@ -5,7 +5,8 @@
 //! 2. train SASRec (the CF reward model, and a results row); in SID mode its item table is
 //!    quantised into semantic IDs (RQ-VAE); render items (SID or title tokens, then EOS), build
 //!    the vocabulary, the item trie and the prompts
-//! 3. SFT warm-up of the LLM on the seqrec prompts
+//! 3. SFT warm-up of the LLM on the seqrec prompts (with `--lora`: LoRA adapters on the frozen
+//!    pretrained model, the SID token rows training with them; adapters saved per stage)
 //! 4. from that checkpoint: the SFT baseline continued, ILRec, and the variants of
 //!    [`variants`] (plus any [`RunOptions::extra_ilrec`]), all on the same batches
 //! 5. evaluate each model with trie-constrained beam search on test (train's table) and, when
@@ -19,7 +20,7 @@ use super::config::{ItemRepr, PipelineConfig};
 use super::data::{self, PreparedData};
 use super::evaluate::Evaluator;
 use super::model::{self, ModelPlan};
-use super::ranks::{popularity_ranks, sasrec_ranks, Protocol, Ranks};
+use super::ranks::{popularity_ranks, sasrec_ranks, Ranks};
 use super::results::{self, result_row, StageClock};
 use super::stage::{file_name, last_valid, run_resumable, stage_config, steps_for};
 use super::stage::{Journal, StageInputs};
@@ -27,9 +28,10 @@ use super::{cf, sids, variants};
 use crate::cf::SasRec;
 use crate::eval::evaluate::EvalOutcome;
 use crate::ilrec::schedule::Schedule;
-use crate::ilrec::trainer::StepConfig;
+use crate::ilrec::trainer::{StepConfig, TrainExample};
+use crate::lora::LoraConfig;
 use crate::model::llama::Llama;
-use crate::rec::{Dataset, Popularity, Sample, Split};
+use crate::rec::{Dataset, Exclusions, Popularity, Protocol, Sample, Split};
 use crate::report::ResultsTable;
 use crate::tokenizer::Tokenizer;
 use crate::Result;
@@ -79,7 +81,7 @@ pub struct MethodRanks {
 pub struct RunOutput {
     pub run_dir: PathBuf,
     pub dataset: String,
-    /// `train`'s table: test metrics of every method, rank-all protocol (empty without test).
+    /// `train`'s table: test metrics of every method under `cfg.protocol` (empty without test).
     pub table: ResultsTable,
     /// Each fine-tuned method's last validation NDCG@10 in the log, in training order.
     pub valid_ndcg10: Vec<(String, f64)>,
@@ -103,6 +105,7 @@ pub fn run(cfg: &PipelineConfig, opts: &RunOptions) -> Result<RunOutput> {
     let mut clock = StageClock::start();
     // Everything that can be wrong with the inputs is checked before the long stages.
     let plan = model::plan_model(&cfg.model, &cfg.lens_layers)?;
+    model::check_lora(cfg, &plan)?;
     sids::check(cfg, &plan)?;
     for (_, extra) in &opts.extra_ilrec {
         extra.lens_layers.resolve(plan.config.num_hidden_layers)?;
@@ -115,13 +118,13 @@ pub fn run(cfg: &PipelineConfig, opts: &RunOptions) -> Result<RunOutput> {
     clock.lap("data");
 
     // Popularity, the floor every model must beat; 2. SASRec, the CF reward model.
-    let mut table = ResultsTable::default();
+    let mut table = ResultsTable::with_caption(cfg.protocol.describe());
     let sasrec = match opts.test {
         true => cf::baselines(cfg, (&dataset, &split), &run_dir, &mut table)?,
         false => cf::train_cf(&dataset, &split, cfg, &run_dir)?,
     };
     clock.lap("sasrec");
-    let d = items_and_prompts(cfg, &plan, tokenizer, (dataset, split), &sasrec, &run_dir)?;
+    let d = items_as_tokens(cfg, &plan, (dataset, split), &sasrec, tokenizer, &run_dir)?;
     clock.lap("items and prompts");
 
     // 3. and 4. The warm-up, then every method from it.
@@ -130,7 +133,6 @@ pub fn run(cfg: &PipelineConfig, opts: &RunOptions) -> Result<RunOutput> {
         trie: &d.trie,
         beams: cfg.beams,
         threads: cfg.threads,
-        exclude_history: false,
     };
     let llm = Llm {
         plan: &plan,
@@ -153,7 +155,7 @@ pub fn run(cfg: &PipelineConfig, opts: &RunOptions) -> Result<RunOutput> {
     let summary = match opts.test {
         true => Some(results::write_results(
             &run_dir,
-            &d.dataset.name,
+            (&d.dataset.name, cfg.protocol),
             started.elapsed().as_secs_f64(),
             &table,
             &clock.laps,
@@ -186,26 +188,21 @@ struct Llm<'a> {
     evaluator: &'a Evaluator<'a>,
 }
 
-/// Items as tokens: semantic IDs from SASRec's item table (or titles); then the vocabulary,
-/// the item trie and the training examples; `config.json` records them.
-fn items_and_prompts(
+/// Stage "items and prompts": in SID mode the semantic IDs (added to `tokenizer`), then every
+/// item's text, the vocabulary, the trie and the examples; records the run's config.json.
+fn items_as_tokens(
     cfg: &PipelineConfig,
     plan: &ModelPlan,
-    mut tokenizer: Tokenizer,
-    loaded: (Dataset, Split),
+    (dataset, split): (Dataset, Split),
     sasrec: &SasRec,
+    mut tokenizer: Tokenizer,
     run_dir: &Path,
 ) -> Result<PreparedData> {
-    let (dataset, split) = loaded;
     let sids = match cfg.item_repr {
-        ItemRepr::Sid => Some(sids::item_sids(
-            cfg,
-            plan,
-            &dataset,
-            sasrec,
-            &mut tokenizer,
-            run_dir,
-        )?),
+        ItemRepr::Sid => {
+            let sasrec_sids = sids::item_sids(cfg, plan, &dataset, sasrec, &mut tokenizer, run_dir);
+            Some(sasrec_sids?)
+        }
         ItemRepr::Title => None,
     };
     let texts = data::item_texts(cfg.item_repr, &dataset, sids.as_deref())?;
@@ -251,10 +248,13 @@ fn fine_tune_all(
     clock: &mut StageClock,
 ) -> Result<(Vec<(String, StepConfig)>, Finetuned)> {
     let d = llm.d;
-    let built = model::build_model(llm.plan, &d.vocab, d.model_eos, cfg.seed)?;
+    // With --lora: adapters on the frozen checkpoint, the SID token rows training with them.
+    let built = model::build_run_model(cfg, llm.plan, d)?;
+    let lora = built.lora.clone();
     let inputs = StageInputs {
         examples: &d.train,
         valid: &d.valid,
+        valid_excluded: &d.valid_excluded,
         trie: &d.trie,
         cf: Some(llm.sasrec),
         evaluator: llm.evaluator,
@@ -269,6 +269,10 @@ fn fine_tune_all(
         cfg.seed + 1,
     );
     let warm = run_resumable(built.model, &warmup, &inputs, journal)?;
+    let checkpoints = run_dir.join("checkpoints");
+    if lora.is_some() {
+        save(&checkpoints.join("warmup"), &warm, cfg, &lora)?; // an adapter is small: keep it too
+    }
     clock.lap("sft warm-up");
 
     let top = warm.config.num_hidden_layers;
@@ -278,7 +282,7 @@ fn fine_tune_all(
         let steps = steps_for(cfg.finetune_epochs, d.train.len(), cfg.batch);
         let stage = stage_config(cfg, &name, steps, step.clone(), schedule, cfg.seed + 2);
         let trained = run_resumable(warm.clone(), &stage, &inputs, journal)?;
-        trained.save(run_dir.join("checkpoints").join(file_name(&name)))?;
+        save(&checkpoints.join(file_name(&name)), &trained, cfg, &lora)?;
         clock.lap(&format!("{name} fine-tune"));
         methods.push((name.clone(), step));
         finetuned.push((name, trained));
@@ -286,8 +290,13 @@ fn fine_tune_all(
     Ok((methods, finetuned))
 }
 
-/// Stage 5, `train`'s test evaluation: one table row per fine-tuned model (all items ranked,
-/// the last logged validation NDCG@10 beside it). Returns each model's per-user test ranks.
+/// A trained model's checkpoint: the full model, or under `--lora` its adapter.
+fn save(dir: &Path, m: &Llama, cfg: &PipelineConfig, lora: &Option<LoraConfig>) -> Result<()> {
+    model::save_trained(dir, m, lora.as_ref(), &cfg.model)
+}
+
+/// Stage 5, `train`'s test evaluation: one table row per fine-tuned model (ranked under
+/// `cfg.protocol`, the last logged validation NDCG@10 beside it). Returns each model's per-user test ranks.
 fn test_table(
     llm: &Llm,
     finetuned: &Finetuned,
@@ -297,9 +306,8 @@ fn test_table(
 ) -> Result<Vec<Ranks>> {
     let mut ranks = Vec::new();
     for (name, trained) in finetuned {
-        let outcome = llm
-            .evaluator
-            .run(trained, &llm.d.test, &format!("test {name}"))?;
+        let label = format!("test {name}");
+        let outcome = (llm.evaluator).run(trained, &llm.d.test, &llm.d.test_excluded, &label)?;
         let valid = last_valid(&journal.log, name);
         let test = outcome.metrics.mean();
         table.push(result_row(name, test, outcome.invalid_rate(), Some(valid)));
@@ -317,30 +325,32 @@ fn ranks_of(outcome: EvalOutcome) -> Ranks {
 }
 
 /// Every method's per-user ranks under each protocol of `opts`: on the validation subset and,
-/// with `opts.test`, on the test users. `test_all_items` = the fine-tuned models' test ranks
-/// [`test_table`] computed already (all items ranked), reused rather than searched again.
+/// with `opts.test`, on the test users. `test_table_ranks` = the fine-tuned models' test ranks
+/// [`test_table`] computed already (under the run's protocol), reused rather than searched
+/// again.
 fn per_user_ranks(
     opts: &RunOptions,
     llm: &Llm,
     finetuned: &Finetuned,
-    test_all_items: Vec<Ranks>,
+    test_table_ranks: Vec<Ranks>,
     clock: &mut StageClock,
 ) -> Result<Vec<MethodRanks>> {
     let d = llm.d;
     let mut out = Vec::new();
     for &protocol in &opts.protocols {
-        out.extend(baseline_ranks(opts.test, llm, protocol)?);
-        let evaluator = Evaluator {
-            exclude_history: protocol == Protocol::ExcludeHistory,
-            ..*llm.evaluator
-        };
+        let excluded = ProtocolExclusions::build(protocol, d, opts.test)?;
+        out.extend(baseline_ranks(llm, &excluded)?);
+        let table_protocol = protocol == d.test_excluded.protocol;
         for (i, (name, model)) in finetuned.iter().enumerate() {
             let label = |split: &str| format!("{split} {name} ({})", protocol.name());
-            let valid = ranks_of(evaluator.run(model, &d.valid, &label("valid"))?);
-            let test = match (opts.test, protocol, test_all_items.get(i)) {
-                (false, _, _) => None,
-                (true, Protocol::AllItems, Some(known)) => Some(known.clone()),
-                (true, _, _) => Some(ranks_of(evaluator.run(model, &d.test, &label("test"))?)),
+            let run = |examples: &[TrainExample], excluded: &Exclusions, split: &str| {
+                llm.evaluator.run(model, examples, excluded, split)
+            };
+            let valid = ranks_of(run(&d.valid, &excluded.valid, &label("valid"))?);
+            let test = match (&excluded.test, test_table_ranks.get(i)) {
+                (None, _) => None,
+                (Some(_), Some(known)) if table_protocol => Some(known.clone()),
+                (Some(test), _) => Some(ranks_of(run(&d.test, test, &label("test"))?)),
             };
             out.push(MethodRanks {
                 method: name.clone(),
@@ -354,24 +364,51 @@ fn per_user_ranks(
     Ok(out)
 }
 
-/// Popularity's and SASRec's per-user ranks under `protocol` (test ones only with `test`).
-fn baseline_ranks(test: bool, llm: &Llm, protocol: Protocol) -> Result<[MethodRanks; 2]> {
+/// What one protocol leaves out of each validation-subset ranking and (with test) each test
+/// ranking: the prepared data's own exclusions when the protocol is the run's.
+struct ProtocolExclusions {
+    protocol: Protocol,
+    valid: Exclusions,
+    test: Option<Exclusions>,
+}
+
+impl ProtocolExclusions {
+    fn build(protocol: Protocol, d: &PreparedData, test: bool) -> Result<ProtocolExclusions> {
+        let of = |known: &Exclusions, samples: &[Sample]| match known.protocol == protocol {
+            true => Ok(known.clone()),
+            false => Exclusions::build(protocol, &d.dataset, samples),
+        };
+        Ok(ProtocolExclusions {
+            protocol,
+            valid: of(&d.valid_excluded, &d.valid_subset)?,
+            test: match test {
+                true => Some(of(&d.test_excluded, &d.split.test)?),
+                false => None,
+            },
+        })
+    }
+}
+
+/// Popularity's and SASRec's per-user ranks under one protocol's exclusions (test ones only
+/// when `excluded` has them).
+fn baseline_ranks(llm: &Llm, excluded: &ProtocolExclusions) -> Result<[MethodRanks; 2]> {
     let d = llm.d;
     let popularity = Popularity::from_dataset(&d.dataset);
-    let pop = |samples: &[Sample]| popularity_ranks(&popularity, samples, protocol);
-    let cf = |samples: &[Sample]| sasrec_ranks(llm.sasrec, samples, protocol);
+    let pop = |samples: &[Sample], ex| popularity_ranks(&popularity, samples, ex);
+    let cf = |samples: &[Sample], ex| sasrec_ranks(llm.sasrec, samples, ex);
+    let test = excluded.test.as_ref();
     Ok([
         MethodRanks {
             method: "popularity".into(),
-            protocol,
-            valid: pop(&d.valid_subset),
-            test: test.then(|| pop(&d.split.test)),
+            protocol: excluded.protocol,
+            valid: pop(&d.valid_subset, &excluded.valid)?,
+            test: test.map(|ex| pop(&d.split.test, ex)).transpose()?,
         },
         MethodRanks {
             method: "sasrec".into(),
-            protocol,
-            valid: cf(&d.valid_subset)?,
-            test: test.then(|| cf(&d.split.test)).transpose()?,
+            protocol: excluded.protocol,
+            valid: cf(&d.valid_subset, &excluded.valid)?,
+            test: test.map(|ex| cf(&d.split.test, ex)).transpose()?,
         },
     ])
 }

@@ -10,7 +10,7 @@ use crate::ilrec::trainer::{
     run_stage, StageCheckpoint, StageConfig, StageState, StepConfig, TrainExample,
 };
 use crate::model::llama::Llama;
-use crate::rec::ItemTrie;
+use crate::rec::{Exclusions, ItemTrie};
 use crate::report::{Progress, RunLog};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -48,6 +48,8 @@ impl Journal {
 pub struct StageInputs<'a> {
     pub examples: &'a [TrainExample],
     pub valid: &'a [TrainExample],
+    /// What each validation ranking leaves out (the run's protocol).
+    pub valid_excluded: &'a Exclusions,
     pub trie: &'a ItemTrie,
     pub cf: Option<&'a SasRec>,
     pub evaluator: &'a Evaluator<'a>,
@@ -100,7 +102,7 @@ pub fn run_resumable(
     let ckpt = StageCheckpoint::new(journal.ckpt_root.join(file_name(&cfg.name)));
     let mut state = StageState::start(model, cfg);
     if journal.resume {
-        match ckpt.load(cfg)? {
+        match ckpt.load(cfg, &state.model)? {
             Some((saved, log_lines, true)) => {
                 eprintln!("{}: finished before the restart, loaded", cfg.name);
                 journal.stage_boundary = log_lines;
@@ -117,9 +119,12 @@ pub fn run_resumable(
     }
     let mut progress = Progress::new(&cfg.name, cfg.steps);
     let mut validate = |m: &Llama| -> Result<f64> {
-        let outcome = inputs
-            .evaluator
-            .run(m, inputs.valid, &format!("  valid {}", cfg.name))?;
+        let outcome = inputs.evaluator.run(
+            m,
+            inputs.valid,
+            inputs.valid_excluded,
+            &format!("  valid {}", cfg.name),
+        )?;
         Ok(outcome.metrics.mean().ndcg_at(10).unwrap_or(0.0))
     };
     run_stage(

@@ -24,6 +24,7 @@ pub fn ilrec_step(cfg: &PipelineConfig, top: usize, item_vocab: Option<Vec<u32>>
         ensemble: cfg.ensemble,
         scope: cfg.negatives_scope,
         item_vocab,
+        dropout_seed: None, // set per step by the trainer
     }
 }
 

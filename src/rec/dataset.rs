@@ -1,19 +1,24 @@
 //! Recommendation data sets: the in-memory types, format detection, and the assembly of a
-//! loaded folder into a [`Dataset`] (dedup, k-core, chronological order, dense ids).
+//! loaded folder into a [`Dataset`] (dedup, rating threshold, k-core / interaction-count
+//! filter, chronological order, dense ids).
 //!
 //! Two on-disk formats are read (see `movielens.rs` and `recbole.rs`):
-//! - MovieLens CSV: `ratings.csv` (userId, movieId, timestamp; `rating` is ignored, so every
-//!   rating of any value is one interaction) and `movies.csv` (movieId, title, genres).
-//! - RecBole atomic files: `NAME.inter` (user_id, item_id, timestamp) and `NAME.item`
-//!   (item_id, title; brand, categories, description when present), tab-separated with typed
-//!   headers (`title:token_seq`), any column order, extra columns ignored.
+//! - MovieLens CSV: `ratings.csv` (userId, movieId, timestamp; `rating` is ignored unless
+//!   `min_rating` is set, so by default every rating of any value is one interaction) and
+//!   `movies.csv` (movieId, title, genres).
+//! - RecBole atomic files: `NAME.inter`, `NAME.item` and optionally `NAME.user`, tab-separated
+//!   with typed headers, fields mapped by [`FieldNames`] (RecBole's names and defaults).
 //!
 //! Dense ids are stable: users are numbered in order of first appearance in the interaction
-//! file, items in the order of the item file (`movies.csv`, `NAME.item`), both after filtering.
-//! Items that nobody interacted with (after filtering) get no id.
+//! file, items in the order of the item file (`movies.csv`, `NAME.item`; then, with
+//! `allow_missing_text`, items that only the interaction file names, in order of appearance),
+//! both after filtering. Items that nobody interacted with (after filtering) get no id.
 
+use super::atomic::FieldNames;
+use super::interval::Intervals;
 use super::loader::{Interaction, Item, RawData};
-use super::preprocess::{chronological_dedup, kcore_filter};
+use super::preprocess::{chronological_dedup, inter_num_filter, rating_filter, KeepDuplicate};
+use super::recbole::AtomicFiles;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,20 +30,52 @@ pub enum Format {
     RecBole,
 }
 
-/// Loading options. `kcore = 0` turns the k-core filter off (the Amazon folders were filtered
-/// upstream and must be loaded that way).
+/// Loading options; the defaults are the LC-Rec protocol this crate has always used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadOptions {
+    /// k-core on users and items: `[k,inf)` on both sides of the interaction-count filter.
+    /// `0` turns it off (the Amazon folders were filtered upstream and must be loaded that way).
     pub kcore: usize,
+    /// RecBole's `user_inter_num_interval`: replaces the user side of `kcore` when set.
+    pub user_inter_num: Option<Intervals>,
+    /// RecBole's `item_inter_num_interval`: replaces the item side of `kcore` when set.
+    pub item_inter_num: Option<Intervals>,
+    /// Which row of a repeated (user, item) pair is kept (RecBole's `rm_dup_inter`) [first].
+    pub keep_duplicate: KeepDuplicate,
+    /// Keep only interactions rated at least this (implicit feedback); None: ratings ignored.
+    pub min_rating: Option<f64>,
+    /// Item text is capped at this many characters.
     pub max_text_chars: usize,
+    /// RecBole atomic files: which column is what (RecBole's names and defaults).
+    pub fields: FieldNames,
+    /// An item without text is titled by its raw id (counted) instead of being an error.
+    pub allow_missing_text: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             kcore: 5,
+            user_inter_num: None,
+            item_inter_num: None,
+            keep_duplicate: KeepDuplicate::First,
+            min_rating: None,
             max_text_chars: 512,
+            fields: FieldNames::default(),
+            allow_missing_text: false,
         }
+    }
+}
+
+impl LoadOptions {
+    /// The (user, item) intervals of the interaction-count filter: each side's interval option,
+    /// or `[kcore,inf)`.
+    pub fn inter_num_intervals(&self) -> (Intervals, Intervals) {
+        let kcore = Intervals::at_least(self.kcore);
+        (
+            self.user_inter_num.clone().unwrap_or_else(|| kcore.clone()),
+            self.item_inter_num.clone().unwrap_or(kcore),
+        )
     }
 }
 
@@ -56,10 +93,21 @@ pub struct Dataset {
     pub users: Vec<String>,
     /// `sequences[user]` = that user's dense item ids, oldest first (timestamp, ties by line).
     pub sequences: Vec<Vec<u32>>,
-    /// Rows dropped because the (user, item) pair was seen before.
+    /// Interaction rows read from the file.
+    pub rows_read: usize,
+    /// Users and items read (users of the interaction file; items of the item file, plus those
+    /// added by `allow_missing_text`), before filtering: those left without interactions are
+    /// dropped.
+    pub users_read: usize,
+    pub items_read: usize,
+    /// Rows dropped because the (user, item) pair was seen before (or after, with `last`).
     pub removed_duplicates: usize,
-    /// Rows dropped by the k-core filter.
+    /// Rows dropped because they were rated below `min_rating`.
+    pub removed_by_rating: usize,
+    /// Rows dropped by the k-core / interaction-count filter.
     pub removed_by_kcore: usize,
+    /// Items titled by their raw id for want of text (`allow_missing_text`), before filtering.
+    pub items_without_text: usize,
 }
 
 impl Dataset {
@@ -91,24 +139,35 @@ impl Dataset {
             .collect()
     }
 
-    /// Pre-processes raw rows: dedup (keep each user's earliest interaction with an item),
-    /// iterative k-core (`kcore = 0`: off), chronological order, dense ids.
-    pub fn from_raw(name: &str, format: Format, raw: RawData, kcore: usize) -> Result<Dataset> {
+    /// Pre-processes raw rows in RecBole's order: dedup (`keep_duplicate`), the rating
+    /// threshold, the iterative interaction-count filter (k-core), then chronological order
+    /// and dense ids.
+    pub fn from_raw(
+        name: &str,
+        format: Format,
+        raw: RawData,
+        opts: &LoadOptions,
+    ) -> Result<Dataset> {
         let rows_read = raw.interactions.len();
         let mut rows = raw.interactions;
-        let removed_duplicates = chronological_dedup(&mut rows);
-        let after_dedup = rows.len();
-        let rows = kcore_filter(rows, kcore, raw.users.len(), raw.items.len());
+        let removed_duplicates = chronological_dedup(&mut rows, opts.keep_duplicate);
+        let removed_by_rating = opts.min_rating.map_or(0, |r| rating_filter(&mut rows, r));
+        let before_kcore = rows.len();
+        let (users, items) = opts.inter_num_intervals();
+        let rows = inter_num_filter(rows, (&users, &items), raw.users.len(), raw.items.len());
         if rows.is_empty() {
             return Err(Error::format(
                 &raw.interactions_path,
                 format!(
-                    "no interactions left after filtering ({rows_read} rows read, {after_dedup} after \
-                     removing repeated pairs, 0 after the {kcore}-core filter) (hint: lower --kcore, \
-                     or 0 to turn it off)"
+                    "no interactions left after filtering ({rows_read} rows read, \
+                     {removed_duplicates} repeated pairs removed, {removed_by_rating} below the \
+                     rating threshold, {before_kcore} left for the user {users} / item {items} \
+                     interaction-count filter, 0 after it) (hint: lower --kcore, 0 turns it off, \
+                     or widen the intervals)"
                 ),
             ));
         }
+        let (users_read, items_read) = (raw.users.len(), raw.items.len());
         let (users, items, sequences) = compact_ids(&rows, raw.users, raw.items);
         Ok(Dataset {
             name: name.to_string(),
@@ -117,9 +176,35 @@ impl Dataset {
             items,
             users,
             sequences,
+            rows_read,
+            users_read,
+            items_read,
             removed_duplicates,
-            removed_by_kcore: after_dedup - rows.len(),
+            removed_by_rating,
+            removed_by_kcore: before_kcore - rows.len(),
+            items_without_text: raw.items_without_text,
         })
+    }
+
+    /// One line for people: what was read and everything that was dropped, with its reason.
+    pub fn load_summary(&self) -> String {
+        format!(
+            "{}: {} rows read; removed {} repeated user-item pairs, {} below the rating \
+             threshold, {} by the k-core / interaction-count filter; {} items without text \
+             titled by their id; left {} interactions, {} of {} users, {} of {} items (the \
+             others have no interaction left)",
+            self.name,
+            self.rows_read,
+            self.removed_duplicates,
+            self.removed_by_rating,
+            self.removed_by_kcore,
+            self.items_without_text,
+            self.num_interactions(),
+            self.num_users(),
+            self.users_read,
+            self.num_items(),
+            self.items_read,
+        )
     }
 }
 
@@ -158,28 +243,68 @@ fn keep_marked<T>(values: Vec<T>, map: &mut [u32]) -> Vec<T> {
     kept
 }
 
+/// The files of a data folder, by format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    MovieLens { ratings: PathBuf, movies: PathBuf },
+    RecBole(AtomicFiles),
+}
+
 /// Loads and pre-processes a data folder, detecting its format from the files in it.
 pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let (format, raw) = match detect_format(dir)? {
-        (Format::MovieLens, ratings, movies) => (
-            Format::MovieLens,
-            super::movielens::load(&ratings, &movies, opts.max_text_chars)?,
-        ),
-        (Format::RecBole, inter, item) => (
-            Format::RecBole,
-            super::recbole::load(&inter, &item, opts.max_text_chars)?,
-        ),
+        Source::MovieLens { ratings, movies } => {
+            check_movielens_options(dir, opts)?;
+            let raw = super::movielens::load(&ratings, &movies, opts)?;
+            (Format::MovieLens, raw)
+        }
+        Source::RecBole(files) => {
+            if files.item.is_none() && !opts.allow_missing_text {
+                let item = files.inter.with_extension("item");
+                return Err(Error::io(
+                    &item,
+                    "file is missing (it holds the item text; --allow-missing-text loads the \
+                     .inter alone, every item titled by its id)",
+                ));
+            }
+            (Format::RecBole, super::recbole::load(&files, opts)?)
+        }
     };
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Dataset::from_raw(&name, format, raw, opts.kcore)
+    Dataset::from_raw(&name, format, raw, opts)
 }
 
-/// Which format a folder holds, with its (interaction file, item file). MovieLens when
-/// `ratings.csv` is present; RecBole when exactly one `*.inter` file is.
-pub fn detect_format(dir: &Path) -> Result<(Format, PathBuf, PathBuf)> {
+/// The field options name RecBole columns; a MovieLens folder has fixed ones, so a changed field
+/// option there is an error rather than silently ignored.
+fn check_movielens_options(dir: &Path, opts: &LoadOptions) -> Result<()> {
+    let defaults = FieldNames::default();
+    let f = &opts.fields;
+    let changed = f.user != defaults.user
+        || f.item != defaults.item
+        || f.time != defaults.time
+        || f.rating != defaults.rating
+        || f.item_text.is_some();
+    if changed {
+        return Err(Error::config(
+            format!(
+                "{}: a MovieLens folder (ratings.csv: userId, movieId, rating, timestamp; \
+                 movies.csv: movieId, title, genres) has fixed columns",
+                dir.display()
+            ),
+            "--user-field, --item-field, --time-field, --rating-field and --item-text-fields \
+             apply to RecBole atomic files",
+        ));
+    }
+    Ok(())
+}
+
+/// Which format a folder holds, with its files. MovieLens when `ratings.csv` is present; RecBole
+/// when exactly one `*.inter` file is (its `.item` and `.user` are looked up beside it; the
+/// loader decides whether a missing `.item` is an error).
+pub fn detect_format(dir: &Path) -> Result<Source> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut inter_files = Vec::new();
     for entry in entries {
@@ -191,13 +316,15 @@ pub fn detect_format(dir: &Path) -> Result<(Format, PathBuf, PathBuf)> {
     inter_files.sort();
     let ratings = dir.join("ratings.csv");
     if ratings.exists() {
-        return Ok((Format::MovieLens, ratings, require(dir.join("movies.csv"))?));
+        let movies = require(dir.join("movies.csv"))?;
+        return Ok(Source::MovieLens { ratings, movies });
     }
     match inter_files.len() {
         1 => {
             let inter = inter_files.remove(0);
-            let item = require(inter.with_extension("item"))?;
-            Ok((Format::RecBole, inter, item))
+            let beside = |ext: &str| Some(inter.with_extension(ext)).filter(|p| p.is_file());
+            let (item, user) = (beside("item"), beside("user"));
+            Ok(Source::RecBole(AtomicFiles { inter, item, user }))
         }
         0 => Err(Error::io(
             dir,

@@ -219,8 +219,13 @@ mod tests {
                 .collect(),
             users: Vec::new(),
             sequences: Vec::new(),
+            rows_read: 0,
+            users_read: 0,
+            items_read: titles.len(),
             removed_duplicates: 0,
+            removed_by_rating: 0,
             removed_by_kcore: 0,
+            items_without_text: 0,
         }
     }
 

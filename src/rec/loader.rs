@@ -18,13 +18,15 @@ pub struct Item {
 
 /// One interaction row as read: `user` indexes [`RawData::users`], `item` indexes
 /// [`RawData::items`], `line` is the 1-based line in the interaction file (the tie-breaker for
-/// equal timestamps, and what error messages point at).
+/// equal timestamps, and what error messages point at). `rating` is read only when a rating
+/// threshold is set (`LoadOptions::min_rating`); otherwise the rating column is ignored.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interaction {
     pub user: u32,
     pub item: u32,
     pub timestamp: f64,
     pub line: usize,
+    pub rating: Option<f64>,
 }
 
 /// A folder as read from disk, before any pre-processing.
@@ -37,6 +39,9 @@ pub struct RawData {
     /// All items of the item file, in file order.
     pub items: Vec<Item>,
     pub interactions: Vec<Interaction>,
+    /// Items written as their raw id because they had no text (`--allow-missing-text`): a blank
+    /// title, or no row in the item file.
+    pub items_without_text: usize,
 }
 
 /// Reads a whole text file, naming it in the error.
@@ -69,27 +74,40 @@ pub(crate) fn field<'a>(
         Error::format(
             path,
             format!(
-                "line {line}, column '{name}': missing (the row has {} fields)",
+                "line {line}, column {} '{name}': missing (the row has {} fields)",
+                col + 1,
                 fields.len()
             ),
         )
     })
 }
 
-/// A finite timestamp, or an error naming the file, line and column.
-pub(crate) fn parse_timestamp(path: &Path, line: usize, name: &str, value: &str) -> Result<f64> {
+/// A finite number (timestamp, rating) in column `col` (0-based), or an error naming the file,
+/// line and column.
+pub(crate) fn parse_number(
+    path: &Path,
+    (line, col): (usize, usize),
+    name: &str,
+    value: &str,
+) -> Result<f64> {
     match value.trim().parse::<f64>() {
         Ok(t) if t.is_finite() => Ok(t),
         _ => Err(Error::format(
             path,
-            format!("line {line}, column '{name}': expected a number, found '{value}'"),
+            format!(
+                "line {line}, column {} '{name}': expected a number, found '{value}'",
+                col + 1
+            ),
         )),
     }
 }
 
 /// Builds the raw tables shared by both loaders: items by raw id, users interned by first
-/// appearance.
+/// appearance. With `allow_missing_text`, an interaction with an item the item file lacks adds
+/// that item, its raw id as its text (counted in `items_without_text`).
 pub(crate) struct RawBuilder {
+    allow_missing_text: bool,
+    items_without_text: usize,
     items: Vec<Item>,
     item_index: HashMap<String, u32>,
     /// The line each item was read from (for "appears twice" errors).
@@ -100,8 +118,10 @@ pub(crate) struct RawBuilder {
 }
 
 impl RawBuilder {
-    pub(crate) fn new() -> RawBuilder {
+    pub(crate) fn new(allow_missing_text: bool) -> RawBuilder {
         RawBuilder {
+            allow_missing_text,
+            items_without_text: 0,
             items: Vec::new(),
             item_index: HashMap::new(),
             item_lines: Vec::new(),
@@ -129,15 +149,15 @@ impl RawBuilder {
         Ok(())
     }
 
-    /// Adds an interaction row; its item must be in the item file.
+    /// Adds an interaction row; its item must be in the item file (or, with
+    /// `allow_missing_text`, is added with its id as its text).
     pub(crate) fn add_interaction(
         &mut self,
         path: &Path,
         line: usize,
         (user_col, item_col): (&str, &str),
-        user: &str,
-        item: &str,
-        timestamp: f64,
+        (user, item): (&str, &str),
+        (timestamp, rating): (f64, Option<f64>),
     ) -> Result<()> {
         if user.is_empty() {
             return Err(Error::format(
@@ -145,14 +165,23 @@ impl RawBuilder {
                 format!("line {line}, column '{user_col}': empty user id"),
             ));
         }
-        let Some(&item) = self.item_index.get(item) else {
-            return Err(Error::format(
-                path,
-                format!(
-                    "line {line}, column '{item_col}': item '{item}' is not in the item file \
-                     (every interacted item needs a row there)"
-                ),
-            ));
+        let item = match self.item_index.get(item) {
+            Some(&index) => index,
+            None if self.allow_missing_text && !item.is_empty() => {
+                self.items_without_text += 1;
+                self.add_item(path, line, id_as_text(item))?;
+                self.items.len() as u32 - 1
+            }
+            None => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "line {line}, column '{item_col}': item '{item}' is not in the item file \
+                         (every interacted item needs a row there; --allow-missing-text writes \
+                         such an item as its id)"
+                    ),
+                ))
+            }
         };
         let next_user = self.users.len() as u32;
         let user = *self.user_index.entry(user.to_string()).or_insert_with(|| {
@@ -164,8 +193,41 @@ impl RawBuilder {
             item,
             timestamp,
             line,
+            rating,
         });
         Ok(())
+    }
+
+    /// An item row whose title is blank: an error naming the line and column, or with
+    /// `allow_missing_text` the item titled with its raw id (counted); its other text fields
+    /// still follow in its text.
+    pub(crate) fn titled_item(
+        &mut self,
+        path: &Path,
+        (line, col, name): (usize, usize, &str),
+        item: Item,
+    ) -> Result<Item> {
+        if !item.title.is_empty() {
+            return Ok(item);
+        }
+        if !self.allow_missing_text {
+            return Err(Error::format(
+                path,
+                format!(
+                    "line {line}, column {} '{name}': item '{}' has no text (hint: \
+                     --allow-missing-text writes it as its id)",
+                    col + 1,
+                    item.raw_id
+                ),
+            ));
+        }
+        self.items_without_text += 1;
+        // With a blank title, `item_text` left the other fields as "; name: value; ...".
+        Ok(Item {
+            title: item.raw_id.clone(),
+            text: format!("{}{}", item.raw_id, item.text),
+            raw_id: item.raw_id,
+        })
     }
 
     pub(crate) fn finish(self, interactions_path: &Path) -> Result<RawData> {
@@ -180,7 +242,17 @@ impl RawBuilder {
             users: self.users,
             items: self.items,
             interactions: self.interactions,
+            items_without_text: self.items_without_text,
         })
+    }
+}
+
+/// An item whose title and text are its raw id (an item without text, `--allow-missing-text`).
+fn id_as_text(raw_id: &str) -> Item {
+    Item {
+        raw_id: raw_id.to_string(),
+        title: raw_id.to_string(),
+        text: raw_id.to_string(),
     }
 }
 

@@ -1,17 +1,19 @@
-//! The MovieLens CSV loader: `ratings.csv` (userId, movieId, timestamp; other columns such as
-//! `rating` are ignored, so a rating of any value is an interaction) and `movies.csv`
-//! (movieId, title; `genres` joins the item text when present). Columns are found by header
-//! name, in any order.
+//! The MovieLens CSV loader: `ratings.csv` (userId, movieId, timestamp; other columns are
+//! ignored, and so is `rating` unless `--min-rating` is set: then rows rated below it are
+//! dropped later, counted) and `movies.csv` (movieId, title; `genres` joins the item text when
+//! present). Columns are found by header name, in any order. A blank title is an error, or with
+//! `--allow-missing-text` the movie is titled by its id.
 
 use super::csv::{CsvReader, CsvRecord};
-use super::loader::{column, field, item_text, parse_timestamp, read_text, RawBuilder, RawData};
+use super::dataset::LoadOptions;
+use super::loader::{column, field, item_text, parse_number, read_text, RawBuilder, RawData};
 use crate::{Error, Result};
 use std::path::Path;
 
-pub fn load(ratings: &Path, movies: &Path, max_text_chars: usize) -> Result<RawData> {
-    let mut builder = RawBuilder::new();
-    read_movies(movies, max_text_chars, &mut builder)?;
-    read_ratings(ratings, &mut builder)?;
+pub fn load(ratings: &Path, movies: &Path, opts: &LoadOptions) -> Result<RawData> {
+    let mut builder = RawBuilder::new(opts.allow_missing_text);
+    read_movies(movies, opts.max_text_chars, &mut builder)?;
+    read_ratings(ratings, opts.min_rating.is_some(), &mut builder)?;
     builder.finish(ratings)
 }
 
@@ -37,33 +39,46 @@ fn read_movies(path: &Path, max_text_chars: usize, builder: &mut RawBuilder) -> 
             genres.replace('|', ", ")
         };
         let (title, text) = item_text(title, &[("genres", &genres)], max_text_chars);
-        builder.add_item(
-            path,
-            record.line,
-            super::loader::Item {
-                raw_id: id.to_string(),
-                title,
-                text,
-            },
-        )?;
+        let item = super::loader::Item {
+            raw_id: id.to_string(),
+            title,
+            text,
+        };
+        let item = builder.titled_item(path, (record.line, title_col, "title"), item)?;
+        builder.add_item(path, record.line, item)?;
     }
     Ok(())
 }
 
-fn read_ratings(path: &Path, builder: &mut RawBuilder) -> Result<()> {
+/// The rating rows; `with_rating`: read the `rating` column too (for `--min-rating`).
+fn read_ratings(path: &Path, with_rating: bool, builder: &mut RawBuilder) -> Result<()> {
     let text = read_text(path)?;
     let mut reader = CsvReader::new(&text);
     let header = read_header(path, &mut reader)?;
     let user_col = column(path, &header, "userId")?;
     let item_col = column(path, &header, "movieId")?;
     let time_col = column(path, &header, "timestamp")?;
+    let rating_col = match with_rating {
+        true => Some(column(path, &header, "rating")?),
+        false => None,
+    };
     while let Some(record) = next(path, &mut reader)? {
-        let f = &record.fields;
-        let user = field(path, record.line, f, user_col, "userId")?;
-        let item = field(path, record.line, f, item_col, "movieId")?;
-        let time = field(path, record.line, f, time_col, "timestamp")?;
-        let time = parse_timestamp(path, record.line, "timestamp", time)?;
-        builder.add_interaction(path, record.line, ("userId", "movieId"), user, item, time)?;
+        let (f, line) = (&record.fields, record.line);
+        let user = field(path, line, f, user_col, "userId")?;
+        let item = field(path, line, f, item_col, "movieId")?;
+        let time = field(path, line, f, time_col, "timestamp")?;
+        let time = parse_number(path, (line, time_col), "timestamp", time)?;
+        let rating = match rating_col {
+            Some(c) => Some(parse_number(
+                path,
+                (line, c),
+                "rating",
+                field(path, line, f, c, "rating")?,
+            )?),
+            None => None,
+        };
+        let cols = ("userId", "movieId");
+        builder.add_interaction(path, line, cols, (user, item), (time, rating))?;
     }
     Ok(())
 }

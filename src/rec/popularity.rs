@@ -1,7 +1,9 @@
 //! The popularity baseline: every user gets the same ranking, items by how often they occur in
-//! the training split (most frequent first, ties by lowest id), with nothing excluded (not even
-//! the user's own history). Scored through the same [`rank_of`] / [`RankingMetrics`] code as
-//! every other model, so it is also a check of that code.
+//! the training split (most frequent first, ties by lowest id). [`Popularity::evaluate`] ranks
+//! every item (the user's own history included); [`Popularity::evaluate_excluding`] takes the
+//! protocol's exclusions out of each user's ranking first (`protocol.rs`). Scored through the
+//! same [`rank_of`] / [`RankingMetrics`] code as every other model, so it is also a check of
+//! that code.
 //!
 //! "Training split" = for each user in the split (at least 3 interactions), every interaction
 //! before the validation item: exactly the items that the training samples' histories and
@@ -9,7 +11,9 @@
 
 use super::dataset::Dataset;
 use super::metrics::{rank_of, RankingMetrics};
+use super::protocol::{rank_excluding, Exclusions};
 use super::split::Sample;
+use crate::Result;
 
 #[derive(Debug, Clone)]
 pub struct Popularity {
@@ -40,5 +44,19 @@ impl Popularity {
             metrics.add(rank_of(s.target, &self.ranking));
         }
         metrics
+    }
+
+    /// Hit/NDCG with `excluded.of(i)` taken out of sample i's ranking.
+    pub fn evaluate_excluding(
+        &self,
+        samples: &[Sample],
+        excluded: &Exclusions,
+    ) -> Result<RankingMetrics> {
+        excluded.check_len(samples.len())?;
+        let mut metrics = RankingMetrics::new();
+        for (i, s) in samples.iter().enumerate() {
+            metrics.add(rank_excluding(s.target, &self.ranking, excluded.of(i)));
+        }
+        Ok(metrics)
     }
 }

@@ -17,10 +17,12 @@ pub struct ResultRow {
     pub valid_ndcg10: Option<f64>,
 }
 
-/// The rows in display order.
+/// The rows in display order, and a caption line printed above them (the run's ranking
+/// protocol; empty: none).
 #[derive(Clone, Debug, Default)]
 pub struct ResultsTable {
     pub rows: Vec<ResultRow>,
+    pub caption: String,
 }
 
 const COLUMNS: [(&str, usize); 5] = [
@@ -55,6 +57,14 @@ impl ResultRow {
 }
 
 impl ResultsTable {
+    /// An empty table under `caption`.
+    pub fn with_caption(caption: impl Into<String>) -> ResultsTable {
+        ResultsTable {
+            rows: Vec::new(),
+            caption: caption.into(),
+        }
+    }
+
     pub fn push(&mut self, row: ResultRow) {
         self.rows.push(row);
     }
@@ -63,9 +73,14 @@ impl ResultsTable {
         self.rows.iter().find(|r| r.method == method)
     }
 
-    /// A fixed-width text table (Markdown-compatible).
+    /// A fixed-width text table (Markdown-compatible), the caption line above it.
     pub fn to_text(&self) -> String {
-        let mut out = String::from("| method       |  hit@1 |  hit@5 | hit@10 | ndcg@5 | ndcg@10 | invalid | valid ndcg@10 |\n");
+        let mut out = String::new();
+        if !self.caption.is_empty() {
+            out.push_str(&self.caption);
+            out.push('\n');
+        }
+        out.push_str("| method       |  hit@1 |  hit@5 | hit@10 | ndcg@5 | ndcg@10 | invalid | valid ndcg@10 |\n");
         out.push_str("|--------------|-------:|-------:|-------:|-------:|--------:|--------:|--------------:|\n");
         for r in &self.rows {
             let valid = r
@@ -117,6 +132,11 @@ mod tests {
         let ndcg10 = (1.0 + 1.0 / 9f64.log2()) / 3.0;
         assert!((row["ndcg@10"].as_f64().unwrap() - ndcg10).abs() < 1e-12);
         assert_eq!(row["invalid_rate"], 0.0);
+        assert!(table.to_text().starts_with("| method"));
+        table.caption = "ranking protocol: all-items".into();
+        assert!(table
+            .to_text()
+            .starts_with("ranking protocol: all-items\n| method"));
         assert!(table.to_text().contains("| sft "));
     }
 }

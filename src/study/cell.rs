@@ -10,8 +10,8 @@
 use super::grid::{Grid, Method};
 use super::results::Row;
 use crate::pipeline::config::PipelineConfig;
-use crate::pipeline::ranks::Protocol;
 use crate::pipeline::run::{run, RunOptions, RunOutput};
+use crate::rec::Protocol;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::Path;

@@ -15,8 +15,8 @@
 use super::select::SearchSpace;
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::flags;
-use crate::pipeline::ranks::Protocol;
 use crate::pipeline::variants::SEQUENTIAL;
+use crate::rec::Protocol;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -421,9 +421,9 @@ mod tests {
         assert_eq!(g.protocols, vec![Protocol::ExcludeHistory]);
         // A data set's own options come after the shared ones.
         let own = g.base_config(&g.datasets[0]).unwrap();
-        assert_eq!((own.epochs, own.kcore, own.valid_users), (3.0, 0, 0));
+        assert_eq!((own.epochs, own.load.kcore, own.valid_users), (3.0, 0, 0));
         let shared = g.base_config(&g.datasets[1]).unwrap();
-        assert_eq!((shared.epochs, shared.kcore), (2.0, 5));
+        assert_eq!((shared.epochs, shared.load.kcore), (2.0, 5));
         assert_eq!(g.identity()["datasets"]["data"], json!([]));
         let err = g
             .apply_json(&json!({"seed": [1]}), Path::new("g.json"))

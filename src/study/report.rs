@@ -7,7 +7,7 @@
 use super::grid::Method;
 use super::results::Row;
 use super::stats::{mean_std, paired_bootstrap, user_metric, Bootstrap, Metric};
-use crate::pipeline::ranks::Protocol;
+use crate::rec::Protocol;
 use crate::report::{bar_chart, Bar, BarGroup};
 use crate::{Error, Result};
 use std::fmt::Write;
@@ -221,7 +221,7 @@ fn describe(protocol: Protocol) -> &'static str {
             "every item ranked, the user's history included (the ILRec / LC-Rec protocol, `train`'s)"
         }
         Protocol::ExcludeHistory => {
-            "the sample's history items (at most 20, as the split keeps them) are never ranked (`eval --exclude-history`)"
+            "items the user interacted with before the target are never ranked (RecBole's full-sort protocol, `--exclude-history`)"
         }
     }
 }

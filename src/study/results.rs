@@ -8,8 +8,8 @@
 //! so the cell runs again (from its checkpoints) and its lines are never doubled.
 
 use super::grid::Method;
-use crate::pipeline::ranks::Protocol;
 use crate::rec::MetricsMean;
+use crate::rec::Protocol;
 use crate::rec::KS;
 use crate::{Error, Result};
 use serde_json::{json, Value};

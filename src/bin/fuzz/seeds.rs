@@ -186,12 +186,35 @@ pub fn recbole_seeds() -> Vec<Bundle> {
     for i in 1..=6 {
         item += &format!("i{i}\tItem number {i}\tOffice Pens\n");
     }
-    vec![Bundle {
+    let plain = Bundle {
         files: vec![
-            ("fz.inter".into(), inter.into_bytes()),
+            ("fz.inter".into(), inter.clone().into_bytes()),
             ("fz.item".into(), item.into_bytes()),
         ],
-    }]
+    };
+    vec![plain, ml100k_seed(&inter)]
+}
+
+/// RecBole's ml-100k layout: `movie_title`, `release_year`, `class`, a `.user` file, a quoted
+/// title and CRLF line ends.
+fn ml100k_seed(inter: &str) -> Bundle {
+    let mut item = String::from(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\r\n",
+    );
+    for i in 1..=6 {
+        item += &format!("i{i}\t\"Film \"\"{i}\"\"\tx\"\t199{i}\tComedy Drama\r\n");
+    }
+    let mut user = String::from("user_id:token\tage:token\tgender:token\n");
+    for u in 1..=6 {
+        user += &format!("u{u}\t{}\tF\n", 20 + u);
+    }
+    Bundle {
+        files: vec![
+            ("ml.inter".into(), inter.replace('\n', "\r\n").into_bytes()),
+            ("ml.item".into(), item.into_bytes()),
+            ("ml.user".into(), user.into_bytes()),
+        ],
+    }
 }
 
 /// The raw item ids the `sids` target checks a `sids.json` against.
@@ -214,4 +237,44 @@ pub fn sids_seeds(scratch: &Path) -> Vec<Bundle> {
         ],
     };
     vec![with_side, Bundle::single("sids.json", read(&path))]
+}
+
+/// A stage checkpoint as the trainer writes it (`ckpt/<stage>/`): the model folder, the AdamW
+/// moments after one step, and `state.json` with the step and log length.
+pub fn resume_seeds(scratch: &Path) -> Vec<Bundle> {
+    let config = LlamaConfig::from_json(&tiny_config_json(false), "<seed>").expect("seed config");
+    let model = Llama::from_config(config, 3).expect("seed model");
+    let stage = crate::targets::resume_stage_config();
+    let mut state = ilrec::ilrec::trainer::StageState::start(model, &stage);
+    for id in state.model.params.ids().collect::<Vec<_>>() {
+        if let Some(g) = state.model.params.grad_mut(id) {
+            g.data_mut()
+                .expect("f32 gradient")
+                .iter_mut()
+                .for_each(|x| *x = 0.01);
+        }
+    }
+    state
+        .optimizer
+        .step(&mut state.model.params, 1e-3)
+        .expect("seed step");
+    state.step = 1;
+    let dir = scratch.join("seed-resume");
+    let ckpt = ilrec::ilrec::trainer::StageCheckpoint::new(dir.clone());
+    ckpt.save(&state, 7, false).expect("seed checkpoint saves");
+    let files = [
+        "state.json",
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+    ]
+    .iter()
+    .map(|n| {
+        (
+            n.to_string(),
+            std::fs::read(dir.join(n)).expect("seed file"),
+        )
+    })
+    .collect();
+    vec![Bundle { files }]
 }

@@ -5,7 +5,8 @@ use super::bundle::Bundle;
 use super::{gguf_seed, seeds};
 use ilrec::model::config::LlamaConfig;
 use ilrec::model::load::load_model;
-use ilrec::rec::{leave_one_out, load_dataset, LoadOptions};
+use ilrec::rec::{leave_one_out, load_dataset, Exclusions, Intervals, KeepDuplicate};
+use ilrec::rec::{LoadOptions, Popularity, Protocol};
 use ilrec::tokenizer::Tokenizer;
 use ilrec::Result;
 use std::path::Path;
@@ -52,9 +53,17 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "recbole",
-        about: "RecBole atomic NAME.inter + NAME.item, 5-core, leave-one-out",
+        about: "RecBole atomic NAME.inter + NAME.item (+ NAME.user): defaults, then RecBole's \
+                filters and missing text allowed; leave-one-out; both ranking protocols",
         seeds: |_| seeds::recbole_seeds(),
-        run: run_dataset,
+        run: run_recbole,
+    },
+    Target {
+        name: "resume",
+        about:
+            "a stage checkpoint (ckpt/<stage>/): state.json, the model folder, the AdamW moments",
+        seeds: seeds::resume_seeds,
+        run: run_resume,
     },
     Target {
         name: "sids",
@@ -63,6 +72,32 @@ pub const TARGETS: &[Target] = &[
         run: run_sids,
     },
 ];
+
+/// The stage a fuzzed checkpoint is loaded for (its settings only shape the optimizer).
+pub fn resume_stage_config() -> ilrec::ilrec::trainer::StageConfig {
+    ilrec::ilrec::trainer::StageConfig {
+        name: "warmup".into(),
+        steps: 10,
+        batch: 2,
+        lr: 1e-3,
+        warmup_steps: 1,
+        clip_norm: 1.0,
+        weight_decay: 0.01,
+        schedule: ilrec::ilrec::schedule::Schedule::Joint,
+        step: ilrec::ilrec::trainer::StepConfig::sft(),
+        order_seed: 0,
+        checkpoint_every: 1,
+        validate_at: Vec::new(),
+    }
+}
+
+/// Loads a checkpoint as `--resume` does, onto the model the stage started from.
+fn run_resume(dir: &Path) -> Result<()> {
+    let config = LlamaConfig::from_json(&seeds::tiny_config_json(false), "<seed>")?;
+    let start = ilrec::model::llama::Llama::from_config(config, 3)?;
+    let ckpt = ilrec::ilrec::trainer::StageCheckpoint::new(dir.to_path_buf());
+    ckpt.load(&resume_stage_config(), &start).map(|_| ())
+}
 
 pub fn find(name: &str) -> Option<&'static Target> {
     TARGETS.iter().find(|t| t.name == name)
@@ -98,6 +133,27 @@ fn run_gguf(dir: &Path) -> Result<()> {
 fn run_dataset(dir: &Path) -> Result<()> {
     let dataset = load_dataset(dir, &LoadOptions::default())?;
     leave_one_out(&dataset, 20).map(|_| ())
+}
+
+/// The default load, then one with every RecBole option switched away from its default (a
+/// mutated file that fails the first may pass the second, reaching the filters and the
+/// protocol code).
+fn run_recbole(dir: &Path) -> Result<()> {
+    let first = run_dataset(dir);
+    let options = LoadOptions {
+        kcore: 0,
+        user_inter_num: Intervals::parse("[2,inf)").ok(),
+        item_inter_num: Intervals::parse("[1,50);[60,inf]").ok(),
+        keep_duplicate: KeepDuplicate::Last,
+        min_rating: Some(2.0),
+        allow_missing_text: true,
+        ..LoadOptions::default()
+    };
+    let dataset = load_dataset(dir, &options)?;
+    let split = leave_one_out(&dataset, 3)?;
+    let excluded = Exclusions::build(Protocol::ExcludeHistory, &dataset, &split.test)?;
+    Popularity::from_dataset(&dataset).evaluate_excluding(&split.test, &excluded)?;
+    first
 }
 
 fn run_sids(dir: &Path) -> Result<()> {
