@@ -421,6 +421,41 @@ fn eval_reproduces_a_title_mode_run() {
     let _ = std::fs::remove_dir_all(&run.data);
 }
 
+/// A LoRA run (tiny-llama fixture as the frozen base, SID mode): its stages are PEFT adapter
+/// folders, and `eval` rebuilds base + adapter to reproduce `train`'s rows exactly.
+#[test]
+fn eval_reproduces_a_lora_run_from_its_adapters() {
+    let base = ilrec::fixtures::root().join("tiny-llama");
+    assert!(base.is_dir(), "fixture {} is missing", base.display());
+    let base = base.display().to_string();
+    let spec = "r=4,alpha=8,dropout=0.1,targets=all";
+    let run = train(
+        "lora",
+        &[
+            "--model",
+            &base,
+            "--lora",
+            spec,
+            "--epochs",
+            "2",
+            "--finetune-epochs",
+            "1",
+        ],
+    );
+    assert!(run.dir.join("checkpoints/ilrec/adapter").is_dir());
+    assert!(!run.dir.join("checkpoints/ilrec/model.safetensors").exists());
+    let dir = run.dir.to_str().unwrap();
+    for stage in ["sft", "ilrec"] {
+        let out = ok(eval(&["--run", dir, "--stage", stage]));
+        let summary: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(&summary["rows"][0], run.row(stage), "{stage}");
+    }
+    let answer = recommend_json(&["--run", dir, "--history-ids", "1,2", "--top-k", "3"]);
+    assert_eq!(ids(&answer).len(), 3);
+    let _ = std::fs::remove_dir_all(&run.dir);
+    let _ = std::fs::remove_dir_all(&run.data);
+}
+
 #[test]
 fn explain_shows_each_response_token_through_the_lens() {
     let run = sid_run();

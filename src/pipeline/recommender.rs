@@ -18,7 +18,7 @@
 
 use super::config::ItemRepr;
 use super::data::{self, examples_with, item_texts, prompt_tokens, valid_subset};
-use super::model::{load_tokenizer, plan_model};
+use super::model::{build_model, load_tokenizer, plan_model, ModelPlan};
 use super::saved_run::{SavedRun, SavedStage};
 use super::variants::lens_layers;
 use crate::eval::beam::ScoredItem;
@@ -26,6 +26,7 @@ use crate::eval::decode::LlamaScorer;
 use crate::eval::evaluate::{rank_all, rank_one, Queries};
 use crate::ilrec::explain::{explain_response, ExplainSettings, PositionView};
 use crate::ilrec::trainer::TrainExample;
+use crate::lora::{load_adapter, merged};
 use crate::model::llama::Llama;
 use crate::rec::item_lookup::ItemLookup;
 use crate::rec::vocab_map::VocabMap;
@@ -87,6 +88,24 @@ impl Recommender {
         Recommender::from_data(run, stage, loaded)
     }
 
+    /// The model of a trained stage: its full checkpoint, or under LoRA the run's base (rebuilt as
+    /// `train` built it: same vocabulary growth, same seed) with the stage's PEFT adapter merged in.
+    fn load_stage_model(
+        plan: &ModelPlan,
+        stage: &SavedStage,
+        vocab: &VocabMap,
+        seed: u64,
+    ) -> Result<Llama> {
+        let adapter = stage.dir.join("adapter");
+        if !adapter.is_dir() {
+            return Llama::from_dir(&stage.dir);
+        }
+        // The EOS argument only matters for presets, which LoRA refuses.
+        let mut base = build_model(plan, vocab, 0, seed, None)?.model;
+        load_adapter(&mut base, &adapter)?;
+        merged(&base)
+    }
+
     /// [`Recommender::from_run`] with the run's data set and split loaded already (by
     /// `data::load_split(&run.config)`), so a caller can check a request against the data set
     /// before the tokenizer and the model load.
@@ -106,7 +125,7 @@ impl Recommender {
         let vocab = VocabMap::load(&run.dir.join("vocab_map.json"))?;
         let items: Vec<Vec<u32>> = item_texts.iter().map(|t| tokenizer.encode(t)).collect();
         let (trie, _) = data::item_trie(&items, &vocab, data::eos_token(&tokenizer)?)?;
-        let model = Llama::from_dir(&stage.dir)?;
+        let model = Self::load_stage_model(&plan, &stage, &vocab, cfg.seed)?;
         if model.config.vocab_size != vocab.len() {
             return Err(Error::config(
                 format!(

@@ -4,12 +4,14 @@
 //! that is not a run, or a stage that was not trained, before any heavy work.
 //!
 //! What `train` leaves (README, "`train`"): `config.json`, `vocab_map.json`, in SID mode
-//! `sids.json` + `sids.item_ids.json`, `checkpoints/<stage>/` (model.safetensors + config.json)
-//! for every fine-tuned method, stage folders named by [`file_name`].
+//! `sids.json` + `sids.item_ids.json`, `checkpoints/<stage>/` (model.safetensors + config.json,
+//! or under LoRA `adapter/`, a PEFT folder) for every fine-tuned method, stage folders named by
+//! [`file_name`].
 
 use super::config::PipelineConfig;
 use super::stage::file_name;
 use super::variants::variants;
+use crate::lora::files::CONFIG_FILE;
 use crate::{Error, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -85,7 +87,9 @@ impl SavedRun {
                 name,
             })
             .filter(|s| {
-                s.dir.join("model.safetensors").is_file() && s.dir.join("config.json").is_file()
+                let full = s.dir.join("model.safetensors").is_file()
+                    && s.dir.join("config.json").is_file();
+                full || s.dir.join("adapter").join(CONFIG_FILE).is_file() // a LoRA stage
             })
             .collect()
     }
