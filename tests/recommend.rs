@@ -59,41 +59,12 @@ fn scratch(name: &str) -> PathBuf {
     path
 }
 
+/// The shared short run (tests/common), with this file's beam width.
 fn train_args(data: &Path, out: &Path) -> Vec<String> {
-    let beams = BEAMS.to_string();
-    [
-        "--data",
-        data.to_str().unwrap(),
-        "--kcore",
-        "0",
-        "--model",
-        "tiny",
-        "--train-samples",
-        "0",
-        "--valid-users",
-        "0",
-        "--epochs",
-        "6",
-        "--finetune-epochs",
-        "3",
-        "--batch",
-        "8",
-        "--lr",
-        "0.01",
-        "--beams",
-        &beams,
-        "--sasrec-epochs",
-        "2",
-        "--checkpoint-every",
-        "3",
-        "--threads",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = common::tiny_train_args(data, out);
+    let at = args.iter().position(|a| a == "--beams").unwrap();
+    args[at + 1] = BEAMS.to_string();
+    args
 }
 
 /// A trained run: its data set, its folder and the rows of `train`'s last stdout line.

@@ -24,39 +24,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn train_args(data: &Path, out: &Path) -> Vec<String> {
-    [
-        "--data",
-        data.to_str().unwrap(),
-        "--kcore",
-        "0",
-        "--model",
-        "tiny",
-        "--train-samples",
-        "0",
-        "--valid-users",
-        "0",
-        "--epochs",
-        "6",
-        "--finetune-epochs",
-        "3",
-        "--batch",
-        "8",
-        "--lr",
-        "0.01",
-        "--beams",
-        "5",
-        "--sasrec-epochs",
-        "2",
-        "--checkpoint-every",
-        "3",
-        "--threads",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    common::tiny_train_args(data, out)
 }
 
 fn train() -> Command {

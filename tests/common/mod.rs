@@ -184,3 +184,42 @@ pub fn write_tiny_movielens(dir: &Path) {
     std::fs::write(dir.join("movies.csv"), movies).unwrap();
     std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
 }
+
+/// The short `train` run every end-to-end test starts from: the tiny set (`--kcore 0`), the
+/// `tiny` preset, 6 warm-up and 3 fine-tuning passes, batch 8, lr 0.01, 5 beams, SASRec 2
+/// epochs, a checkpoint every 3 steps, 2 threads, run folder `out`.
+pub fn tiny_train_args(data: &Path, out: &Path) -> Vec<String> {
+    [
+        "--data",
+        data.to_str().unwrap(),
+        "--kcore",
+        "0",
+        "--model",
+        "tiny",
+        "--train-samples",
+        "0",
+        "--valid-users",
+        "0",
+        "--epochs",
+        "6",
+        "--finetune-epochs",
+        "3",
+        "--batch",
+        "8",
+        "--lr",
+        "0.01",
+        "--beams",
+        "5",
+        "--sasrec-epochs",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
