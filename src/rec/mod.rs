@@ -24,6 +24,7 @@ pub mod item_lookup;
 pub mod loader;
 pub mod metrics;
 pub mod movielens;
+pub mod options;
 pub mod popularity;
 pub mod preprocess;
 pub mod prompt;
@@ -35,10 +36,11 @@ pub mod trie;
 pub mod vocab_map;
 
 pub use atomic::FieldNames;
-pub use dataset::{load_dataset, Dataset, Format, LoadOptions};
+pub use dataset::{load_dataset, Dataset, Format};
 pub use interval::Intervals;
 pub use loader::{Interaction, Item, RawData};
 pub use metrics::{rank_of, MetricsMean, RankingMetrics, KS};
+pub use options::LoadOptions;
 pub use popularity::Popularity;
 pub use preprocess::KeepDuplicate;
 pub use prompt::{

@@ -5,8 +5,8 @@
 //! `--allow-missing-text` the movie is titled by its id.
 
 use super::csv::{CsvReader, CsvRecord};
-use super::dataset::LoadOptions;
 use super::loader::{column, field, item_text, parse_number, read_text, RawBuilder, RawData};
+use super::options::LoadOptions;
 use crate::{Error, Result};
 use std::path::Path;
 

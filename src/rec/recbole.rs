@@ -22,8 +22,8 @@
 
 use super::atomic::{FieldNames, FieldType, Header, TITLE_FIELDS};
 use super::csv::{CsvReader, ATOMIC_TSV};
-use super::dataset::LoadOptions;
 use super::loader::{item_text, parse_number, read_text, Item, RawBuilder, RawData};
+use super::options::LoadOptions;
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

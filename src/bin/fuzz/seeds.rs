@@ -244,7 +244,7 @@ pub fn sids_seeds(scratch: &Path) -> Vec<Bundle> {
 pub fn resume_seeds(scratch: &Path) -> Vec<Bundle> {
     let config = LlamaConfig::from_json(&tiny_config_json(false), "<seed>").expect("seed config");
     let model = Llama::from_config(config, 3).expect("seed model");
-    let stage = crate::targets::resume_stage_config();
+    let stage = resume_stage_config();
     let mut state = ilrec::ilrec::trainer::StageState::start(model, &stage);
     for id in state.model.params.ids().collect::<Vec<_>>() {
         if let Some(g) = state.model.params.grad_mut(id) {
@@ -277,4 +277,22 @@ pub fn resume_seeds(scratch: &Path) -> Vec<Bundle> {
     })
     .collect();
     vec![Bundle { files }]
+}
+
+/// The stage a fuzzed checkpoint is loaded for (its settings only shape the optimizer).
+pub fn resume_stage_config() -> ilrec::ilrec::trainer::StageConfig {
+    ilrec::ilrec::trainer::StageConfig {
+        name: "warmup".into(),
+        steps: 10,
+        batch: 2,
+        lr: 1e-3,
+        warmup_steps: 1,
+        clip_norm: 1.0,
+        weight_decay: 0.01,
+        schedule: ilrec::ilrec::schedule::Schedule::Joint,
+        step: ilrec::ilrec::trainer::StepConfig::sft(),
+        order_seed: 0,
+        checkpoint_every: 1,
+        validate_at: Vec::new(),
+    }
 }

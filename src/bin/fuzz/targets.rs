@@ -73,30 +73,12 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
-/// The stage a fuzzed checkpoint is loaded for (its settings only shape the optimizer).
-pub fn resume_stage_config() -> ilrec::ilrec::trainer::StageConfig {
-    ilrec::ilrec::trainer::StageConfig {
-        name: "warmup".into(),
-        steps: 10,
-        batch: 2,
-        lr: 1e-3,
-        warmup_steps: 1,
-        clip_norm: 1.0,
-        weight_decay: 0.01,
-        schedule: ilrec::ilrec::schedule::Schedule::Joint,
-        step: ilrec::ilrec::trainer::StepConfig::sft(),
-        order_seed: 0,
-        checkpoint_every: 1,
-        validate_at: Vec::new(),
-    }
-}
-
 /// Loads a checkpoint as `--resume` does, onto the model the stage started from.
 fn run_resume(dir: &Path) -> Result<()> {
     let config = LlamaConfig::from_json(&seeds::tiny_config_json(false), "<seed>")?;
     let start = ilrec::model::llama::Llama::from_config(config, 3)?;
     let ckpt = ilrec::ilrec::trainer::StageCheckpoint::new(dir.to_path_buf());
-    ckpt.load(&resume_stage_config(), &start).map(|_| ())
+    ckpt.load(&seeds::resume_stage_config(), &start).map(|_| ())
 }
 
 pub fn find(name: &str) -> Option<&'static Target> {
