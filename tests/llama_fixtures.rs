@@ -36,11 +36,7 @@ fn load_case(name: &str) -> Case {
     let model = Llama::from_dir(&dir).unwrap_or_else(|e| panic!("loading {name}: {e}"));
     let reference =
         SafetensorsFile::open(fixture(&format!("{name}/reference.safetensors"))).unwrap();
-    let (ids, shape) = reference.tensor_i64("input_ids").unwrap();
-    let (labels, label_shape) = reference.tensor_i64("labels").unwrap();
-    assert_eq!(shape, label_shape);
-    let ids = ids.iter().map(|&x| x as u32).collect();
-    let input = BatchInput::new(ids, shape[0], shape[1]).unwrap();
+    let (input, labels) = common::reference_batch(&reference);
     Case {
         dir,
         model,

@@ -248,10 +248,7 @@ fn a_tied_head_reads_the_embedding_rows() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("ilrec-lora-adapters-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("lora-adapters", name)
 }
 
 #[test]

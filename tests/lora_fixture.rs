@@ -36,11 +36,7 @@ fn load_case() -> Case {
     let mut model = Llama::from_dir(fixture("lora/base")).unwrap();
     let cfg = load_adapter(&mut model, &fixture("lora/adapter")).unwrap();
     let reference = SafetensorsFile::open(fixture("lora/reference.safetensors")).unwrap();
-    let (ids, shape) = reference.tensor_i64("input_ids").unwrap();
-    let (labels, label_shape) = reference.tensor_i64("labels").unwrap();
-    assert_eq!(shape, label_shape);
-    let ids = ids.iter().map(|&x| x as u32).collect();
-    let input = BatchInput::new(ids, shape[0], shape[1]).unwrap();
+    let (input, labels) = common::reference_batch(&reference);
     Case {
         model,
         cfg,
@@ -219,9 +215,7 @@ fn three_adamw_steps_on_the_lora_parameters_and_the_merged_logits_match_peft() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ilrec-lora-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("lora", name)
 }
 
 fn json(path: &Path) -> Value {

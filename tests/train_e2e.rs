@@ -18,9 +18,7 @@ fn write_tiny_dataset(dir: &Path) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ilrec-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("e2e", name)
 }
 
 fn train_args(data: &Path, out: &Path) -> Vec<String> {

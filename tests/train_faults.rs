@@ -11,9 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ilrec-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("faults", name)
 }
 
 /// A short run on the tiny data set (SID mode, 2 warm-up passes, checkpoints every 3 steps).
@@ -102,8 +100,9 @@ fn a_diverging_run_stops_with_the_step_and_the_parameter() {
     let _ = std::fs::remove_dir_all(&run);
 }
 
-/// Starts a run and kills it once its first warm-up checkpoint exists.
-fn kill_after_first_checkpoint(args: &[String], run: &Path) {
+/// Starts a run and kills it as soon as `reached()` holds (or after two minutes); returns
+/// whether the run was still going when killed.
+fn kill_when(args: &[String], reached: impl Fn() -> bool) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
         .args(args)
         .stdout(Stdio::null())
@@ -111,17 +110,18 @@ fn kill_after_first_checkpoint(args: &[String], run: &Path) {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !run.join("ckpt/warmup/state.json").exists()
-        && started.elapsed() < Duration::from_secs(120)
-    {
-        std::thread::sleep(Duration::from_millis(5));
+    while !reached() && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
     }
     let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        run.join("ckpt/warmup/state.json").exists(),
-        "no checkpoint within 2 minutes"
-    );
+    !child.wait().unwrap().success()
+}
+
+/// Starts a run and kills it once its first warm-up checkpoint exists.
+fn kill_after_first_checkpoint(args: &[String], run: &Path) {
+    let state = run.join("ckpt/warmup/state.json");
+    kill_when(args, || state.exists());
+    assert!(state.exists(), "no checkpoint within 2 minutes");
 }
 
 /// `--resume` of `run` under a file-size limit of `blocks` KiB. SIGXFSZ is ignored so a write
@@ -221,23 +221,13 @@ fn log_without_timing(run: &Path) -> Vec<Value> {
 /// Starts a run and kills it as soon as its log holds a step of `stage`; returns whether the
 /// run was still going when killed.
 fn kill_in_stage(args: &[String], run: &Path, stage: &str) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let needle = format!("\"stage\":\"{stage}\"");
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap_or_default();
-        if log.contains(&needle) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    !child.wait().unwrap().success()
+    let log = run.join("log.jsonl");
+    kill_when(args, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&needle)
+    })
 }
 
 /// A run killed in each training stage (SID mode: SASRec, SIDs and the warm-up behind it for

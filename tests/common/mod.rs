@@ -223,3 +223,23 @@ pub fn tiny_train_args(data: &Path, out: &Path) -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// A fresh (removed if present) scratch path `<temp>/ilrec-<prefix>-<pid>-<name>`.
+pub fn scratch(prefix: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ilrec-{prefix}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The token batch a reference fixture was made on: its `input_ids` and `labels` tensors, which
+/// must have one shape (batch, seq).
+pub fn reference_batch(
+    reference: &ilrec::model::weights::SafetensorsFile,
+) -> (ilrec::model::llama::BatchInput, Vec<i64>) {
+    let (ids, shape) = reference.tensor_i64("input_ids").unwrap();
+    let (labels, label_shape) = reference.tensor_i64("labels").unwrap();
+    assert_eq!(shape, label_shape);
+    let ids = ids.iter().map(|&x| x as u32).collect();
+    let input = ilrec::model::llama::BatchInput::new(ids, shape[0], shape[1]).unwrap();
+    (input, labels)
+}
