@@ -42,6 +42,9 @@ pub struct LayerView {
     pub rank: usize,
     /// The first `show` of those candidates with their logits, best first (ties: lower id).
     pub above: Vec<(u32, f32)>,
+    /// How many candidates (not the chosen token) this layer alone would make self-hard
+    /// negatives: `z^l[v] >= z^L[y] - margin`, the mining rule with S = {l}.
+    pub self_hard: usize,
 }
 
 /// One response position: the chosen token, the layers' views (lens layers ascending, the
@@ -101,12 +104,15 @@ pub fn explain_response(
     let mut views = Vec::with_capacity(response.len());
     for (j, (&y, negatives)) in response.iter().zip(negatives).enumerate() {
         let cands = candidates[j].as_deref().unwrap_or(&all);
+        let final_row = &final_rows[j * vocab..(j + 1) * vocab];
+        let threshold = final_row[y as usize] - s.margin;
         let mut layer_views = Vec::with_capacity(layers.len());
         for (&layer, values) in layers.iter().zip(&logits) {
             let row = &values.data()?[j * vocab..(j + 1) * vocab];
-            layer_views.push(layer_view(layer, row, y, cands, s.show));
+            let mut view = layer_view(layer, row, y, cands, s.show);
+            view.self_hard = count_at_least(row, threshold, y, cands);
+            layer_views.push(view);
         }
-        let final_row = &final_rows[j * vocab..(j + 1) * vocab];
         views.push(PositionView {
             chosen: y,
             log_prob: final_row[y as usize] - log_sum_exp(final_row),
@@ -188,7 +194,16 @@ fn layer_view(layer: usize, row: &[f32], y: u32, candidates: &[u32], show: usize
         chosen_logit,
         rank,
         above,
+        self_hard: 0, // set by the caller, which knows the final layer's logit of y
     }
+}
+
+/// Candidates other than `y` whose logit in `row` is at least `threshold`.
+fn count_at_least(row: &[f32], threshold: f32, y: u32, candidates: &[u32]) -> usize {
+    candidates
+        .iter()
+        .filter(|&&c| c != y && row[c as usize] >= threshold)
+        .count()
 }
 
 #[cfg(test)]
@@ -205,5 +220,16 @@ mod tests {
         assert_eq!(v.above, vec![(3, 4.0)]);
         let v = layer_view(7, &row, 3, &[1, 2, 3, 4], 5);
         assert_eq!((v.rank, v.above.len()), (1, 0));
+    }
+
+    #[test]
+    fn self_hard_counts_candidates_at_or_above_the_threshold_but_not_the_target() {
+        //          token:  0    1    2    3    4
+        let row = [5.0f32, 1.0, 3.0, 4.0, 3.5];
+        // Threshold 3.5 (= z^L[y] - margin): tokens 3 (4.0) and 4 (3.5, equal counts);
+        // token 0 is above but not a candidate; the target 2 never counts.
+        assert_eq!(count_at_least(&row, 3.5, 2, &[1, 2, 3, 4]), 2);
+        assert_eq!(count_at_least(&row, 3.5, 3, &[1, 2, 3, 4]), 1);
+        assert_eq!(count_at_least(&row, 9.0, 2, &[0, 1, 2, 3, 4]), 0);
     }
 }

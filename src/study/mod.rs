@@ -14,6 +14,8 @@
 //! - [`stats`]    mean +- std, per-user metrics from ranks, the paired bootstrap
 //! - [`report`]   `results.md` and `results-<protocol>.svg` from the rows alone
 //! - [`driver`]   the whole study, resumable cell by cell
+//! - [`negatives`], [`negatives_report`]: the analyses of ILRec's self-hard negatives on a
+//!   trained run folder (per block, false negatives, CRR's soft labels), `bin/negatives.rs`
 //!
 //! It sits above `pipeline` (it calls `pipeline::run` and reads its per-user ranks) and below
 //! `bin/study.rs`.
@@ -22,6 +24,8 @@ pub mod cell;
 pub mod driver;
 pub mod flags;
 pub mod grid;
+pub mod negatives;
+pub mod negatives_report;
 pub mod report;
 pub mod results;
 pub mod select;
