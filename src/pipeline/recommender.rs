@@ -342,16 +342,19 @@ pub fn test_sample<'a>(dataset: &Dataset, split: &'a Split, raw_user: &str) -> R
             "user ids are the data set's own (e.g. userId of ratings.csv)",
         )
     })?;
-    split
-        .test
-        .iter()
-        .find(|s| s.user as usize == user)
-        .ok_or_else(|| {
-            Error::config(
-                format!("user {raw_user} has fewer than 3 interactions: no test sample"),
-                "give the history instead: --history-ids or --history",
-            )
-        })
+    if let Some(sample) = split.test.iter().find(|s| s.user as usize == user) {
+        return Ok(sample);
+    }
+    // Every user with 3 or more interactions has a validation sample; the test split may be a
+    // seeded subset of them (`--test-users`), which is not the same as having too few.
+    let why = match split.valid.iter().any(|s| s.user as usize == user) {
+        true => "is not among the test users this run kept (it was trained with --test-users N)",
+        false => "has fewer than 3 interactions: no test sample",
+    };
+    Err(Error::config(
+        format!("user {raw_user} {why}"),
+        "give the history instead: --history-ids or --history",
+    ))
 }
 
 /// SID mode: the run's `sids.json`, with its tokens registered in `tokenizer` as `train` did
@@ -375,4 +378,55 @@ fn register_run_sids(
     let codes = read_sids(&path, &raw_ids)?;
     SidVocab::register(tokenizer, &codes_per_level(&codes))?;
     Ok(codes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rec::Format;
+    use std::path::PathBuf;
+
+    fn sample(user: u32) -> Sample {
+        Sample {
+            user,
+            history: vec![0],
+            target: 1,
+        }
+    }
+
+    #[test]
+    fn a_user_left_out_of_the_test_subset_is_told_apart_from_a_short_user() {
+        let dataset = Dataset {
+            name: "d".into(),
+            format: Format::MovieLens,
+            interactions_path: PathBuf::new(),
+            items: Vec::new(),
+            users: vec!["a".into(), "b".into(), "c".into()],
+            sequences: Vec::new(),
+            rows_read: 0,
+            users_read: 3,
+            items_read: 0,
+            removed_duplicates: 0,
+            removed_by_rating: 0,
+            removed_by_kcore: 0,
+            items_without_text: 0,
+        };
+        // a: kept for test; b: split but not in the --test-users subset; c: too short.
+        let split = Split {
+            train: Vec::new(),
+            valid: vec![sample(0), sample(1)],
+            test: vec![sample(0)],
+            skipped_users: 1,
+        };
+        assert_eq!(test_sample(&dataset, &split, "a").unwrap().user, 0);
+        let b = test_sample(&dataset, &split, "b").unwrap_err().to_string();
+        assert!(
+            b.contains("not among the test users") && b.contains("--test-users"),
+            "{b}"
+        );
+        let c = test_sample(&dataset, &split, "c").unwrap_err().to_string();
+        assert!(c.contains("fewer than 3 interactions"), "{c}");
+        let nobody = test_sample(&dataset, &split, "zz").unwrap_err().to_string();
+        assert!(nobody.contains("not in the data set"), "{nobody}");
+    }
 }
