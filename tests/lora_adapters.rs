@@ -372,6 +372,12 @@ fn bad_adapter_configs_name_the_file_the_field_and_what_is_supported() {
             Box::new(|c| c["layers_to_transform"] = serde_json::json!([7])),
             "`layers_to_transform`",
         ),
+        // Not read as false: PEFT tests the value's truth, so the string "false" is rsLoRA there.
+        (
+            "rslora-string",
+            Box::new(|c| c["use_rslora"] = "false".into()),
+            "`use_rslora`",
+        ),
         (
             "pissa",
             Box::new(|c| c["init_lora_weights"] = "pissa".into()),

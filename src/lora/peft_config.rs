@@ -95,14 +95,25 @@ pub fn config_from_json(obj: &Map<String, Value>) -> std::result::Result<LoraCon
         dropout: number("lora_dropout")?.unwrap_or(0.0) as f32,
         targets: targets(obj.get("target_modules"))?,
         layers: layers(obj.get("layers_to_transform"))?,
-        rslora: obj
-            .get("use_rslora")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        rslora: switch(obj, "use_rslora")?,
         tokens: trainable_tokens(obj.get("trainable_token_indices"))?,
     };
     cfg.check()?;
     Ok(cfg)
+}
+
+/// A boolean option: true, or false / null / absent. Anything else is refused rather than read
+/// as false: PEFT tests the value's truth, so a string "false" or a 1 switches it on there.
+fn switch(obj: &Map<String, Value>, field: &'static str) -> std::result::Result<bool, Invalid> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(on)) => Ok(*on),
+        Some(v) => Err(Invalid::new(
+            field,
+            format!("{v} is not true or false"),
+            "true or false",
+        )),
+    }
 }
 
 /// PEFT type, bias, init and every option that must be off; unknown fields only when off.

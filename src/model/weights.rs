@@ -172,7 +172,9 @@ fn f32_from_le(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// Turns the crate's header errors into a sentence; for a truncated file, names the first
-/// tensor whose data lies beyond the end.
+/// tensor whose data lies beyond the end. Every variant is spelled out (no catch-all): the
+/// crate's Display is its Debug, so a variant that fell through would reach the user as a bare
+/// enum name (`InvalidHeaderDeserialization`, a fuzz finding).
 fn describe_header_error(map: &[u8], e: SafeTensorError) -> String {
     match e {
         SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidHeaderLength => {
@@ -191,14 +193,70 @@ fn describe_header_error(map: &[u8], e: SafeTensorError) -> String {
         SafeTensorError::InvalidOffset(name) => {
             format!("tensor `{name}`: data offsets are not contiguous")
         }
-        other => format!("not a valid safetensors file: {other}"),
+        SafeTensorError::HeaderTooLarge => format!(
+            "the header length field says {} bytes, more than safetensors allows (100 MB)",
+            declared_header_len(map)
+        ),
+        SafeTensorError::InvalidHeader => "the header is not UTF-8 text".into(),
+        SafeTensorError::InvalidHeaderStart => "the header does not start with `{`".into(),
+        SafeTensorError::InvalidHeaderDeserialization => {
+            "the header is not a JSON object of tensors (name: dtype, shape, data_offsets)".into()
+        }
+        SafeTensorError::JsonError(e) => format!("the header is not valid JSON: {e}"),
+        SafeTensorError::TensorInvalidInfo => first_mis_sized_tensor(map).unwrap_or_else(|| {
+            "a tensor's data_offsets do not span the bytes its shape and dtype need".into()
+        }),
+        SafeTensorError::ValidationOverflow => {
+            "a tensor's shape overflows when its sizes are multiplied".into()
+        }
+        SafeTensorError::TensorNotFound(name) => format!("tensor `{name}` is not in the file"),
+        SafeTensorError::InvalidTensorView(dtype, shape, bytes) => {
+            format!("a {dtype:?} tensor of shape {shape:?} cannot hold {bytes} bytes")
+        }
+        SafeTensorError::IoError(e) => format!("cannot read the file: {e}"),
     }
+}
+
+/// The header length the file's first 8 bytes declare (0 when it is shorter).
+fn declared_header_len(map: &[u8]) -> u64 {
+    map.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The header as JSON with its length, when it is readable at all (for naming the tensor an
+/// error is about).
+fn header_json(map: &[u8]) -> Option<(usize, Value)> {
+    let n = usize::try_from(declared_header_len(map)).ok()?;
+    let header = serde_json::from_slice(map.get(8..8usize.checked_add(n)?)?).ok()?;
+    Some((n, header))
+}
+
+/// "tensor `name`: ..." for the first tensor whose data_offsets span another byte count than
+/// its shape and dtype need.
+fn first_mis_sized_tensor(map: &[u8]) -> Option<String> {
+    let (_, header) = header_json(map)?;
+    let field = |info: &Value, key: &str| info.get(key).cloned();
+    header.as_object()?.iter().find_map(|(name, info)| {
+        let dtype: Dtype = serde_json::from_value(field(info, "dtype")?).ok()?;
+        let shape: Vec<usize> = serde_json::from_value(field(info, "shape")?).ok()?;
+        let [start, end]: [usize; 2] = serde_json::from_value(field(info, "data_offsets")?).ok()?;
+        let need = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))?;
+        let span = end.checked_sub(start)?;
+        (need != span).then(|| {
+            format!(
+                "tensor `{name}`: shape {shape:?} of {dtype:?} needs {need} bytes, \
+                 its data_offsets span {span}"
+            )
+        })
+    })
 }
 
 /// (tensor, byte end it needs, file length) of the first tensor not fully inside `map`.
 fn first_cut_tensor(map: &[u8]) -> Option<(String, usize, usize)> {
-    let n = u64::from_le_bytes(map.get(..8)?.try_into().ok()?) as usize;
-    let header: Value = serde_json::from_slice(map.get(8..8usize.checked_add(n)?)?).ok()?;
+    let (n, header) = header_json(map)?;
     let mut ends: Vec<(usize, String)> = header
         .as_object()?
         .iter()

@@ -17,6 +17,7 @@
 mod bundle;
 mod gguf_seed;
 mod mutate;
+mod peft_seed;
 mod seeds;
 mod supervisor;
 mod targets;

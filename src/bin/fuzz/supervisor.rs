@@ -93,10 +93,26 @@ fn message_flaw(message: &str) -> Option<&'static str> {
         return Some("longer than the bounded message length");
     }
     let debug = ["Some(", "None ", "Ok(", "Err("];
-    debug
+    let debug_form = debug
         .iter()
-        .any(|d| message.contains(d) || message.ends_with("None"))
-        .then_some("Rust debug formatting")
+        .any(|d| message.contains(d) || message.ends_with("None"));
+    (debug_form || ends_in_variant_name(message)).then_some("Rust debug formatting")
+}
+
+/// Whether the message ends in a bare CamelCase name after its last colon
+/// (`...: InvalidHeaderDeserialization`): an error enum's variant, printed by a crate whose
+/// Display is its Debug, tells the user nothing. Two or more humps, so `NaN` and dtype names
+/// such as `BF16` pass.
+fn ends_in_variant_name(message: &str) -> bool {
+    let last = message.rsplit(": ").next().unwrap_or("");
+    let chars: Vec<char> = last.chars().collect();
+    let humps = chars
+        .windows(2)
+        .filter(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_lowercase())
+        .count();
+    chars.first().is_some_and(char::is_ascii_uppercase)
+        && chars.iter().all(char::is_ascii_alphanumeric)
+        && humps >= 2
 }
 
 /// Runs the campaign over every target; exit status 1 if any case panicked, aborted or hung.
@@ -300,5 +316,33 @@ fn print_tally(target: &Target, t: &Tally, cases: usize, elapsed: Duration) {
     );
     for (kind, index, message) in &t.examples {
         println!("    {kind} at case {index}: {}", clip(message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_flaw;
+
+    #[test]
+    fn debug_forms_are_flaws_and_plain_sentences_are_not() {
+        for flawed in [
+            "f.safetensors: not a valid safetensors file: InvalidHeaderDeserialization",
+            "f.safetensors: not a valid safetensors file: HeaderTooLarge",
+            "config.json: field `x`: Some(3)",
+            "tokenizer.json: merge None",
+        ] {
+            assert!(message_flaw(flawed).is_some(), "{flawed}");
+        }
+        for fine in [
+            "config.json: field `alpha`: NaN",
+            "model.safetensors: tensor `w`: dtype BF16",
+            "movies.csv: line 1: required column 'movieId' is missing (columns found: MovieId, title)",
+            "ml.user: the header field has no type (RecBole headers are typed: name:token)",
+            "adapter_config.json: field `r`: r = 9 exceeds 4",
+        ] {
+            assert_eq!(message_flaw(fine), None, "{fine}");
+        }
+        let long = "x".repeat(ilrec::error::MAX_MESSAGE_CHARS + 201);
+        assert!(message_flaw(&long).is_some());
     }
 }
