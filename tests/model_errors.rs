@@ -388,3 +388,28 @@ fn a_refused_header_is_a_sentence_not_an_enum_name() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A safetensors write that fails (here: the folder does not exist) reads as the OS's words with
+/// the path, never as the crate's Debug form (`IoError(Os { code: 2, kind: NotFound, .. })`).
+#[test]
+fn a_failed_safetensors_write_is_one_line_in_words() {
+    let missing = std::env::temp_dir().join(format!("ilrec-no-such-dir-{}", std::process::id()));
+    let mut params = ilrec::autograd::Params::new();
+    let id = params
+        .add("w", ilrec::Tensor::zeros(&[2, 2]), true)
+        .unwrap();
+    let path = missing.join("model.safetensors");
+    let sasrec = ilrec::cf::SasRec::new(ilrec::cf::SasRecConfig::new(4), 0).unwrap();
+    let errors = [
+        ilrec::model::weights::save_params(&params, &[id], &path).unwrap_err(),
+        sasrec.save(&path).unwrap_err(),
+    ];
+    for e in errors {
+        let msg = e.to_string();
+        assert!(!msg.contains("Os {") && !msg.contains("IoError"), "{msg}");
+        assert!(
+            msg.contains("ilrec-no-such-dir") && msg.lines().count() == 1,
+            "{msg}"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 use ilrec::cli::Flags;
 use ilrec::model::gguf::GgufFile;
 use ilrec::model::gguf_hf::{self, HfTensor};
+use ilrec::model::weights::write_error;
 use ilrec::{Error, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{json, Value};
@@ -153,5 +154,5 @@ fn write_safetensors(path: &Path, tensors: &[HfTensor], dtype: OutDtype) -> Resu
         views.push((name.clone(), view));
     }
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::tensor::serialize_to_file(views, &metadata, path).map_err(|e| Error::io(path, e))
+    safetensors::tensor::serialize_to_file(views, &metadata, path).map_err(|e| write_error(path, e))
 }

@@ -43,7 +43,7 @@ impl SasRec {
             })
             .collect::<Result<Vec<_>>>()?;
         safetensors::tensor::serialize_to_file(views, &Some(metadata), path)
-            .map_err(|e| Error::io(path, e))
+            .map_err(|e| crate::model::weights::write_error(path, e))
     }
 
     /// Rebuilds a model saved by [`SasRec::save`]. Every parameter must be present with its

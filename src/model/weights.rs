@@ -217,6 +217,16 @@ fn describe_header_error(map: &[u8], e: SafeTensorError) -> String {
     }
 }
 
+/// A safetensors *write* error as one line in words: an I/O failure (full disk, no such folder,
+/// permission) as the OS says it, anything else as [`describe_header_error`] describes it. The
+/// crate's own Display is its Debug (`IoError(Os { code: 28, .. })`).
+pub fn write_error(path: &std::path::Path, e: SafeTensorError) -> Error {
+    match e {
+        SafeTensorError::IoError(io) => Error::io(path, io),
+        other => Error::format(path, describe_header_error(&[], other)),
+    }
+}
+
 /// The header length the file's first 8 bytes declare (0 when it is shorter).
 fn declared_header_len(map: &[u8]) -> u64 {
     map.get(..8)
@@ -469,7 +479,7 @@ pub fn save_params(params: &Params, ids: &[ParamId], path: impl AsRef<Path>) -> 
     let tmp = crate::files::temp_path(path);
     let written =
         safetensors::serialize_to_file(views.iter().map(|(n, v)| (n.as_str(), v)), &metadata, &tmp)
-            .map_err(|e| Error::io(path, e))
+            .map_err(|e| write_error(path, e))
             .and_then(|()| crate::files::sync_file(&tmp));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
