@@ -255,7 +255,9 @@ fn llm_embeddings_equal_an_independent_per_text_computation() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let got = llm_item_embeddings(&model, &tok, &texts, 2).unwrap(); // batch 2: padding in use
+    let mut seen = 0;
+    let got = llm_item_embeddings(&model, &tok, &texts, 2, &mut |n| seen += n).unwrap();
+    assert_eq!(seen, texts.len(), "every text reported done once"); // batch 2: padding in use
     let d = model.config.hidden_size;
     assert_eq!(got.shape(), &[3, d]);
     let norm_w = model.params.value(model.final_norm_id()).to_vec();
@@ -284,14 +286,16 @@ fn llm_embeddings_equal_an_independent_per_text_computation() {
     }
     // The cache: a second call reads the file and gives the same values; other texts, another file.
     let dir = temp_dir("llm-cache");
-    let (a, path) = llm_item_embeddings_cached(&model, &tok, &texts, 2, &dir).unwrap();
+    let (a, path) = llm_item_embeddings_cached(&model, &tok, &texts, 2, &dir, &mut |_| {}).unwrap();
     assert!(path.exists());
-    let (b, path_again) = llm_item_embeddings_cached(&model, &tok, &texts, 3, &dir).unwrap();
+    let (b, path_again) =
+        llm_item_embeddings_cached(&model, &tok, &texts, 3, &dir, &mut |_| {}).unwrap();
     assert_eq!((a.to_vec(), &path), (b.to_vec(), &path_again));
-    let (_, other) = llm_item_embeddings_cached(&model, &tok, &texts[..2], 2, &dir).unwrap();
+    let (_, other) =
+        llm_item_embeddings_cached(&model, &tok, &texts[..2], 2, &dir, &mut |_| {}).unwrap();
     assert_ne!(other, path);
     let empty = vec!["ok".to_string(), String::new()];
-    let err = llm_item_embeddings(&model, &tok, &empty, 2)
+    let err = llm_item_embeddings(&model, &tok, &empty, 2, &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("item 1"), "{err}");

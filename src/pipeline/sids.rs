@@ -89,7 +89,17 @@ fn item_embeddings(
             let model = load_model(path)?.0;
             let texts: Vec<String> = dataset.items.iter().map(|i| i.text.clone()).collect();
             let cache = run_dir.join("cache");
-            Ok(llm_item_embeddings_cached(&model, tokenizer, &texts, LLM_EMBED_BATCH, &cache)?.0)
+            let mut progress = Progress::new("sids (item texts embedded)", texts.len());
+            let (table, _) = llm_item_embeddings_cached(
+                &model,
+                tokenizer,
+                &texts,
+                LLM_EMBED_BATCH,
+                &cache,
+                &mut |n| progress.inc(n),
+            )?;
+            progress.finish();
+            Ok(table)
         }
     }
 }

@@ -90,11 +90,14 @@ pub fn sasrec_item_table(model: &SasRec) -> Result<Tensor> {
 /// Mean over the tokens of each text of the final-norm hidden states: (texts, hidden_size).
 /// Texts run `batch` at a time, right-padded (causal attention never lets a real token see the
 /// padding after it, and the mean skips it). A text with no tokens is an error naming it.
+/// `done(n)` is called after each batch with the n texts it held (a progress bar: on a 135M
+/// model a few thousand item texts take minutes on 2 cores).
 pub fn llm_item_embeddings(
     model: &Llama,
     tokenizer: &Tokenizer,
     texts: &[String],
     batch: usize,
+    done: &mut dyn FnMut(usize),
 ) -> Result<Tensor> {
     let d = model.config.hidden_size;
     let batch = batch.max(1);
@@ -128,6 +131,7 @@ pub fn llm_item_embeddings(
             }
             out.extend(mean.iter().map(|&m| (m / row.len() as f64) as f32));
         }
+        done(chunk.len());
     }
     Tensor::from_vec(out, &[texts.len(), d])
 }
@@ -141,6 +145,7 @@ pub fn llm_item_embeddings_cached(
     texts: &[String],
     batch: usize,
     dir: &Path,
+    done: &mut dyn FnMut(usize),
 ) -> Result<(Tensor, PathBuf)> {
     let path = dir.join(format!(
         "llm_item_embeddings_{:016x}.safetensors",
@@ -149,7 +154,7 @@ pub fn llm_item_embeddings_cached(
     if path.exists() {
         return Ok((load_embeddings_file(&path, texts.len())?, path));
     }
-    let embeddings = llm_item_embeddings(model, tokenizer, texts, batch)?;
+    let embeddings = llm_item_embeddings(model, tokenizer, texts, batch, done)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     save_embeddings(&path, &embeddings)?;
     Ok((embeddings, path))
