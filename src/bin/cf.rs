@@ -1,13 +1,15 @@
 //! `cf --data DIR [data options] [--exclude-history] [--epochs N] [--seed S] [--batch B]
-//! [--lr LR] [--dropout P] [--patience N] [--max-len L] [--save FILE]`: trains SASRec on the
-//! training split of a data folder, selects the epoch on validation NDCG@10, and prints one
-//! JSON line with the test metrics of SASRec and of the popularity baseline, both ranked under
-//! the chosen protocol (every item, or `--exclude-history`). Progress per epoch goes to stderr.
+//! [--lr LR] [--dropout P] [--patience N] [--max-len L] [--train-on all|last] [--save FILE]`:
+//! trains SASRec on the training split of a data folder (every window of each user's sequence,
+//! or with `--train-on last` only the most recent one: `cf::windows`), selects the epoch on
+//! validation NDCG@10, and prints one JSON line with the test metrics of SASRec and of the
+//! popularity baseline, both ranked under the chosen protocol (every item, or
+//! `--exclude-history`). Progress per epoch goes to stderr.
 //!
 //! Histories are cut to the model's `max_len` (default 50) for validation and test, so SASRec
 //! reads as much history as it was trained on.
 
-use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
+use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions, TrainOn};
 use ilrec::cli::Flags;
 use ilrec::pipeline::data_flags::parse_data_flag;
 use ilrec::rec::{leave_one_out, load_dataset, Exclusions, LoadOptions, Popularity, Protocol};
@@ -18,7 +20,7 @@ use std::time::Instant;
 const USAGE: &str =
     "usage: cf --data DIR [the data options of dataset --help] [--exclude-history] \
 [--epochs N (200)] [--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] \
-[--patience N (10)] [--max-len L (50)] [--save FILE.safetensors]";
+[--patience N (10)] [--max-len L (50)] [--train-on all|last (all)] [--save FILE.safetensors]";
 
 struct Args {
     data: PathBuf,
@@ -55,6 +57,11 @@ fn parse_args(args: Vec<String>) -> Result<Args> {
             "--dropout" => a.dropout = f.num(flag)?,
             "--patience" => a.train.patience = f.num(flag)?,
             "--max-len" => a.max_len = f.num(flag)?,
+            "--train-on" => {
+                let v = f.value(flag)?;
+                a.train.train_on = TrainOn::parse(&v)
+                    .ok_or_else(|| f.error(format!("{flag} {v}: expected last or all")))?;
+            }
             "--save" => a.save = Some(PathBuf::from(f.value(flag)?)),
             "-h" | "--help" => return Err(Error::config("help requested", USAGE)),
             other => return Err(f.unknown(other)),
@@ -118,6 +125,7 @@ fn run() -> Result<serde_json::Value> {
             "max_len": config.max_len, "hidden": config.hidden, "blocks": config.blocks,
             "heads": config.heads, "dropout": config.dropout, "lr": args.train.lr,
             "batch": args.train.batch, "patience": args.train.patience, "seed": args.train.seed,
+            "train_on": args.train.train_on.name(),
         },
     }))
 }

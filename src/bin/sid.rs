@@ -10,7 +10,7 @@
 //! `--embeddings cf` (default) trains SASRec on the training split for `--cf-epochs` epochs
 //! and quantises its item table.
 
-use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions};
+use ilrec::cf::{SasRec, SasRecConfig, SasRecTrainOptions, TrainOn};
 use ilrec::cli::Flags;
 use ilrec::rec::{leave_one_out, load_dataset, Dataset, LoadOptions};
 use ilrec::sid::embeddings::{load_embeddings_file, sasrec_item_table};
@@ -104,9 +104,12 @@ fn embeddings(args: &Args, dataset: &Dataset) -> Result<Tensor> {
         "cf" => {
             let split = leave_one_out(dataset, 50)?;
             let mut model = SasRec::new(SasRecConfig::new(dataset.num_items()), args.train.seed)?;
+            // The last window per user, as the pipeline's SASRec (whose item table its SIDs
+            // come from) and the README's size measurements: `pipeline::cf::sasrec_options`.
             let opts = SasRecTrainOptions {
                 epochs: args.cf_epochs,
                 seed: args.train.seed,
+                train_on: TrainOn::LastWindow,
                 ..SasRecTrainOptions::default()
             };
             let summary = model.train(&split, &opts, |r| {

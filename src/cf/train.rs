@@ -2,18 +2,20 @@
 //!
 //! Data: one sequence per user = every item before the user's validation target (exactly the
 //! items the training samples cover), rebuilt from the split's training samples so that the
-//! split's history truncation does not shorten it. Each epoch shuffles the users (seeded), cuts
-//! them into batches, and takes one AdamW step per batch on the cross-entropy over all items at
-//! every position of the (last `max_len + 1` items of the) sequences, as SASRec does. RecBole
-//! instead makes every prefix its own sample with a loss at its last position only; with
-//! sequences no longer than `max_len + 1` both see the same (history, next item) pairs, and ours
-//! runs `max_len` times fewer forward passes.
+//! split's history truncation does not shorten it, then cut into windows of at most
+//! `max_len + 1` items (`windows.rs`; by default all of them, so every training target is used
+//! once per epoch). Each epoch shuffles the windows (seeded), cuts them into batches, and takes
+//! one AdamW step per batch on the cross-entropy over all items at every position of the
+//! windows. RecBole instead makes every prefix its own sample with a loss at its last position
+//! only: the same targets, each with its full `max_len` items of context, for `max_len` times
+//! more forward passes.
 //!
 //! After each epoch: full-ranking NDCG@10 on the validation samples; the best epoch's parameters
 //! are kept, and training stops after `patience` epochs without improvement.
 
 use super::batch::PaddedBatch;
 use super::sasrec::SasRec;
+use super::windows::TrainOn;
 use crate::autograd::Tape;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::rec::{Exclusions, MetricsMean, Split};
@@ -21,15 +23,18 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 use std::time::Instant;
 
-/// Training hyper-parameters. Defaults (tuned on ml-latest-small, README "SASRec"): batch 64
-/// users, lr 5e-3 (1e-3 with 128 users per step moved the loss by 0.3 nats in 3 epochs; 5e-3 with
-/// 64 reaches popularity's validation NDCG@10 in 6 epochs), no weight decay (dropout regularises),
-/// clip 5, patience 10 (validation NDCG@10 over 671 users is noisy: +-0.004 between epochs).
+/// Training hyper-parameters. Defaults (README "SASRec"): every window of every user (the last
+/// window alone leaves 68% of ml-latest-small's targets out and scored about half the test
+/// NDCG@10: BENCHMARKS.md "SASRec: ours vs RecBole"); batch 64 windows, lr 5e-3, no weight decay
+/// (dropout regularises), clip 5, patience 10. Batch and lr were tuned when an epoch was one
+/// window per user (1e-3 with 128 users per step moved the loss by 0.3 nats in 3 epochs; 5e-3
+/// with 64 reached popularity's validation NDCG@10 in 6 epochs); the patience because
+/// validation NDCG@10 over 671 users is noisy (+-0.004 between epochs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SasRecTrainOptions {
-    /// Most epochs (passes over the users).
+    /// Most epochs (passes over the training windows).
     pub epochs: usize,
-    /// Users (sequences) per step.
+    /// Windows (rows of at most `max_len + 1` items) per step.
     pub batch: usize,
     pub lr: f32,
     pub weight_decay: f32,
@@ -39,6 +44,8 @@ pub struct SasRecTrainOptions {
     pub clip_norm: Option<f32>,
     /// Seeds the shuffles and the dropout masks.
     pub seed: u64,
+    /// Which windows of each user's sequence an epoch trains on (`windows.rs`).
+    pub train_on: TrainOn,
 }
 
 impl Default for SasRecTrainOptions {
@@ -51,6 +58,7 @@ impl Default for SasRecTrainOptions {
             patience: 10,
             clip_norm: Some(5.0),
             seed: 0,
+            train_on: TrainOn::AllWindows,
         }
     }
 }
@@ -136,7 +144,9 @@ impl SasRec {
     ) -> Result<TrainSummary> {
         check_options(opts)?;
         let start = Instant::now();
-        let seqs = training_sequences(split)?;
+        let seqs = opts
+            .train_on
+            .windows(&training_sequences(split)?, self.config.max_len);
         if seqs.is_empty() {
             return Err(Error::config(
                 "the split has no training samples",
@@ -189,7 +199,7 @@ impl SasRec {
         })
     }
 
-    /// One pass over the users in `order`; returns the mean step loss.
+    /// One pass over the windows in `order`; returns the mean step loss.
     fn epoch(
         &mut self,
         seqs: &[Vec<u32>],

@@ -12,13 +12,15 @@
 //! names), `movielens.rs` and `recbole.rs` (the two formats), `loader.rs` (raw types and the
 //! readers' shared helpers), `dataset.rs` (detection, dispatch, assembly), `interval.rs`
 //! (RecBole's `[lo,hi)` syntax), `preprocess.rs` (dedup, rating threshold, k-core), `split.rs`,
-//! `stats.rs` (counts under our names and RecBole's), `protocol.rs`, `prompt.rs`, `trie.rs`,
+//! `stats.rs` (counts under our names and RecBole's), `export.rs` (a loaded set written back
+//! as RecBole atomic files), `protocol.rs`, `prompt.rs`, `trie.rs`,
 //! `metrics.rs`, `popularity.rs`, `item_lookup.rs` (items by id or title, as a person names
 //! them).
 
 pub mod atomic;
 pub mod csv;
 pub mod dataset;
+pub mod export;
 pub mod interval;
 pub mod item_lookup;
 pub mod loader;
@@ -37,6 +39,7 @@ pub mod vocab_map;
 
 pub use atomic::FieldNames;
 pub use dataset::{load_dataset, Dataset, Format};
+pub use export::{export_atomic, ExportedFiles};
 pub use interval::Intervals;
 pub use loader::{Interaction, Item, RawData};
 pub use metrics::{rank_of, MetricsMean, RankingMetrics, KS};
