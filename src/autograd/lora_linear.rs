@@ -98,8 +98,7 @@ impl Tape {
             Some((p, rng)) => {
                 check_probability(p)?;
                 (p > 0.0).then(|| {
-                    let mask = DropoutMask::draw(p, rng, x_value.numel());
-                    mask.apply(&x_value).map(|xd| (xd, mask))
+                    DropoutMask::draw_and_apply(p, rng, &x_value).map(|(mask, xd)| (xd, mask))
                 })
             }
             None => None,
