@@ -7,24 +7,14 @@
 //! whose gradient is `g * mask / (1 - p)`. [`DropoutMask`] is also what `lora_linear` drops its
 //! adapter input with.
 //!
-//! Speed (LoRA puts a dropout on the input of every adapted projection: ~76 M elements per
-//! SmolLM2 training step, where one serial stream of draws took longer than the adapters'
-//! products): the mask is drawn in chunks of 2^14 draws on the pool, each chunk from the
-//! stream's own state at its start ([`Jump`]), so it is the serial mask bit for bit; each draw
-//! is compared as an integer ([`Rng::uniform_below_threshold`]); applying the mask, forward and
-//! backward, is elementwise and runs in fixed chunks on the pool.
+//! Drawing and applying the mask are `cpu::dropout`'s kernels (in parallel, the serial loop's
+//! decisions bit for bit).
 
 use super::tape::{Tape, Var};
-use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
+use crate::cpu::dropout::{apply_mask, draw_and_apply};
 use crate::error::{Error, Result};
-use crate::rng::{Jump, Rng};
+use crate::rng::Rng;
 use crate::tensor::Tensor;
-use std::ops::Range;
-use std::sync::{Mutex, OnceLock};
-
-/// log2 of the draws per chunk of a mask: ~20 us of drawing per chunk, against ~1 us to jump
-/// to its start.
-const DRAW_CHUNK_LOG2: u32 = 14;
 
 impl Tape {
     /// Inverted dropout with drop probability `p` in [0, 1). `p == 0` records a cheap identity
@@ -63,24 +53,11 @@ pub(super) struct DropoutMask {
 impl DropoutMask {
     /// Draws the mask of `x` from `rng` and applies it: (the mask, `x * keep / (1 - p)`).
     /// Element i survives when the i-th draw `rng.uniform() >= p` (probability 1 - p), and
-    /// `rng` ends where that many draws leave it. Drawn as integers against the same threshold,
-    /// chunk by chunk in parallel, each chunk writing its decisions and values in one pass: the
-    /// same decisions, bit for bit, as the serial loop.
+    /// `rng` ends where that many draws leave it.
     pub(super) fn draw_and_apply(p: f32, rng: &mut Rng, x: &Tensor) -> Result<(Self, Tensor)> {
-        let src = x.data()?;
-        let n = src.len();
-        let drop_below = Rng::uniform_below_threshold(p);
         let keep_scale = 1.0 / (1.0 - p);
-        let (mut keep, mut out) = (vec![false; n], vec![0.0f32; n]);
-        let (keep_w, out_w) = (DisjointMut::new(&mut keep), DisjointMut::new(&mut out));
-        for_each_draw_chunk(rng, n, |r, stream| {
-            // SAFETY: chunks are disjoint.
-            let (k, o) = unsafe { (keep_w.range(r.clone()), out_w.range(r.clone())) };
-            for ((k, o), &v) in k.iter_mut().zip(o).zip(&src[r]) {
-                *k = stream.next_u24() >= drop_below;
-                *o = if *k { v * keep_scale } else { 0.0 };
-            }
-        });
+        let drop_below = Rng::uniform_below_threshold(p);
+        let (keep, out) = draw_and_apply(rng, drop_below, keep_scale, x.data()?);
         let mask = DropoutMask { keep, keep_scale };
         Ok((mask, Tensor::from_vec(out, x.shape())?))
     }
@@ -92,68 +69,8 @@ impl DropoutMask {
         Tensor::from_vec(out, x.shape())
     }
 
-    /// `x = x * keep / (1 - p)`, elementwise in fixed chunks on the pool.
+    /// `x = x * keep / (1 - p)`.
     pub(super) fn apply_in_place(&self, x: &mut [f32]) {
-        assert_eq!(x.len(), self.keep.len(), "dropout mask and tensor sizes differ");
-        let (keep, keep_scale) = (&self.keep, self.keep_scale);
-        let n = x.len();
-        let dst = DisjointMut::new(x);
-        for_each_chunk(n, CHUNK, |r| {
-            // SAFETY: chunks are disjoint.
-            let x = unsafe { dst.range(r.clone()) };
-            for (v, &k) in x.iter_mut().zip(&keep[r]) {
-                *v = if k { *v * keep_scale } else { 0.0 };
-            }
-        });
-    }
-}
-
-/// Runs `f(range, stream)` over consecutive chunks of `0..n` on the pool, `stream` standing at
-/// draw `range.start` of `rng`'s stream (one jump per chunk from the start, in order), and
-/// leaves `rng` after draw n, as n serial draws would.
-fn for_each_draw_chunk(rng: &mut Rng, n: usize, f: impl Fn(Range<usize>, &mut Rng) + Sync) {
-    static CHUNK_JUMP: OnceLock<Jump> = OnceLock::new();
-    let jump = CHUNK_JUMP.get_or_init(|| Jump::steps_pow2(DRAW_CHUNK_LOG2));
-    let chunk = 1usize << DRAW_CHUNK_LOG2;
-    let starts: Vec<Rng> = std::iter::successors(Some(rng.clone()), |prev| {
-        let mut next = prev.clone();
-        jump.apply(&mut next);
-        Some(next)
-    })
-    .take(n.div_ceil(chunk))
-    .collect();
-    let end = Mutex::new(None);
-    for_each_chunk(n, chunk, |r| {
-        let mut stream = starts[r.start / chunk].clone();
-        let last = r.end == n;
-        f(r, &mut stream);
-        if last {
-            *end.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream);
-        }
-    });
-    if let Some(end) = end.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        *rng = end;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_mask_drawn_in_chunks_is_the_serial_one_and_the_stream_ends_in_the_same_place() {
-        let chunk = 1usize << DRAW_CHUNK_LOG2;
-        for n in [0, 1, 1000, chunk, chunk + 1, 3 * chunk + 17] {
-            let x = Tensor::randn(&[n], 1.0, &mut Rng::new(1));
-            let mut rng = Rng::new(n as u64);
-            let (mask, out) = DropoutMask::draw_and_apply(0.3, &mut rng, &x).unwrap();
-            let mut serial = Rng::new(n as u64);
-            let expected: Vec<bool> = (0..n).map(|_| serial.uniform() >= 0.3).collect();
-            assert_eq!(mask.keep, expected, "n {n}");
-            assert_eq!(rng.next_u64(), serial.next_u64(), "n {n}: stream end");
-            let (kept, scale) = (x.data().unwrap().iter().zip(&expected), 1.0 / (1.0 - 0.3f32));
-            let want: Vec<f32> = kept.map(|(&v, &k)| if k { v * scale } else { 0.0 }).collect();
-            assert!(out.data().unwrap() == &want[..], "n {n}: values");
-        }
+        apply_mask(x, &self.keep, self.keep_scale);
     }
 }

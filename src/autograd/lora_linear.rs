@@ -134,7 +134,9 @@ impl Tape {
             ([r, ka], [nb, rb]) if *ka == k && *nb == n && rb == r => Ok(*r),
             _ => Err(Error::shape(
                 "lora_linear",
-                format!("A {a_shape:?} (r, {k}) and B {b_shape:?} ({n}, r) for a weight ({n}, {k})"),
+                format!(
+                    "A {a_shape:?} (r, {k}) and B {b_shape:?} ({n}, r) for a weight ({n}, {k})"
+                ),
             )),
         }
     }

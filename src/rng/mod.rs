@@ -2,11 +2,14 @@
 //! Every random choice in the project (init, dropout masks, shuffles, noise) goes through it, so a
 //! seed fixes a run bit for bit. No `rand` crate: this is 40 lines and we know what it does.
 //! `jump.rs`: skipping ahead in a stream, so that long runs of draws (dropout masks) can be
-//! made in parallel and still be the stream's own draws.
+//! made in parallel and still be the stream's own draws; `lanes.rs`: several streams stepped
+//! side by side in vector registers.
 
 mod jump;
+mod lanes;
 
 pub use jump::Jump;
+pub use lanes::{Lanes, LANES};
 
 #[derive(Clone, Debug)]
 pub struct Rng {
@@ -123,7 +126,17 @@ mod tests {
         // Typical dropout rates, p whose p * 2^24 is an integer (the boundary draw itself), the
         // smallest and largest f32 steps, and the ends.
         let exact = 3.0 / (1u64 << 24) as f32;
-        for p in [0.05f32, 0.1, 0.3, 0.5, 0.9, exact, f32::MIN_POSITIVE, 1.0 - f32::EPSILON, 0.0] {
+        for p in [
+            0.05f32,
+            0.1,
+            0.3,
+            0.5,
+            0.9,
+            exact,
+            f32::MIN_POSITIVE,
+            1.0 - f32::EPSILON,
+            0.0,
+        ] {
             let t = Rng::uniform_below_threshold(p);
             let (mut a, mut b) = (Rng::new(3), Rng::new(3));
             for _ in 0..20_000 {
