@@ -3,7 +3,7 @@
 //! needs no rescaling (it simply does not call dropout).
 //!
 //! The mask is drawn from the caller's seeded [`Rng`], one uniform number per element in element
-//! order, so a seed fixes the mask bit for bit. It is saved (one byte per element) for backward,
+//! order, so a seed fixes the mask bit for bit. It is saved (one bit per element) for backward,
 //! whose gradient is `g * mask / (1 - p)`. [`DropoutMask`] is also what `lora_linear` drops its
 //! adapter input with.
 //!
@@ -11,7 +11,7 @@
 //! decisions bit for bit).
 
 use super::tape::{Tape, Var};
-use crate::cpu::dropout::{apply_mask, draw_and_apply};
+use crate::cpu::dropout::{apply_mask, draw_and_apply, masked};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -44,9 +44,10 @@ pub(super) fn check_probability(p: f32) -> Result<()> {
     ))
 }
 
-/// Which elements survive a dropout, and the factor 1 / (1 - p) that survivors are scaled by.
+/// Which elements survive a dropout (bit i % 64 of word i / 64: 9.5 MB for the ~76 M inputs
+/// LoRA drops in a SmolLM2 step), and the factor 1 / (1 - p) that survivors are scaled by.
 pub(super) struct DropoutMask {
-    keep: Vec<bool>,
+    keep: Vec<u64>,
     keep_scale: f32,
 }
 
@@ -64,8 +65,7 @@ impl DropoutMask {
 
     /// `x * keep / (1 - p)` as a new tensor; forward and backward are the same map.
     pub(super) fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let mut out = x.data()?.to_vec();
-        self.apply_in_place(&mut out);
+        let out = masked(x.data()?, &self.keep, self.keep_scale);
         Tensor::from_vec(out, x.shape())
     }
 

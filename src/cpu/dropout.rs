@@ -30,19 +30,20 @@ const CHUNK_LOG2: u32 = 11;
 /// Draws per lane made in one go before they are used.
 const BLOCK: usize = 64;
 
-/// `(keep, out)` for values `x`: `keep[i]` = the i-th draw of `rng` (as `next_u24`) is at least
-/// `drop_below`, `out[i] = x[i] * keep_scale` if kept, else 0. `rng` ends where `x.len()` draws
-/// leave it.
+/// `(keep, out)` for values `x`: bit i of the mask `keep` (bit i % 64 of word i / 64) = the
+/// i-th draw of `rng` (as `next_u24`) is at least `drop_below`, and `out[i] = x[i] *
+/// keep_scale` if kept, else 0. `rng` ends where `x.len()` draws leave it.
 pub fn draw_and_apply(
     rng: &mut Rng,
     drop_below: u64,
     keep_scale: f32,
     x: &[f32],
-) -> (Vec<bool>, Vec<f32>) {
+) -> (Vec<u64>, Vec<f32>) {
     let n = x.len();
-    // Written once each below, so not zero-filled first (a pass over 300 MB a LoRA step).
-    let (mut keep, mut out) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let keep_w = DisjointMut::new(&mut keep.spare_capacity_mut()[..n]);
+    let mut keep = vec![0u64; n.div_ceil(64)];
+    // Written once below, so not zero-filled first (a pass over 300 MB a LoRA step).
+    let mut out = Vec::with_capacity(n);
+    let keep_w = DisjointMut::new(&mut keep);
     let out_w = DisjointMut::new(&mut out.spare_capacity_mut()[..n]);
     for_each_chunk_group(rng, n, |chunks, lanes| {
         let mut draws = [[0u64; LANES]; BLOCK];
@@ -51,37 +52,64 @@ pub fn draw_and_apply(
             for (l, chunk) in chunks.iter().enumerate() {
                 let r = (chunk.start + offset).min(chunk.end)
                     ..(chunk.start + offset + BLOCK).min(chunk.end);
-                // SAFETY: chunks are disjoint, and so are the blocks of one chunk.
-                let (k, o) = unsafe { (keep_w.range(r.clone()), out_w.range(r.clone())) };
-                for (i, ((k, o), &v)) in k.iter_mut().zip(o).zip(&x[r]).enumerate() {
+                if r.is_empty() {
+                    continue;
+                }
+                // SAFETY: chunks are disjoint, and so are the blocks of one chunk; a block is
+                // 64 draws starting at a multiple of 64, so it owns one mask word.
+                let (word, o) = unsafe {
+                    (
+                        keep_w.range(r.start / 64..r.start / 64 + 1),
+                        out_w.range(r.clone()),
+                    )
+                };
+                let mut bits = 0u64;
+                for (i, (o, &v)) in o.iter_mut().zip(&x[r]).enumerate() {
                     let kept = draws[i][l] >= drop_below;
-                    k.write(kept);
+                    bits |= u64::from(kept) << i;
                     o.write(if kept { v * keep_scale } else { 0.0 });
                 }
+                word[0] = bits;
             }
         }
     });
-    // SAFETY: the chunks cover 0..n, so every element of both was written above.
-    unsafe {
-        keep.set_len(n);
-        out.set_len(n);
-    }
+    // SAFETY: the chunks cover 0..n, so every element of `out` was written above.
+    unsafe { out.set_len(n) };
     (keep, out)
 }
 
-/// `x[i] = x[i] * keep_scale` where `keep[i]`, else 0 (the backward of dropout), in fixed chunks
-/// on the pool.
-pub fn apply_mask(x: &mut [f32], keep: &[bool], keep_scale: f32) {
-    assert_eq!(x.len(), keep.len(), "dropout mask and tensor sizes differ");
+/// `x[i] = x[i] * keep_scale` where bit i of `keep` is set, else 0 (the backward of dropout), in
+/// fixed chunks on the pool.
+pub fn apply_mask(x: &mut [f32], keep: &[u64], keep_scale: f32) {
+    assert_eq!(
+        keep.len(),
+        x.len().div_ceil(64),
+        "dropout mask and tensor sizes differ"
+    );
     let n = x.len();
     let dst = DisjointMut::new(x);
     for_each_chunk(n, CHUNK, |r| {
         // SAFETY: chunks are disjoint.
         let x = unsafe { dst.range(r.clone()) };
-        for (v, &k) in x.iter_mut().zip(&keep[r]) {
-            *v = if k { *v * keep_scale } else { 0.0 };
+        // CHUNK is a multiple of 64: the chunk's values start at a mask word.
+        for (values, &word) in x.chunks_mut(64).zip(&keep[r.start / 64..]) {
+            for (j, v) in values.iter_mut().enumerate() {
+                *v = if (word >> j) & 1 == 1 {
+                    *v * keep_scale
+                } else {
+                    0.0
+                };
+            }
         }
     });
+}
+
+/// `x * keep_scale` where bit i of `keep` is set, else 0, as a new vector (the dropped input
+/// recomputed from the mask instead of kept).
+pub fn masked(x: &[f32], keep: &[u64], keep_scale: f32) -> Vec<f32> {
+    let mut out = x.to_vec();
+    apply_mask(&mut out, keep, keep_scale);
+    out
 }
 
 /// Runs `f(chunks, lanes)` on the pool for each group of up to [`LANES`] consecutive chunks of
@@ -188,7 +216,12 @@ mod tests {
             let (keep, out) = draw_and_apply(&mut rng, drop_below, 2.0, &x);
             let mut serial = Rng::new(n as u64);
             let expected: Vec<bool> = (0..n).map(|_| serial.uniform() >= 0.3).collect();
-            assert_eq!(keep, expected, "n {n}");
+            let bits: Vec<bool> = (0..n)
+                .map(|i| (keep[i / 64] >> (i % 64)) & 1 == 1)
+                .collect();
+            assert_eq!(bits, expected, "n {n}");
+            assert!(keep.len() == n.div_ceil(64), "n {n}: mask words");
+            assert!(masked(&x, &keep, 2.0) == out, "n {n}: the mask reapplied");
             assert_eq!(rng.next_u64(), serial.next_u64(), "n {n}: stream end");
             let want: Vec<f32> = x
                 .iter()
