@@ -1,18 +1,95 @@
-//! The ops LoRA and trainable token rows add, against finite differences: `overwrite_rows`,
-//! `overwrite_columns` (directly, with GradCheck), and the adapted decoder as a whole (the
-//! low-rank update with dropout on, trainable rows of the embedding and of the head): the
-//! gradient of the loss with respect to sampled entries of A, B and the token rows equals the
-//! central difference of the loss. Plus the ops' shape and index errors.
+//! The ops LoRA and trainable token rows add, against finite differences: `lora_linear`,
+//! `overwrite_rows`, `overwrite_columns` (directly, with GradCheck), and the adapted decoder as
+//! a whole (the low-rank update with dropout on, trainable rows of the embedding and of the
+//! head): the gradient of the loss with respect to sampled entries of A, B and the token rows
+//! equals the central difference of the loss. `lora_linear` also equals, bit for bit, the same
+//! arithmetic written as separate ops. Plus the ops' shape and index errors.
 
 mod common;
 
 use common::{fixture, randn};
-use ilrec::autograd::{GradCheck, ParamId};
+use ilrec::autograd::{GradCheck, LowRankUpdate, ParamId};
 use ilrec::lora::{attach, load_adapter, LoraConfig, TrainableTokens};
 use ilrec::model::adapter::{LowRank, Proj};
 use ilrec::model::llama::{BatchInput, Llama};
 use ilrec::rng::Rng;
-use ilrec::{Error, Tape};
+use ilrec::{Error, Tape, Tensor, Var};
+
+/// `lora_linear` on inputs `v` = [x, w, a, b, (bias)], dropout p from seed 3 (p = 0: none).
+fn lora_linear_of(t: &mut Tape, v: &[Var], scale: f32, p: f32) -> ilrec::Result<Var> {
+    let mut rng = Rng::new(3);
+    let update = LowRankUpdate {
+        a: v[2],
+        b: v[3],
+        scale,
+        dropout: (p > 0.0).then_some((p, &mut rng)),
+    };
+    t.lora_linear(v[0], v[1], v.get(4).copied(), update)
+}
+
+#[test]
+fn lora_linear_gradients_match_finite_differences() {
+    // x (2, 3, 7), w (5, 7), A (2, 7), B (5, 2), bias (5): every input trains here, the frozen
+    // weight's case is the same code with its gradient skipped.
+    let shapes: [&[usize]; 5] = [&[2, 3, 7], &[5, 7], &[2, 7], &[5, 2], &[5]];
+    for (p, with_bias) in [(0.0, false), (0.4, true)] {
+        let inputs: Vec<(Tensor, bool)> = shapes[..4 + with_bias as usize]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (randn(s, 20 + i as u64), true))
+            .collect();
+        GradCheck::default()
+            .run(&inputs, |t, v| lora_linear_of(t, v, 1.5, p))
+            .unwrap();
+    }
+}
+
+#[test]
+fn lora_linear_is_the_separate_ops_bit_for_bit() {
+    // The arithmetic written as dropout, linear, scale, linear, add (how the decoder ran LoRA
+    // before the op existed), with x also read by another projection so that the order in
+    // which its gradient is summed matters. Ranks on both sides of one GEMM depth block (the
+    // update added by the GEMM, or formed alone and added).
+    for (r, k, n) in [(4, 40, 24), (300, 320, 24)] {
+        let inputs = [
+            randn(&[6, k], 1),
+            randn(&[n, k], 2),
+            randn(&[r, k], 3),
+            randn(&[n, r], 4),
+            randn(&[n, k], 5),
+        ];
+        let run = |fused: bool| {
+            let mut t = Tape::new();
+            let v: Vec<Var> = inputs.iter().map(|x| t.leaf(x.clone(), true)).collect();
+            let y = if fused {
+                lora_linear_of(&mut t, &v[..4], 0.5, 0.3).unwrap()
+            } else {
+                let base = t.linear(v[0], v[1], None).unwrap();
+                let xd = t.dropout(v[0], 0.3, &mut Rng::new(3)).unwrap();
+                let h = t.linear(xd, v[2], None).unwrap();
+                let h = t.scale(h, 0.5).unwrap();
+                let u = t.linear(h, v[3], None).unwrap();
+                t.add(base, u).unwrap()
+            };
+            // x's other consumer, recorded later, so its gradient reaches x first (as V's
+            // projection comes before K's and Q's on their shared input).
+            let other = t.linear(v[0], v[4], None).unwrap();
+            let total = t.add(y, other).unwrap();
+            let value = t.value(total).to_vec();
+            let grads = t.backward_from(total, randn(&[6, n], 6)).unwrap();
+            let mut bits: Vec<Vec<u32>> = vec![value.iter().map(|f| f.to_bits()).collect()];
+            for &var in &v[..4] {
+                let g = grads.of(var).unwrap().to_vec();
+                bits.push(g.iter().map(|f| f.to_bits()).collect());
+            }
+            bits
+        };
+        let (fused, separate) = (run(true), run(false));
+        for (i, what) in ["output", "dx", "dW", "dA", "dB"].iter().enumerate() {
+            assert!(fused[i] == separate[i], "r {r}: {what} differs");
+        }
+    }
+}
 
 #[test]
 fn overwrite_rows_gradients_match_finite_differences() {

@@ -3,10 +3,15 @@
 //! needs no rescaling (it simply does not call dropout).
 //!
 //! The mask is drawn from the caller's seeded [`Rng`], one uniform number per element in element
-//! order, so a seed fixes the mask bit for bit. It is saved (one byte per element) for backward,
-//! whose gradient is `g * mask / (1 - p)`.
+//! order, so a seed fixes the mask bit for bit. It is saved (one bit per element) for backward,
+//! whose gradient is `g * mask / (1 - p)`. [`DropoutMask`] is also what `lora_linear` drops its
+//! adapter input with.
+//!
+//! Drawing and applying the mask are `cpu::dropout`'s kernels (in parallel, the serial loop's
+//! decisions bit for bit).
 
 use super::tape::{Tape, Var};
+use crate::cpu::dropout::{apply_mask, draw_and_apply, masked};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -15,34 +20,57 @@ impl Tape {
     /// Inverted dropout with drop probability `p` in [0, 1). `p == 0` records a cheap identity
     /// (no copy, no random numbers drawn).
     pub fn dropout(&mut self, x: Var, p: f32, rng: &mut Rng) -> Result<Var> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::config(
-                format!("dropout: probability p = {p} is outside [0, 1)"),
-                "p is the fraction of elements dropped: 0 disables dropout, 0.1 is typical",
-            ));
-        }
+        check_probability(p)?;
         let xt = self.value(x);
         if p == 0.0 {
             let out = xt.clone(); // shares the storage
             return Ok(self.record("dropout", out, &[x], |g, _| Ok(vec![Some(g.clone())])));
         }
-        let keep_scale = 1.0 / (1.0 - p);
-        // uniform() < p drops, so an element survives with probability 1 - p.
-        let keep: Vec<bool> = (0..xt.numel()).map(|_| rng.uniform() >= p).collect(); // (numel)
-        let out = apply_mask(xt, &keep, keep_scale)?;
+        let (mask, out) = DropoutMask::draw_and_apply(p, rng, xt)?;
         Ok(self.record("dropout", out, &[x], move |g, _| {
-            Ok(vec![Some(apply_mask(g, &keep, keep_scale)?)])
+            Ok(vec![Some(mask.apply(g)?)])
         }))
     }
 }
 
-/// `x * keep / (1 - p)`, elementwise; forward and backward are the same map.
-fn apply_mask(x: &Tensor, keep: &[bool], keep_scale: f32) -> Result<Tensor> {
-    let out = x
-        .data()?
-        .iter()
-        .zip(keep)
-        .map(|(&v, &k)| if k { v * keep_scale } else { 0.0 })
-        .collect();
-    Tensor::from_vec(out, x.shape())
+/// An error unless `p` is a drop probability in [0, 1).
+pub(super) fn check_probability(p: f32) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("dropout: probability p = {p} is outside [0, 1)"),
+        "p is the fraction of elements dropped: 0 disables dropout, 0.1 is typical",
+    ))
+}
+
+/// Which elements survive a dropout (bit i % 64 of word i / 64: 9.5 MB for the ~76 M inputs
+/// LoRA drops in a SmolLM2 step), and the factor 1 / (1 - p) that survivors are scaled by.
+pub(super) struct DropoutMask {
+    keep: Vec<u64>,
+    keep_scale: f32,
+}
+
+impl DropoutMask {
+    /// Draws the mask of `x` from `rng` and applies it: (the mask, `x * keep / (1 - p)`).
+    /// Element i survives when the i-th draw `rng.uniform() >= p` (probability 1 - p), and
+    /// `rng` ends where that many draws leave it.
+    pub(super) fn draw_and_apply(p: f32, rng: &mut Rng, x: &Tensor) -> Result<(Self, Tensor)> {
+        let keep_scale = 1.0 / (1.0 - p);
+        let drop_below = Rng::uniform_below_threshold(p);
+        let (keep, out) = draw_and_apply(rng, drop_below, keep_scale, x.data()?);
+        let mask = DropoutMask { keep, keep_scale };
+        Ok((mask, Tensor::from_vec(out, x.shape())?))
+    }
+
+    /// `x * keep / (1 - p)` as a new tensor; forward and backward are the same map.
+    pub(super) fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let out = masked(x.data()?, &self.keep, self.keep_scale);
+        Tensor::from_vec(out, x.shape())
+    }
+
+    /// `x = x * keep / (1 - p)`.
+    pub(super) fn apply_in_place(&self, x: &mut [f32]) {
+        apply_mask(x, &self.keep, self.keep_scale);
+    }
 }

@@ -27,6 +27,11 @@ pub fn weight_gradient_products() -> u64 {
     WEIGHT_GRAD_PRODUCTS.with(Cell::get)
 }
 
+/// Notes one weight-gradient GEMM on this thread's count.
+pub(super) fn count_weight_gradient_product() {
+    WEIGHT_GRAD_PRODUCTS.with(|c| c.set(c.get() + 1));
+}
+
 /// Sizes of a (batched) product `op(A)[m, k] . op(B)[k, n]`.
 #[derive(Clone, Copy, Debug)]
 struct MatmulDims {
@@ -148,54 +153,76 @@ impl Tape {
     /// see [`Tape::weight`]) is converted to f32 for the product and dropped after it: one
     /// matrix at a time, never the whole model.
     pub fn linear(&mut self, x: Var, w: Var, bias: Option<Var>) -> Result<Var> {
-        let (x_shape, w_shape) = (self.shape(x), self.shape(w));
-        let k = *x_shape.last().unwrap_or(&0);
-        if x_shape.is_empty() || w_shape.len() != 2 || w_shape[1] != k {
-            return Err(Error::shape(
-                "linear",
-                format!("x {x_shape:?} (..., K) against weight {w_shape:?} (N, K)"),
-            ));
-        }
-        let n = w_shape[0];
-        if let Some(b) = bias {
-            if self.shape(b) != [n] {
-                return Err(Error::shape(
-                    "linear",
-                    format!(
-                        "bias {:?}, expected [{n}] for weight {w_shape:?}",
-                        self.shape(b)
-                    ),
-                ));
-            }
-        }
-        let m: usize = x_shape[..x_shape.len() - 1].iter().product();
-        let mut out_shape = x_shape.to_vec();
-        *out_shape.last_mut().expect("rank >= 1 checked") = n;
+        let (dims, out_shape) = linear_dims(
+            "linear",
+            self.shape(x),
+            self.shape(w),
+            bias.map(|b| self.shape(b)),
+        )?;
         let (xv, wv) = (self.value(x).clone(), self.value(w).clone());
-
-        // (m, n): start from the bias rows (beta = 1 adds the product on top) or from nothing.
-        let (mut out, beta) = match bias {
-            Some(b) => (self.value(b).data()?.repeat(m), 1.0),
-            None => (vec![0.0f32; m * n], 0.0),
-        };
-        let w32 = wv.to_f32(); // a shared clone when w is f32
-        #[rustfmt::skip]
-        sgemm(false, true, m, n, k, 1.0, xv.data()?, k, w32.data()?, k, beta, &mut out, n);
-        drop(w32);
+        let out = linear_product(&xv, &wv, bias.map(|b| self.value(b)), dims)?;
         let out = Tensor::from_vec(out, &out_shape)?;
 
         let mut inputs = vec![x, w];
         inputs.extend(bias);
         Ok(self.record("linear", out, &inputs, move |g, needs| {
-            linear_backward(g, needs, &xv, &wv, (m, n, k))
+            linear_backward(g, needs, &xv, &wv, dims)
         }))
     }
+}
+
+/// (m, n, k) of `x (..., k) . w (n, k)^T (+ bias (n))` with m the product of x's leading axes,
+/// and the output shape (..., n); an error names `op` and the shapes that do not fit.
+pub(super) fn linear_dims(
+    op: &'static str,
+    x_shape: &[usize],
+    w_shape: &[usize],
+    bias_shape: Option<&[usize]>,
+) -> Result<((usize, usize, usize), Vec<usize>)> {
+    let k = *x_shape.last().unwrap_or(&0);
+    if x_shape.is_empty() || w_shape.len() != 2 || w_shape[1] != k {
+        return Err(Error::shape(
+            op,
+            format!("x {x_shape:?} (..., K) against weight {w_shape:?} (N, K)"),
+        ));
+    }
+    let n = w_shape[0];
+    if let Some(b) = bias_shape {
+        if b != [n] {
+            return Err(Error::shape(
+                op,
+                format!("bias {b:?}, expected [{n}] for weight {w_shape:?}"),
+            ));
+        }
+    }
+    let m: usize = x_shape[..x_shape.len() - 1].iter().product();
+    let mut out_shape = x_shape.to_vec();
+    *out_shape.last_mut().expect("rank >= 1 checked") = n;
+    Ok(((m, n, k), out_shape))
+}
+
+/// The (m, n) values of `x . w^T (+ bias)` (shapes checked by [`linear_dims`]).
+pub(super) fn linear_product(
+    xv: &Tensor,
+    wv: &Tensor,
+    bias: Option<&Tensor>,
+    (m, n, k): (usize, usize, usize),
+) -> Result<Vec<f32>> {
+    // Start from the bias rows (beta = 1 adds the product on top) or from nothing.
+    let (mut out, beta) = match bias {
+        Some(b) => (b.data()?.repeat(m), 1.0),
+        None => (vec![0.0f32; m * n], 0.0),
+    };
+    let w32 = wv.to_f32(); // a shared clone when w is f32
+    #[rustfmt::skip]
+    sgemm(false, true, m, n, k, 1.0, xv.data()?, k, w32.data()?, k, beta, &mut out, n);
+    Ok(out)
 }
 
 /// Backward of `linear` from `g = dY` (m, n): the gradients of x (its own shape, read as
 /// (m, k)), of w (n, k) and, when a bias was given (`needs` then has three entries), of the
 /// bias (n).
-fn linear_backward(
+pub(super) fn linear_backward(
     g: &Tensor,
     needs: &[bool],
     xv: &Tensor,
@@ -229,7 +256,7 @@ fn linear_backward(
     });
     // dW (n, k) = dY^T (n, m) . X (m, k); skipped for a frozen weight (needs[1] false).
     grads.push(if needs[1] {
-        WEIGHT_GRAD_PRODUCTS.with(|c| c.set(c.get() + 1));
+        count_weight_gradient_product();
         let mut dw = vec![0.0f32; n * k];
         sgemm(
             true,

@@ -22,6 +22,7 @@ mod elementwise;
 mod embedding;
 mod gradcheck;
 mod linalg;
+mod lora_linear;
 mod loss;
 mod norm;
 mod overwrite;
@@ -36,6 +37,7 @@ mod tape;
 pub use elementwise::{erf, gelu, sigmoid, silu};
 pub use gradcheck::GradCheck;
 pub use linalg::weight_gradient_products;
+pub use lora_linear::LowRankUpdate;
 pub use params::{ParamId, Params};
 pub use rope::default_inv_freq;
 /// The vectorisable exp and 8-lane log-sum-exp, shared with the ILRec objective's row loops.

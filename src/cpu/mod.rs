@@ -9,12 +9,14 @@
 //! - [`elementwise`]  add, mul, scale, silu, axpy, ... over slices; the one vectorisable `exp_f32`
 //! - [`softmax`]      row max / sum / log-sum-exp / softmax (every softmax of the crate)
 //! - [`attention`]    fused attention forward and backward (AVX2+FMA and portable builds)
+//! - [`dropout`]      dropout masks drawn from a seeded stream in parallel (the serial draws)
 //! - [`isa`]          CPU feature detection, capped by `ILREC_NO_AVX512` / `ILREC_NO_SIMD`
 //! - [`alloc`]        malloc tuning: freed training buffers stay in the process for reuse
 //! - [`par`]          fixed work splits over the pool, disjoint writes into one buffer
 
 pub mod alloc;
 pub mod attention;
+pub mod dropout;
 pub mod elementwise;
 pub mod gemm;
 pub mod isa;

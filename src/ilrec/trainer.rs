@@ -129,12 +129,24 @@ pub struct StepOutcome {
     pub tokens: usize,
 }
 
-/// How many micro-batches a batch is cut into. Each runs forward and backward on its own tape,
-/// on its own thread when the pool has two or more; their gradients are summed in a fixed
-/// order. Small models are dominated by per-op overhead that one thread cannot hide, so this
-/// data parallelism is what uses the second core. The count is a constant (not the number of
-/// threads), so the result does not depend on how many threads run it.
+/// How many micro-batches a batch is cut into. Each runs forward and backward on its own tape;
+/// their gradients are summed in a fixed order. The count is a constant (not the number of
+/// threads), so the result does not depend on how many threads run it, nor on whether the
+/// micro-batches run side by side or one after the other (see [`CONCURRENT_BELOW_HIDDEN`]).
 const MICRO_BATCHES: usize = 2;
+
+/// Micro-batches run side by side, each on its own thread, only for models narrower than this
+/// (the presets, 32-192 wide): their products are too small for the pool to split, per-op
+/// overhead dominates, and data parallelism is what uses the second core (tiny preset shape:
+/// ~26 ms a step side by side against ~32 one after the other). For wider models each
+/// micro-batch runs alone with the whole pool: side by side, a micro-batch thread whose
+/// `parallel_for` finds the pool busy runs its GEMMs serially next to the pool's two threads
+/// (three threads on two cores), and whatever one thread does between products slows the
+/// other's. That was ILRec's "extra cost" on SmolLM2: its step adds little work, but the
+/// lens, mining and objective phases of one micro-batch land beside the other's backward
+/// GEMMs (BENCHMARKS.md, "ILRec overhead"). Measured crossover: 192 wide faster side by side
+/// (297-300 vs 315-330 ms), 384 wide faster one after the other (744-749 vs 781-784 ms).
+const CONCURRENT_BELOW_HIDDEN: usize = 256;
 
 /// Forward + objective + backward on one batch; gradients are left in `model.params`
 /// (previous gradients are cleared first). `cf` is needed when lambda > 0.
@@ -164,7 +176,9 @@ pub fn compute_gradients(
             ..cfg.clone()
         })
         .collect();
-    let results: Vec<Result<(Grads, StepOutcome)>> = if crate::cpu::pool::num_threads() > 1 {
+    let concurrent = crate::cpu::pool::num_threads() > 1
+        && model_ref.config.hidden_size < CONCURRENT_BELOW_HIDDEN;
+    let results: Vec<Result<(Grads, StepOutcome)>> = if concurrent {
         std::thread::scope(|scope| {
             let handles: Vec<_> = parts
                 .iter()

@@ -7,15 +7,16 @@
 //! ```text
 //! y = x W^T (+ bias) + scale * dropout(x) A^T B^T      A (r, in), B (out, r)
 //! ```
-//! With `W` frozen, the backward of `x W^T` computes only dx (`linear` skips the weight-gradient
-//! GEMM for a parameter that is not trainable); A and B get their gradients from two thin
-//! products of width r.
+//! The whole expression is one op on the tape (`Tape::lora_linear`, `autograd/lora_linear.rs`).
+//! With `W` frozen, its backward computes only dx through `W` (no weight-gradient GEMM for a
+//! parameter that is not trainable); A and B get their gradients from two thin products of
+//! width r.
 //!
 //! [`TokenRows`] replace rows of a frozen (V, D) matrix by trainable ones: token `indices[j]`
 //! embeds as row j of `delta`, and (for an LM head) its logit is `x . delta[j]`.
 
 use super::config::LlamaConfig;
-use crate::autograd::{ParamId, Params, Tape, Var};
+use crate::autograd::{LowRankUpdate, ParamId, Params, Tape, Var};
 use crate::error::Result;
 use crate::rng::Rng;
 
@@ -101,28 +102,26 @@ pub struct LowRank {
 }
 
 impl LowRank {
-    /// `scale * dropout(x) A^T B^T`: x (..., in) -> (..., out). `dropout_seed` is Some in
-    /// training (a mask drawn from it) and None in evaluation (no dropout).
-    pub fn update(
+    /// The adapted projection `x W^T (+ bias) + scale * dropout(x) A^T B^T`: x (..., in) ->
+    /// (..., out), one `lora_linear` op on the tape. `w` and `bias` are the frozen projection's,
+    /// already on the tape. `dropout_seed` is Some in training (a mask drawn from it) and None
+    /// in evaluation (no dropout).
+    pub fn project(
         &self,
         tape: &mut Tape,
         params: &Params,
         x: Var,
+        (w, bias): (Var, Option<Var>),
         dropout_seed: Option<u64>,
     ) -> Result<Var> {
-        let x = match dropout_seed {
-            Some(seed) if self.dropout > 0.0 => {
-                tape.dropout(x, self.dropout, &mut Rng::new(seed))?
-            }
-            _ => x,
+        let mut rng = dropout_seed.map(Rng::new);
+        let update = LowRankUpdate {
+            a: tape.param(params, self.a), // (r, in)
+            b: tape.param(params, self.b), // (out, r)
+            scale: self.scale,
+            dropout: rng.as_mut().map(|rng| (self.dropout, rng)),
         };
-        let a = tape.param(params, self.a); // (r, in)
-        let b = tape.param(params, self.b); // (out, r)
-        let h = tape.linear(x, a, None)?; // (..., r)
-                                          // Scaling the r-wide intermediate costs r per row instead of out per row; the product
-                                          // is the same (PEFT scales the output: equal up to rounding).
-        let h = tape.scale(h, self.scale)?;
-        tape.linear(h, b, None) // (..., out)
+        tape.lora_linear(x, w, bias, update)
     }
 }
 

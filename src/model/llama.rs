@@ -637,13 +637,11 @@ impl Llama {
     ) -> Result<Var> {
         let w = tape.weight(&self.params, p.weight(proj));
         let bias = p.bias(proj).map(|id| tape.param(&self.params, id));
-        let y = tape.linear(x, w, bias)?;
         let Some(adapter) = p.adapter(proj) else {
-            return Ok(y);
+            return tape.linear(x, w, bias);
         };
         let seed = ctx.dropout_seed.map(|s| Rng::stream_seed(s, proj as u64));
-        let update = adapter.update(tape, &self.params, x, seed)?;
-        tape.add(y, update)
+        adapter.project(tape, &self.params, x, (w, bias), seed)
     }
 
     fn rms_norm(&self, tape: &mut Tape, x: Var, weight: ParamId) -> Result<Var> {

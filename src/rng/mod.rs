@@ -1,6 +1,15 @@
 //! A small deterministic random number generator (SplitMix64 seeding a xoshiro256** stream).
 //! Every random choice in the project (init, dropout masks, shuffles, noise) goes through it, so a
 //! seed fixes a run bit for bit. No `rand` crate: this is 40 lines and we know what it does.
+//! `jump.rs`: skipping ahead in a stream, so that long runs of draws (dropout masks) can be
+//! made in parallel and still be the stream's own draws; `lanes.rs`: several streams stepped
+//! side by side in vector registers.
+
+mod jump;
+mod lanes;
+
+pub use jump::Jump;
+pub use lanes::{Lanes, LANES};
 
 #[derive(Clone, Debug)]
 pub struct Rng {
@@ -39,7 +48,20 @@ impl Rng {
 
     /// Uniform in [0, 1) with 24 bits of precision (exactly representable in f32).
     pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+        self.next_u24() as f32 * (1.0 / (1u64 << 24) as f32)
+    }
+
+    /// The 24 random bits [`Rng::uniform`] is made of: `uniform() == next_u24() / 2^24`.
+    pub fn next_u24(&mut self) -> u64 {
+        self.next_u64() >> 40
+    }
+
+    /// The integer form of `uniform() < p`, for loops that draw millions of decisions (dropout
+    /// masks): `uniform()` is exactly `v / 2^24` with `v = next_u24()`, so `uniform() < p` holds
+    /// exactly when `v < ceil(p * 2^24)` (p * 2^24 is exact in f64). Same decisions, bit for bit,
+    /// without an int-to-float conversion per draw. p is clamped to [0, 1].
+    pub fn uniform_below_threshold(p: f32) -> u64 {
+        (f64::from(p.clamp(0.0, 1.0)) * (1u64 << 24) as f64).ceil() as u64
     }
 
     /// Uniform integer in 0..n (n > 0), by rejection so that every value is equally likely.
@@ -97,5 +119,34 @@ mod tests {
         );
         let us: Vec<f32> = (0..n).map(|_| r.uniform()).collect();
         assert!(us.iter().all(|&u| (0.0..1.0).contains(&u)));
+    }
+
+    #[test]
+    fn the_integer_threshold_decides_exactly_as_uniform_below_p() {
+        // Typical dropout rates, p whose p * 2^24 is an integer (the boundary draw itself), the
+        // smallest and largest f32 steps, and the ends.
+        let exact = 3.0 / (1u64 << 24) as f32;
+        for p in [
+            0.05f32,
+            0.1,
+            0.3,
+            0.5,
+            0.9,
+            exact,
+            f32::MIN_POSITIVE,
+            1.0 - f32::EPSILON,
+            0.0,
+        ] {
+            let t = Rng::uniform_below_threshold(p);
+            let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+            for _ in 0..20_000 {
+                assert_eq!(a.uniform() < p, b.next_u24() < t, "p {p}");
+            }
+            // The draws right at the threshold, where a rounding error would show.
+            for v in [t.saturating_sub(1), t, t + 1] {
+                let u = v as f32 / (1u64 << 24) as f32;
+                assert_eq!(u < p, v < t, "p {p}, v {v}");
+            }
+        }
     }
 }

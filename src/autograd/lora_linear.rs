@@ -1,0 +1,226 @@
+//! The LoRA projection as one op: a frozen `x W^T (+ bias)` plus a trainable low-rank update,
+//! ```text
+//! y = x W^T (+ bias) + scale * dropout(x) A^T B^T        x (m, k), W (n, k), A (r, k), B (n, r)
+//! ```
+//! Backward, from `g = dy` (m, n), with `xd = dropout(x)` and `hs = scale * xd A^T` (m, r):
+//! ```text
+//! dB = g^T hs                    (n, r)
+//! dh = scale * g B               (m, r)
+//! dA = dh^T xd                   (r, k)
+//! dx = dropout'(dh A) + g W      (m, k)   dropout' = the same mask and 1 / (1 - p)
+//! ```
+//! and W gets no gradient when it is frozen (the usual case: `linear_backward` skips its
+//! weight-gradient GEMM).
+//!
+//! Why one op and not dropout + linear + scale + linear + add on the tape (the same arithmetic,
+//! which is how this was first written): those five nodes kept four (m, k) or (m, n) tensors
+//! per projection alive until the end of the step (the dropped input, the update, the frozen
+//! output and the sum), and spent a pass over memory on each. Here the update is added onto the
+//! frozen output by the GEMM itself (`beta = 1`), so the step keeps only the output and the
+//! dropped input (which dA needs).
+//!
+//! Why the r-wide intermediate is kept transposed, (r, m): the GEMM's microkernel computes
+//! tiles of 8 rows x 48 columns (AVX-512), so a product whose output is (m, r = 16) would fill a
+//! third of every tile, and three of the six adapter products have such an output. As (r, m)
+//! they are wide; every element is still the same chain of multiply-adds over the same depth
+//! (only which operand is "A" changes), so the results are the same bits.
+//!
+//! The gradient of x comes back as two entries, the adapter's path first, then the frozen
+//! weight's (`x` is listed twice among the inputs): the tape adds them into x's gradient one
+//! after the other, in the order the five separate nodes added them, so every sum is formed as
+//! before, bit for bit.
+
+use super::dropout::{check_probability, DropoutMask};
+use super::linalg::{count_weight_gradient_product, linear_backward, linear_dims, linear_product};
+use super::tape::{Tape, Var};
+use crate::cpu::gemm::{sgemm, ONE_DEPTH_BLOCK};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// The low-rank part of a [`Tape::lora_linear`]: A (r, k) and B (n, r) on the tape, the factor
+/// on the update, and the dropout on its input (probability and the generator of the mask;
+/// None in evaluation).
+pub struct LowRankUpdate<'a> {
+    pub a: Var,
+    pub b: Var,
+    pub scale: f32,
+    pub dropout: Option<(f32, &'a mut Rng)>,
+}
+
+/// Sizes of one LoRA projection: m rows, n outputs, k inputs, rank r.
+#[derive(Clone, Copy)]
+struct Dims {
+    m: usize,
+    n: usize,
+    k: usize,
+    r: usize,
+}
+
+/// What the backward keeps from the forward.
+struct Saved {
+    x: Tensor,
+    w: Tensor,
+    a: Tensor,
+    b: Tensor,
+    /// The dropped input `xd` (m, k) and its mask; None when there is no dropout (xd = x).
+    dropped: Option<(Tensor, DropoutMask)>,
+    /// `hs^T = scale * A xd^T` (r, m).
+    hs_t: Vec<f32>,
+    scale: f32,
+    dims: Dims,
+}
+
+impl Saved {
+    fn xd(&self) -> &Tensor {
+        self.dropped.as_ref().map_or(&self.x, |(xd, _)| xd)
+    }
+}
+
+impl Tape {
+    /// `x W^T (+ bias) + scale * dropout(x) A^T B^T`: x (..., k), w (n, k), bias (n), A (r, k),
+    /// B (n, r); output (..., n). A frozen half-precision w is converted one product at a time,
+    /// as in [`Tape::linear`].
+    pub fn lora_linear(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        update: LowRankUpdate<'_>,
+    ) -> Result<Var> {
+        let bias_shape = bias.map(|b| self.shape(b));
+        let ((m, n, k), out_shape) =
+            linear_dims("lora_linear", self.shape(x), self.shape(w), bias_shape)?;
+        let r = self.low_rank(update.a, update.b, n, k)?;
+        let dims = Dims { m, n, k, r };
+        let x_value = self.value(x).clone();
+        let dropped = match update.dropout {
+            Some((p, rng)) => {
+                check_probability(p)?;
+                (p > 0.0).then(|| {
+                    DropoutMask::draw_and_apply(p, rng, &x_value).map(|(mask, xd)| (xd, mask))
+                })
+            }
+            None => None,
+        }
+        .transpose()?;
+        let mut saved = Saved {
+            x: x_value,
+            w: self.value(w).clone(),
+            a: self.value(update.a).clone(),
+            b: self.value(update.b).clone(),
+            dropped,
+            hs_t: Vec::new(),
+            scale: update.scale,
+            dims,
+        };
+        let bias_value = bias.map(|b| self.value(b));
+        let mut out = linear_product(&saved.x, &saved.w, bias_value, (m, n, k))?; // (m, n)
+        saved.hs_t = scaled_down_projection(&saved)?; // (r, m)
+        add_up_projection(&saved, &mut out)?;
+        let out = Tensor::from_vec(out, &out_shape)?;
+
+        let mut inputs = vec![x, x, w, update.a, update.b];
+        inputs.extend(bias);
+        Ok(self.record("lora_linear", out, &inputs, move |g, needs| {
+            lora_linear_backward(g, needs, &saved)
+        }))
+    }
+
+    /// The rank r of factors A (r, k) and B (n, r) for a weight (n, k); an error otherwise.
+    fn low_rank(&self, a: Var, b: Var, n: usize, k: usize) -> Result<usize> {
+        let (a_shape, b_shape) = (self.shape(a), self.shape(b));
+        match (a_shape, b_shape) {
+            ([r, ka], [nb, rb]) if *ka == k && *nb == n && rb == r => Ok(*r),
+            _ => Err(Error::shape(
+                "lora_linear",
+                format!(
+                    "A {a_shape:?} (r, {k}) and B {b_shape:?} ({n}, r) for a weight ({n}, {k})"
+                ),
+            )),
+        }
+    }
+}
+
+/// `hs^T = scale * A xd^T` (r, m).
+fn scaled_down_projection(s: &Saved) -> Result<Vec<f32>> {
+    let Dims { m, k, r, .. } = s.dims;
+    let mut hs_t = vec![0.0f32; r * m];
+    #[rustfmt::skip]
+    sgemm(false, true, r, m, k, 1.0, s.a.data()?, k, s.xd().data()?, k, 0.0, &mut hs_t, m);
+    // Scaling the r-wide intermediate costs r per row instead of n per row; the product is the
+    // same (PEFT scales the output: equal up to rounding).
+    hs_t.iter_mut().for_each(|v| *v *= s.scale);
+    Ok(hs_t)
+}
+
+/// `out += hs B^T` (m, n), with hs = (hs^T)^T.
+fn add_up_projection(s: &Saved, out: &mut [f32]) -> Result<()> {
+    let Dims { m, n, r, .. } = s.dims;
+    let (hs_t, b) = (&s.hs_t, s.b.data()?);
+    if r <= ONE_DEPTH_BLOCK {
+        // The GEMM adds the finished product onto `out`: the same bits as a separate sum.
+        #[rustfmt::skip]
+        sgemm(true, true, m, n, r, 1.0, hs_t, m, b, r, 1.0, out, n);
+        return Ok(());
+    }
+    // A rank beyond one depth block would be added onto `out` in parts: form it alone first.
+    let mut update = vec![0.0f32; m * n];
+    #[rustfmt::skip]
+    sgemm(true, true, m, n, r, 1.0, hs_t, m, b, r, 0.0, &mut update, n);
+    out.iter_mut().zip(&update).for_each(|(o, u)| *o += u);
+    Ok(())
+}
+
+/// Gradients in input order: x through the adapter, x through W, W, A, B (and the bias).
+fn lora_linear_backward(g: &Tensor, needs: &[bool], s: &Saved) -> Result<Vec<Option<Tensor>>> {
+    let Dims { m, n, k, r } = s.dims;
+    let gd = g.data()?;
+    let (need_x, need_a, need_b) = (needs[0], needs[3], needs[4]);
+    let db = need_b.then(|| up_projection_grad(gd, s)).transpose()?;
+    let (mut dx, mut da) = (None, None);
+    if need_x || need_a {
+        // dh^T = scale * B^T g^T (r, m)
+        let mut dh_t = vec![0.0f32; r * m];
+        #[rustfmt::skip]
+        sgemm(true, true, r, m, n, 1.0, s.b.data()?, r, gd, n, 0.0, &mut dh_t, m);
+        dh_t.iter_mut().for_each(|v| *v *= s.scale);
+        if need_a {
+            // dA = dh^T xd (r, k)
+            count_weight_gradient_product();
+            let mut grad = vec![0.0f32; r * k];
+            #[rustfmt::skip]
+            sgemm(false, false, r, k, m, 1.0, &dh_t, m, s.xd().data()?, k, 0.0, &mut grad, k);
+            da = Some(Tensor::from_vec(grad, &[r, k])?);
+        }
+        if need_x {
+            // dx = dropout'(dh A) (m, k)
+            let mut grad = vec![0.0f32; m * k];
+            #[rustfmt::skip]
+            sgemm(true, false, m, k, r, 1.0, &dh_t, m, s.a.data()?, k, 0.0, &mut grad, k);
+            if let Some((_, mask)) = &s.dropped {
+                mask.apply_in_place(&mut grad);
+            }
+            dx = Some(Tensor::from_vec(grad, s.x.shape())?);
+        }
+    }
+    // The frozen path: dx += g W, and W's (and the bias's) own gradients if they train.
+    let mut base_needs = vec![needs[1], needs[2]];
+    base_needs.extend(needs.get(5));
+    let mut base = linear_backward(g, &base_needs, &s.x, &s.w, (m, n, k))?.into_iter();
+    let (dx_base, dw) = (base.next().flatten(), base.next().flatten());
+    let mut grads = vec![dx, dx_base, dw, da, db];
+    grads.extend(base.next());
+    Ok(grads)
+}
+
+/// dB = g^T hs (n, r), formed as its transpose hs^T g (r, n) (a wide output) and transposed.
+fn up_projection_grad(gd: &[f32], s: &Saved) -> Result<Tensor> {
+    let Dims { m, n, r, .. } = s.dims;
+    count_weight_gradient_product();
+    let mut db_t = vec![0.0f32; r * n];
+    #[rustfmt::skip]
+    sgemm(false, false, r, n, m, 1.0, &s.hs_t, m, gd, n, 0.0, &mut db_t, n);
+    let db: Vec<f32> = (0..n * r).map(|i| db_t[(i % r) * n + i / r]).collect();
+    Tensor::from_vec(db, &[n, r])
+}
