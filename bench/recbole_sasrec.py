@@ -94,6 +94,10 @@ def parse_args():
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="write the result JSON here too")
+    p.add_argument("--evaluate", metavar="CHECKPOINT",
+                   help="no training: evaluate this RecBole checkpoint (a cut-off run's best "
+                        "model, which RecBole saves at every validation improvement) on "
+                        "validation and test under both protocols")
     return p.parse_args()
 
 
@@ -234,6 +238,26 @@ def metrics(result):
     return {k: round(float(v), 6) for k, v in result.items()}
 
 
+def evaluate_checkpoint(args, trainer, mask, split, valid_data, test_data):
+    """Validation and test metrics of a saved checkpoint under both protocols."""
+    checkpoint = torch.load(args.evaluate, map_location="cpu")
+    report = {"system": "recbole", "recbole": recbole.__version__, "dataset": args.dataset,
+              "seed": args.seed, "split_check": split, "checkpoint": args.evaluate,
+              "checkpoint_epoch": checkpoint["epoch"] + 1,  # 1-based (RecBole logs it 0-based)
+              "checkpoint_best_valid_score": float(checkpoint["best_valid_score"])}
+    for name, data in [("valid", valid_data), ("test", test_data)]:
+        report[name] = {}
+        for protocol in PROTOCOLS:
+            mask.on = protocol == "exclude-history"
+            result = trainer.evaluate(data, load_best_model=True, model_file=args.evaluate)
+            report[name][protocol] = metrics(result)
+    line = json.dumps(report)
+    print(line)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
 def main():
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -256,6 +280,8 @@ def main():
     model = SASRec(config, train_data._dataset).to(config["device"])
     mask = HistoryMask(seqs, dataset)
     trainer = MaskedTrainer(config, model, mask)
+    if args.evaluate:
+        return evaluate_checkpoint(args, trainer, mask, split, valid_data, test_data)
     mask.on = args.select == "exclude-history"
     start = time.time()
     best_valid_score, best_valid = trainer.fit(train_data, valid_data, saved=True,

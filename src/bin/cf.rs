@@ -1,5 +1,6 @@
 //! `cf --data DIR [data options] [--exclude-history] [--epochs N] [--seed S] [--batch B]
-//! [--lr LR] [--dropout P] [--patience N] [--max-len L] [--train-on all|last] [--save FILE]`:
+//! [--lr LR] [--dropout P] [--patience N] [--max-len L] [--train-on all|last] [--min-context C]
+//! [--save FILE]`:
 //! trains SASRec on the training split of a data folder (every window of each user's sequence,
 //! or with `--train-on last` only the most recent one: `cf::windows`), selects the epoch on
 //! validation NDCG@10, and prints one JSON line with the test metrics of SASRec and of the
@@ -20,7 +21,7 @@ use std::time::Instant;
 const USAGE: &str =
     "usage: cf --data DIR [the data options of dataset --help] [--exclude-history] \
 [--epochs N (200)] [--seed S (0)] [--batch B (64)] [--lr LR (0.005)] [--dropout P (0.2)] \
-[--patience N (10)] [--max-len L (50)] [--train-on all|last (all)] [--save FILE.safetensors]";
+[--patience N (10)] [--max-len L (50)] [--train-on all|last (all)] [--min-context C (1)] [--save FILE.safetensors]";
 
 struct Args {
     data: PathBuf,
@@ -57,6 +58,7 @@ fn parse_args(args: Vec<String>) -> Result<Args> {
             "--dropout" => a.dropout = f.num(flag)?,
             "--patience" => a.train.patience = f.num(flag)?,
             "--max-len" => a.max_len = f.num(flag)?,
+            "--min-context" => a.train.min_context = f.num(flag)?,
             "--train-on" => {
                 let v = f.value(flag)?;
                 a.train.train_on = TrainOn::parse(&v)
@@ -125,7 +127,7 @@ fn run() -> Result<serde_json::Value> {
             "max_len": config.max_len, "hidden": config.hidden, "blocks": config.blocks,
             "heads": config.heads, "dropout": config.dropout, "lr": args.train.lr,
             "batch": args.train.batch, "patience": args.train.patience, "seed": args.train.seed,
-            "train_on": args.train.train_on.name(),
+            "train_on": args.train.train_on.name(), "min_context": args.train.min_context,
         },
     }))
 }

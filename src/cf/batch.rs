@@ -60,6 +60,15 @@ impl PaddedBatch {
         Ok(batch)
     }
 
+    /// Drops the loss of row `row`'s first positions, so that only items from its index
+    /// `first_target` on are targets (the ones before are context only: `cf::windows`).
+    pub fn context_only_before(&mut self, row: usize, first_target: usize) {
+        let start = row * self.len;
+        // Position t predicts item t + 1 of the row.
+        let t_end = first_target.saturating_sub(1).min(self.len);
+        self.targets[start..start + t_end].fill(IGNORE_INDEX);
+    }
+
     /// Scoring batch: each history (dataset ids, oldest first, non-empty) keeps its last
     /// `max_len` items.
     pub fn histories(
@@ -131,6 +140,16 @@ mod tests {
         assert_eq!(batch.positions, vec![0, 1, 2, 0, 0, 0]);
         assert_eq!(batch.targets, vec![7, 8, 9, 3, -100, -100]);
         assert_eq!(batch.lengths, vec![3, 1]);
+    }
+
+    #[test]
+    fn context_only_positions_carry_no_target() {
+        let a: &[u32] = &[1, 2, 3, 4];
+        let mut batch = PaddedBatch::training(&[a, a], 3, 10).unwrap();
+        // Row 0: items 3 and 4 are targets (from index 2), so position 0 (-> item 2) is context.
+        batch.context_only_before(0, 2);
+        batch.context_only_before(1, 1);
+        assert_eq!(batch.targets, vec![-100, 4, 5, 3, 4, 5]);
     }
 
     #[test]

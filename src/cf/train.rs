@@ -15,7 +15,7 @@
 
 use super::batch::PaddedBatch;
 use super::sasrec::SasRec;
-use super::windows::TrainOn;
+use super::windows::{TrainOn, Window};
 use crate::autograd::Tape;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::rec::{Exclusions, MetricsMean, Split};
@@ -46,6 +46,8 @@ pub struct SasRecTrainOptions {
     pub seed: u64,
     /// Which windows of each user's sequence an epoch trains on (`windows.rs`).
     pub train_on: TrainOn,
+    /// With `AllWindows`: the fewest items of context a target is trained with (`windows.rs`).
+    pub min_context: usize,
 }
 
 impl Default for SasRecTrainOptions {
@@ -59,6 +61,7 @@ impl Default for SasRecTrainOptions {
             clip_norm: Some(5.0),
             seed: 0,
             train_on: TrainOn::AllWindows,
+            min_context: 1,
         }
     }
 }
@@ -144,9 +147,11 @@ impl SasRec {
     ) -> Result<TrainSummary> {
         check_options(opts)?;
         let start = Instant::now();
-        let seqs = opts
-            .train_on
-            .windows(&training_sequences(split)?, self.config.max_len);
+        let seqs = opts.train_on.windows(
+            &training_sequences(split)?,
+            self.config.max_len,
+            opts.min_context,
+        );
         if seqs.is_empty() {
             return Err(Error::config(
                 "the split has no training samples",
@@ -202,7 +207,7 @@ impl SasRec {
     /// One pass over the windows in `order`; returns the mean step loss.
     fn epoch(
         &mut self,
-        seqs: &[Vec<u32>],
+        seqs: &[Window],
         order: &[usize],
         opts: &SasRecTrainOptions,
         optimizer: &mut AdamW,
@@ -210,8 +215,12 @@ impl SasRec {
     ) -> Result<f32> {
         let (mut loss_sum, mut steps) = (0.0f64, 0usize);
         for chunk in order.chunks(opts.batch) {
-            let rows: Vec<&[u32]> = chunk.iter().map(|&u| seqs[u].as_slice()).collect();
-            let batch = PaddedBatch::training(&rows, self.config.max_len, self.config.num_items)?;
+            let rows: Vec<&[u32]> = chunk.iter().map(|&w| seqs[w].items.as_slice()).collect();
+            let mut batch =
+                PaddedBatch::training(&rows, self.config.max_len, self.config.num_items)?;
+            for (b, &w) in chunk.iter().enumerate() {
+                batch.context_only_before(b, seqs[w].first_target);
+            }
             let mut tape = Tape::new();
             let loss = self.loss(&mut tape, &batch, rng)?;
             loss_sum += tape.value(loss).item()? as f64;
