@@ -11,7 +11,8 @@
 //! decisions bit for bit).
 
 use super::tape::{Tape, Var};
-use crate::cpu::dropout::{apply_mask, draw_and_apply, masked};
+use crate::cpu::dropout::{draw_and_apply, masked};
+use crate::cpu::thin::Keep;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -69,8 +70,13 @@ impl DropoutMask {
         Tensor::from_vec(out, x.shape())
     }
 
-    /// `x = x * keep / (1 - p)`.
-    pub(super) fn apply_in_place(&self, x: &mut [f32]) {
-        apply_mask(x, &self.keep, self.keep_scale);
+    /// The mask over a tensor whose rows are `row_len` long, for kernels that apply it to the
+    /// values they write (`cpu::thin::expand`).
+    pub(super) fn keep(&self, row_len: usize) -> Keep<'_> {
+        Keep {
+            bits: &self.keep,
+            row_len,
+            scale: self.keep_scale,
+        }
     }
 }
