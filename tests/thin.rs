@@ -4,7 +4,7 @@
 //! over one depth block, ranks over one tile), padded row strides, every ISA this CPU runs,
 //! and 1 and 2 threads.
 
-use ilrec::cpu::dropout::apply_mask;
+use ilrec::cpu::dropout::{apply_mask, masked};
 use ilrec::cpu::gemm::{sgemm_with_isa, Isa};
 use ilrec::cpu::pool::{num_threads, set_num_threads};
 use ilrec::cpu::thin::{expand, project, reduce, Keep};
@@ -79,7 +79,7 @@ fn project_matches_naive_and_sgemm() {
         let (ldx, ldp, ldc) = (k + 3, r + 1, r + 2);
         let (x, p) = (pseudo_random(m * ldx, 1), pseudo_random(k * ldp, 2));
         let mut c = vec![f32::NAN; m * ldc];
-        project(isa, (m, k, r), &x, ldx, &p, ldp, &mut c, ldc);
+        project(isa, (m, k, r), (&x, ldx, None), &p, ldp, &mut c, ldc);
         check_close(&c, ldc, m, r, |i, j| {
             let terms = (0..k).map(|q| f64::from(x[i * ldx + q]) * f64::from(p[q * ldp + j]));
             terms.fold((0.0, 0.0), |(s, b), t| (s + t, b + t.abs()))
@@ -97,7 +97,7 @@ fn reduce_matches_naive_and_sgemm() {
         let (ldh, ldg, ldc) = (r + 1, n + 5, n + 2);
         let (h, g) = (pseudo_random(m * ldh, 3), pseudo_random(m * ldg, 4));
         let mut c = vec![f32::NAN; r * ldc];
-        reduce(isa, (m, n, r), &h, ldh, &g, ldg, &mut c, ldc);
+        reduce(isa, (m, n, r), &h, ldh, (&g, ldg, None), &mut c, ldc);
         check_close(&c, ldc, r, n, |j, col| {
             let terms = (0..m).map(|i| f64::from(h[i * ldh + j]) * f64::from(g[i * ldg + col]));
             terms.fold((0.0, 0.0), |(s, b), t| (s + t, b + t.abs()))
@@ -141,10 +141,7 @@ fn expand_matches_naive_and_sgemm() {
 fn expand_with_mask_is_sgemm_then_apply_mask() {
     each_case(|isa, (m, n, r)| {
         let (h, q) = (pseudo_random(m * r, 8), pseudo_random(r * n, 9));
-        let bits: Vec<u64> = pseudo_random((m * n).div_ceil(64) * 2, 10)
-            .chunks(2)
-            .map(|w| (w[0].to_bits() as u64) << 32 ^ w[1].to_bits() as u64)
-            .collect();
+        let bits = random_mask(m * n, 10);
         let scale = 1.0 / 0.9;
         for add in [false, true] {
             let mut y = pseudo_random(m * n, 11);
@@ -184,4 +181,58 @@ fn assert_bits(
             );
         }
     }
+}
+
+/// A mask of `len` bits, about half of them set.
+fn random_mask(len: usize, seed: u64) -> Vec<u64> {
+    pseudo_random(len.div_ceil(64) * 2, seed)
+        .chunks(2)
+        .map(|w| (w[0].to_bits() as u64) << 32 ^ w[1].to_bits() as u64)
+        .collect()
+}
+
+/// project reading X through a mask is project (and sgemm) on the dropped X written out.
+#[test]
+fn project_through_a_mask_is_project_on_the_dropped_values() {
+    each_case(|isa, (m, k, r)| {
+        let (x, p) = (pseudo_random(m * k, 12), pseudo_random(k * r, 13));
+        let bits = random_mask(m * k, 14);
+        let scale = 1.0 / 0.95;
+        let keep = Keep {
+            bits: &bits,
+            row_len: k,
+            scale,
+        };
+        let mut c = vec![f32::NAN; m * r];
+        project(isa, (m, k, r), (&x, k, Some(keep)), &p, r, &mut c, r);
+        let xd = masked(&x, &bits, scale);
+        let mut want = vec![f32::NAN; m * r];
+        sgemm_with_isa(
+            isa, false, false, m, r, k, 1.0, &xd, k, &p, r, 0.0, &mut want, r,
+        );
+        assert_bits(&c, &want, r, r, isa, (m, k, r));
+    });
+}
+
+/// reduce reading G through a mask is reduce (and sgemm) on the dropped G written out.
+#[test]
+fn reduce_through_a_mask_is_reduce_on_the_dropped_values() {
+    each_case(|isa, (m, n, r)| {
+        let (h, g) = (pseudo_random(m * r, 15), pseudo_random(m * n, 16));
+        let bits = random_mask(m * n, 17);
+        let scale = 1.0 / 0.9;
+        let keep = Keep {
+            bits: &bits,
+            row_len: n,
+            scale,
+        };
+        let mut c = vec![f32::NAN; r * n];
+        reduce(isa, (m, n, r), &h, r, (&g, n, Some(keep)), &mut c, n);
+        let gd = masked(&g, &bits, scale);
+        let mut want = vec![f32::NAN; r * n];
+        sgemm_with_isa(
+            isa, true, false, r, n, m, 1.0, &h, r, &gd, n, 0.0, &mut want, n,
+        );
+        assert_bits(&c, &want, n, n, isa, (m, n, r));
+    });
 }

@@ -11,7 +11,7 @@
 //! decisions bit for bit).
 
 use super::tape::{Tape, Var};
-use crate::cpu::dropout::{draw_and_apply, masked};
+use crate::cpu::dropout::{draw_and_apply, draw_mask, masked};
 use crate::cpu::thin::Keep;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -62,6 +62,14 @@ impl DropoutMask {
         let (keep, out) = draw_and_apply(rng, drop_below, keep_scale, x.data()?);
         let mask = DropoutMask { keep, keep_scale };
         Ok((mask, Tensor::from_vec(out, x.shape())?))
+    }
+
+    /// Draws the mask of `len` values from `rng` without applying it (the same mask and the
+    /// same `rng` afterwards as [`DropoutMask::draw_and_apply`]).
+    pub(super) fn draw(p: f32, rng: &mut Rng, len: usize) -> Self {
+        let keep_scale = 1.0 / (1.0 - p);
+        let keep = draw_mask(rng, Rng::uniform_below_threshold(p), len);
+        DropoutMask { keep, keep_scale }
     }
 
     /// `x * keep / (1 - p)` as a new tensor; forward and backward are the same map.

@@ -16,13 +16,15 @@
 //! which is how this was first written): those five nodes kept four (m, k) or (m, n) tensors
 //! per projection alive until the end of the step (the dropped input, the update, the frozen
 //! output and the sum), and spent a pass over memory on each. Here the update is added onto the
-//! frozen output by the GEMM itself (`beta = 1`), so the step keeps only the output and the
-//! dropped input (which dA needs).
+//! frozen output by the product itself, so the step keeps only the output and the dropout mask.
+//! The dropped input `xd` is never written: the products that read it (x A^T and dA) read x
+//! through the mask (one bit per element, 1/32 of xd's size), which gives the same values.
 //!
 //! Why not `sgemm` for the six adapter products: each has a side only r wide, and the blocked
 //! GEMM packs the other, big operand ((m, k) or (m, n)) to do only r multiply-adds per packed
-//! element; `cpu::thin` reads it where it lies (and applies the dropout mask to dx as it writes
-//! it). It forms every sum as `sgemm` does, so the results are the same bits as with `sgemm`.
+//! element; `cpu::thin` reads it where it lies (through the dropout mask where it is x, and
+//! applies the mask to dx as it writes it). It forms every sum as `sgemm` does, so the results
+//! are the same bits as with `sgemm` on a written-out xd.
 //!
 //! The gradient of x comes back as two entries, the adapter's path first, then the frozen
 //! weight's (`x` is listed twice among the inputs): the tape adds them into x's gradient one
@@ -34,7 +36,7 @@ use super::linalg::{count_weight_gradient_product, linear_backward, linear_dims,
 use super::tape::{Tape, Var};
 use crate::cpu::gemm::ONE_DEPTH_BLOCK;
 use crate::cpu::isa::Isa;
-use crate::cpu::thin::{expand, project, reduce};
+use crate::cpu::thin::{expand, project, reduce, Keep};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -64,8 +66,8 @@ struct Saved {
     w: Tensor,
     a: Tensor,
     b: Tensor,
-    /// The dropped input `xd` (m, k) and its mask; None when there is no dropout (xd = x).
-    dropped: Option<(Tensor, DropoutMask)>,
+    /// The dropout mask of x; None when there is no dropout (xd = x).
+    mask: Option<DropoutMask>,
     /// `hs = scale * xd A^T` (m, r).
     hs: Vec<f32>,
     scale: f32,
@@ -73,8 +75,14 @@ struct Saved {
 }
 
 impl Saved {
-    fn xd(&self) -> &Tensor {
-        self.dropped.as_ref().map_or(&self.x, |(xd, _)| xd)
+    /// xd (m, k) as the thin products read it: x and, with dropout, the mask.
+    fn xd(&self) -> Result<(&[f32], usize, Option<Keep<'_>>)> {
+        let k = self.dims.k;
+        Ok((
+            self.x.data()?,
+            k,
+            self.mask.as_ref().map(|mask| mask.keep(k)),
+        ))
     }
 }
 
@@ -95,22 +103,19 @@ impl Tape {
         let r = self.low_rank(update.a, update.b, n, k)?;
         let dims = Dims { m, n, k, r };
         let x_value = self.value(x).clone();
-        let dropped = match update.dropout {
+        let mask = match update.dropout {
             Some((p, rng)) => {
                 check_probability(p)?;
-                (p > 0.0).then(|| {
-                    DropoutMask::draw_and_apply(p, rng, &x_value).map(|(mask, xd)| (xd, mask))
-                })
+                (p > 0.0).then(|| DropoutMask::draw(p, rng, m * k))
             }
             None => None,
-        }
-        .transpose()?;
+        };
         let mut saved = Saved {
             x: x_value,
             w: self.value(w).clone(),
             a: self.value(update.a).clone(),
             b: self.value(update.b).clone(),
-            dropped,
+            mask,
             hs: Vec::new(),
             scale: update.scale,
             dims,
@@ -148,16 +153,7 @@ fn scaled_down_projection(s: &Saved) -> Result<Vec<f32>> {
     let Dims { m, k, r, .. } = s.dims;
     let a_t = transpose(s.a.data()?, r, k); // (k, r)
     let mut hs = vec![0.0f32; m * r];
-    project(
-        Isa::detect(),
-        (m, k, r),
-        s.xd().data()?,
-        k,
-        &a_t,
-        r,
-        &mut hs,
-        r,
-    );
+    project(Isa::detect(), (m, k, r), s.xd()?, &a_t, r, &mut hs, r);
     // Scaling the r-wide intermediate costs r per row instead of n per row; the product is the
     // same (PEFT scales the output: equal up to rounding).
     hs.iter_mut().for_each(|v| *v *= s.scale);
@@ -219,28 +215,20 @@ fn lora_linear_backward(g: &Tensor, needs: &[bool], s: &Saved) -> Result<Vec<Opt
     if need_x || need_a {
         // dh = scale * g B (m, r)
         let mut dh = vec![0.0f32; m * r];
-        project(Isa::detect(), (m, n, r), gd, n, s.b.data()?, r, &mut dh, r);
+        let b = s.b.data()?;
+        project(Isa::detect(), (m, n, r), (gd, n, None), b, r, &mut dh, r);
         dh.iter_mut().for_each(|v| *v *= s.scale);
         if need_a {
             // dA = dh^T xd (r, k)
             count_weight_gradient_product();
             let mut grad = vec![0.0f32; r * k];
-            reduce(
-                Isa::detect(),
-                (m, k, r),
-                &dh,
-                r,
-                s.xd().data()?,
-                k,
-                &mut grad,
-                k,
-            );
+            reduce(Isa::detect(), (m, k, r), &dh, r, s.xd()?, &mut grad, k);
             da = Some(Tensor::from_vec(grad, &[r, k])?);
         }
         if need_x {
             // dx = dropout'(dh A) (m, k), the mask applied as the product is written
             let mut grad = vec![0.0f32; m * k];
-            let keep = s.dropped.as_ref().map(|(_, mask)| mask.keep(k));
+            let keep = s.mask.as_ref().map(|mask| mask.keep(k));
             #[rustfmt::skip]
             expand(Isa::detect(), (m, k, r), &dh, r, s.a.data()?, k, false, keep, &mut grad, k);
             dx = Some(Tensor::from_vec(grad, s.x.shape())?);
@@ -262,6 +250,14 @@ fn up_projection_grad(gd: &[f32], s: &Saved) -> Result<Tensor> {
     let Dims { m, n, r, .. } = s.dims;
     count_weight_gradient_product();
     let mut db_t = vec![0.0f32; r * n];
-    reduce(Isa::detect(), (m, n, r), &s.hs, r, gd, n, &mut db_t, n);
+    reduce(
+        Isa::detect(),
+        (m, n, r),
+        &s.hs,
+        r,
+        (gd, n, None),
+        &mut db_t,
+        n,
+    );
     Tensor::from_vec(transpose(&db_t, r, n), &[n, r])
 }

@@ -26,6 +26,13 @@
 //! applied to the finished value as `x * keep_scale` or 0 (as `cpu::dropout::apply_mask`). So
 //! swapping `sgemm` (+ `apply_mask`) for these changes no result, and the output is the same for
 //! any thread count (threads split C into disjoint tiles).
+//!
+//! Dropout: the big operand of project and reduce can come with a dropout mask ([`Keep`]): its
+//! values are then read as `x * keep_scale` or 0, the very values `cpu::dropout::draw_and_apply`
+//! would have written, so LoRA need not write the dropped input and keep it for the backward.
+//! The reduce tile masks each row of b as it loads it; the project tile first copies an MR-row
+//! piece of X, masked, into a buffer on the stack (a broadcast operand cannot be masked per
+//! lane), ~1/16 of an instruction per element against r / 16 multiply-adds.
 
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
@@ -46,19 +53,20 @@ pub struct Keep<'a> {
     pub scale: f32,
 }
 
-/// `C (m, r) = X (m, k) . P (k, r)`; rows of X `ldx` apart, of P `ldp`, of C `ldc`.
+/// `C (m, r) = X (m, k) . P (k, r)`; rows of X `ldx` apart, of P `ldp`, of C `ldc`; X read
+/// through the dropout mask `x_keep` (over X's (m, k)) if given.
 #[allow(clippy::too_many_arguments)]
 pub fn project(
     isa: Isa,
     (m, k, r): (usize, usize, usize),
-    x: &[f32],
-    ldx: usize,
+    (x, ldx, x_keep): (&[f32], usize, Option<Keep<'_>>),
     p: &[f32],
     ldp: usize,
     c: &mut [f32],
     ldc: usize,
 ) {
     check("X", x.len(), m, k, ldx);
+    check_keep("X", x_keep, m, k);
     check("P", p.len(), k, r, ldp);
     check("C", c.len(), m, r, ldc);
     let product = Product {
@@ -69,25 +77,29 @@ pub fn project(
         b: p,
         ldb: ldp,
         add: false,
-        keep: None,
+        keep: Masks {
+            a: x_keep,
+            ..Masks::default()
+        },
     };
     product.run(isa, Split::Rows, c, ldc);
 }
 
-/// `C (r, n) = H (m, r)^T . G (m, n)`; rows of H `ldh` apart, of G `ldg`, of C `ldc`.
+/// `C (r, n) = H (m, r)^T . G (m, n)`; rows of H `ldh` apart, of G `ldg`, of C `ldc`; G read
+/// through the dropout mask `g_keep` (over G's (m, n)) if given.
 #[allow(clippy::too_many_arguments)]
 pub fn reduce(
     isa: Isa,
     (m, n, r): (usize, usize, usize),
     h: &[f32],
     ldh: usize,
-    g: &[f32],
-    ldg: usize,
+    (g, ldg, g_keep): (&[f32], usize, Option<Keep<'_>>),
     c: &mut [f32],
     ldc: usize,
 ) {
     check("H", h.len(), m, r, ldh);
     check("G", g.len(), m, n, ldg);
+    check_keep("G", g_keep, m, n);
     check("C", c.len(), r, n, ldc);
     let product = Product {
         rows: r,
@@ -97,7 +109,10 @@ pub fn reduce(
         b: g,
         ldb: ldg,
         add: false,
-        keep: None,
+        keep: Masks {
+            b: g_keep,
+            ..Masks::default()
+        },
     };
     product.run(isa, Split::Cols, c, ldc);
 }
@@ -120,12 +135,7 @@ pub fn expand(
     check("H", h.len(), m, r, ldh);
     check("Q", q.len(), r, n, ldq);
     check("Y", y.len(), m, n, ldy);
-    if let Some(keep) = keep {
-        assert!(
-            keep.row_len == n && keep.bits.len() * 64 >= m * n,
-            "thin::expand: the mask does not cover Y ({m}, {n})"
-        );
-    }
+    check_keep("Y", keep, m, n);
     let product = Product {
         rows: m,
         cols: n,
@@ -134,7 +144,10 @@ pub fn expand(
         b: q,
         ldb: ldq,
         add,
-        keep,
+        keep: Masks {
+            c: keep,
+            ..Masks::default()
+        },
     };
     product.run(isa, Split::Rows, y, ldy);
 }
@@ -153,6 +166,16 @@ fn check(what: &str, len: usize, rows: usize, cols: usize, ld: usize) {
         len >= need,
         "thin: {what} ({rows} x {cols}, stride {ld}) needs {need} elements, has {len}"
     );
+}
+
+/// Checks that a mask is one over a (rows, cols) matrix.
+fn check_keep(what: &str, keep: Option<Keep<'_>>, rows: usize, cols: usize) {
+    if let Some(keep) = keep {
+        assert!(
+            keep.row_len == cols && keep.bits.len() * 64 >= rows * cols,
+            "thin: the dropout mask does not cover {what} ({rows}, {cols})"
+        );
+    }
 }
 
 /// The broadcast operand: element (i, p) at `data[i * row + p * step]`.
@@ -186,12 +209,58 @@ struct Product<'a> {
     b: &'a [f32],
     ldb: usize,
     add: bool,
-    keep: Option<Keep<'a>>,
+    keep: Masks<'a>,
+}
+
+/// The dropout masks of a product: on a (a(i, p) is bit i * row_len + p; a's rows contiguous),
+/// on b (b(p, c): bit p * row_len + c), on the finished C (C(i, c): bit i * row_len + c).
+#[derive(Clone, Copy, Default)]
+struct Masks<'a> {
+    a: Option<Keep<'a>>,
+    b: Option<Keep<'a>>,
+    c: Option<Keep<'a>>,
+}
+
+/// A mask and the bit of the tile's element (0, 0) of the matrix it masks.
+#[derive(Clone, Copy)]
+pub(super) struct KeepAt<'a> {
+    keep: Keep<'a>,
+    at: usize,
+}
+
+impl KeepAt<'_> {
+    fn new(keep: Option<Keep<'_>>, (i, j): (usize, usize)) -> Option<KeepAt<'_>> {
+        keep.map(|keep| KeepAt {
+            at: i * keep.row_len + j,
+            keep,
+        })
+    }
+
+    /// The `count` (<= 32) bits of elements (i, j), (i, j + 1), ... of the tile, bit 0 first.
+    fn bits(&self, i: usize, j: usize, count: usize) -> u32 {
+        let at = self.at + i * self.keep.row_len + j;
+        let (w, s) = (at / 64, at % 64);
+        let mut bits = self.keep.bits[w] >> s;
+        if s + count > 64 {
+            // The next word; past the mask's end only for columns beyond the tile's.
+            bits |= self.keep.bits.get(w + 1).map_or(0, |next| next << (64 - s));
+        }
+        (bits & ((1u64 << count) - 1)) as u32
+    }
+
+    /// The same mask from `rows` rows further down.
+    fn down(self, rows: usize) -> Self {
+        KeepAt {
+            at: self.at + rows * self.keep.row_len,
+            ..self
+        }
+    }
 }
 
 /// One tile for a kernel: C[0..rows, 0..cols] (rows <= MR, cols <= the kernel's width) `=` or
 /// `+=` the sum over `depth` of a(i, p) * b(p, c), then masked. Pointers are to the tile's
-/// first element of each operand; `keep_at` is the mask bit of C's element (0, 0).
+/// first element of each operand, masks (if any) start at the same elements.
+#[derive(Clone, Copy)]
 pub(super) struct Tile<'a> {
     depth: usize,
     a: *const f32,
@@ -204,22 +273,9 @@ pub(super) struct Tile<'a> {
     c: *mut f32,
     ldc: usize,
     add: bool,
-    keep: Option<Keep<'a>>,
-    keep_at: usize,
-}
-
-impl Tile<'_> {
-    /// The `count` (<= 32) mask bits of row `i`, columns `col..col + count`, bit 0 first.
-    fn keep_bits(&self, keep: &Keep<'_>, i: usize, col: usize, count: usize) -> u32 {
-        let at = self.keep_at + i * keep.row_len + col;
-        let (w, s) = (at / 64, at % 64);
-        let mut bits = keep.bits[w] >> s;
-        if s + count > 64 {
-            // The next word; past the mask's end only for columns beyond the tile's.
-            bits |= keep.bits.get(w + 1).map_or(0, |next| next << (64 - s));
-        }
-        (bits & ((1u64 << count) - 1)) as u32
-    }
+    a_keep: Option<KeepAt<'a>>,
+    b_keep: Option<KeepAt<'a>>,
+    c_keep: Option<KeepAt<'a>>,
 }
 
 /// A kernel: MR rows, up to `width` columns per tile.
@@ -322,12 +378,12 @@ impl Product<'_> {
         for (i, row) in c.chunks_mut(ldc).take(self.rows).enumerate() {
             for (col, v) in row[..self.cols].iter_mut().enumerate() {
                 let sum = if self.add { *v + 0.0 } else { 0.0 };
-                let kept = self.keep.map_or(Some(1.0), |k| {
+                let kept = self.keep.c.map_or(Some(1.0), |k| {
                     let bit = i * k.row_len + col;
                     ((k.bits[bit / 64] >> (bit % 64)) & 1 == 1).then_some(k.scale)
                 });
                 *v = kept.map_or(0.0, |scale| {
-                    if self.keep.is_some() {
+                    if self.keep.c.is_some() {
                         sum * scale
                     } else {
                         sum
@@ -399,8 +455,9 @@ impl Product<'_> {
                 c: unsafe { c.get().add(row * ldc + col) },
                 ldc,
                 add: self.add || p0 > 0,
-                keep: if last { self.keep } else { None },
-                keep_at: self.keep.map_or(0, |k| row * k.row_len + col),
+                a_keep: KeepAt::new(self.keep.a, (row, p0)),
+                b_keep: KeepAt::new(self.keep.b, (p0, col)),
+                c_keep: KeepAt::new(self.keep.c, (row, col)).filter(|_| last),
             };
             // SAFETY: the tile lies inside every operand (above) and this task owns these
             // rows x columns of C.
