@@ -2,7 +2,7 @@
 //! without packing the big operand.
 //! ```text
 //! project  C (m, r) = X (m, k) . P (k, r)         x A^T (P = A^T), dh = g B (P = B)
-//! reduce   C (r, n) = H (m, r)^T . G (m, n)       dA^T-free: dA = dh^T xd, dB^T = hs^T g
+//! reduce   C (r, n) = H (m, r)^T . G (m, n)       dA = dh^T xd, dB^T = hs^T g
 //! expand   Y (m, n) = [Y +] H (m, r) . Q (r, n)   y += hs B^T (Q = B^T), dx = dh A (Q = A)
 //!          then, optionally, Y = dropout'(Y)      (the mask of the adapter's input)
 //! ```
@@ -16,8 +16,9 @@
 //!   over the depth `acc[i][c] += a(i, p) * b(p, c)`, `a` broadcast from memory with any row and
 //!   depth strides (so H^T is read as stored), `b` loaded a row of vectors at a time;
 //! - project: a = X (rows of X, depth k), b = P (k, r) (small, in L1);
-//! - reduce: a = H^T (rows j of H^T are columns of H), b = G (rows streamed once per MR
-//!   outputs; a strip of G columns stays in L2 for the next MR rows of C);
+//! - reduce: a = H^T (rows j of H^T are columns of H), b = G, a strip of its columns at a
+//!   time (the strip stays in L2 for the next MR rows of C; its rows, a row stride apart, are
+//!   prefetched ahead since the hardware prefetcher does not follow them);
 //! - expand: a = H (small), b = Q (small); the cost is writing Y once.
 //!
 //! Same bits as `sgemm`: every output is the chain of multiply-adds over the depth in the order
