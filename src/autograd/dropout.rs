@@ -11,7 +11,8 @@
 //! decisions bit for bit).
 
 use super::tape::{Tape, Var};
-use crate::cpu::dropout::{apply_mask, draw_and_apply, masked};
+use crate::cpu::dropout::{draw_and_apply, draw_mask, masked};
+use crate::cpu::thin::Keep;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -63,14 +64,27 @@ impl DropoutMask {
         Ok((mask, Tensor::from_vec(out, x.shape())?))
     }
 
+    /// Draws the mask of `len` values from `rng` without applying it (the same mask and the
+    /// same `rng` afterwards as [`DropoutMask::draw_and_apply`]).
+    pub(super) fn draw(p: f32, rng: &mut Rng, len: usize) -> Self {
+        let keep_scale = 1.0 / (1.0 - p);
+        let keep = draw_mask(rng, Rng::uniform_below_threshold(p), len);
+        DropoutMask { keep, keep_scale }
+    }
+
     /// `x * keep / (1 - p)` as a new tensor; forward and backward are the same map.
     pub(super) fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let out = masked(x.data()?, &self.keep, self.keep_scale);
         Tensor::from_vec(out, x.shape())
     }
 
-    /// `x = x * keep / (1 - p)`.
-    pub(super) fn apply_in_place(&self, x: &mut [f32]) {
-        apply_mask(x, &self.keep, self.keep_scale);
+    /// The mask over a tensor whose rows are `row_len` long, for kernels that apply it to the
+    /// values they write (`cpu::thin::expand`).
+    pub(super) fn keep(&self, row_len: usize) -> Keep<'_> {
+        Keep {
+            bits: &self.keep,
+            row_len,
+            scale: self.keep_scale,
+        }
     }
 }

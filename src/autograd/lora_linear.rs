@@ -16,14 +16,15 @@
 //! which is how this was first written): those five nodes kept four (m, k) or (m, n) tensors
 //! per projection alive until the end of the step (the dropped input, the update, the frozen
 //! output and the sum), and spent a pass over memory on each. Here the update is added onto the
-//! frozen output by the GEMM itself (`beta = 1`), so the step keeps only the output and the
-//! dropped input (which dA needs).
+//! frozen output by the product itself, so the step keeps only the output and the dropout mask.
+//! The dropped input `xd` is never written: the products that read it (x A^T and dA) read x
+//! through the mask (one bit per element, 1/32 of xd's size), which gives the same values.
 //!
-//! Why the r-wide intermediate is kept transposed, (r, m): the GEMM's microkernel computes
-//! tiles of 8 rows x 48 columns (AVX-512), so a product whose output is (m, r = 16) would fill a
-//! third of every tile, and three of the six adapter products have such an output. As (r, m)
-//! they are wide; every element is still the same chain of multiply-adds over the same depth
-//! (only which operand is "A" changes), so the results are the same bits.
+//! Why not `sgemm` for the six adapter products: each has a side only r wide, and the blocked
+//! GEMM packs the other, big operand ((m, k) or (m, n)) to do only r multiply-adds per packed
+//! element; `cpu::thin` reads it where it lies (through the dropout mask where it is x, and
+//! applies the mask to dx as it writes it). It forms every sum as `sgemm` does, so the results
+//! are the same bits as with `sgemm` on a written-out xd.
 //!
 //! The gradient of x comes back as two entries, the adapter's path first, then the frozen
 //! weight's (`x` is listed twice among the inputs): the tape adds them into x's gradient one
@@ -33,7 +34,9 @@
 use super::dropout::{check_probability, DropoutMask};
 use super::linalg::{count_weight_gradient_product, linear_backward, linear_dims, linear_product};
 use super::tape::{Tape, Var};
-use crate::cpu::gemm::{sgemm, ONE_DEPTH_BLOCK};
+use crate::cpu::gemm::ONE_DEPTH_BLOCK;
+use crate::cpu::isa::Isa;
+use crate::cpu::thin::{expand, project, reduce, Keep};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -63,17 +66,23 @@ struct Saved {
     w: Tensor,
     a: Tensor,
     b: Tensor,
-    /// The dropped input `xd` (m, k) and its mask; None when there is no dropout (xd = x).
-    dropped: Option<(Tensor, DropoutMask)>,
-    /// `hs^T = scale * A xd^T` (r, m).
-    hs_t: Vec<f32>,
+    /// The dropout mask of x; None when there is no dropout (xd = x).
+    mask: Option<DropoutMask>,
+    /// `hs = scale * xd A^T` (m, r).
+    hs: Vec<f32>,
     scale: f32,
     dims: Dims,
 }
 
 impl Saved {
-    fn xd(&self) -> &Tensor {
-        self.dropped.as_ref().map_or(&self.x, |(xd, _)| xd)
+    /// xd (m, k) as the thin products read it: x and, with dropout, the mask.
+    fn xd(&self) -> Result<(&[f32], usize, Option<Keep<'_>>)> {
+        let k = self.dims.k;
+        Ok((
+            self.x.data()?,
+            k,
+            self.mask.as_ref().map(|mask| mask.keep(k)),
+        ))
     }
 }
 
@@ -94,29 +103,26 @@ impl Tape {
         let r = self.low_rank(update.a, update.b, n, k)?;
         let dims = Dims { m, n, k, r };
         let x_value = self.value(x).clone();
-        let dropped = match update.dropout {
+        let mask = match update.dropout {
             Some((p, rng)) => {
                 check_probability(p)?;
-                (p > 0.0).then(|| {
-                    DropoutMask::draw_and_apply(p, rng, &x_value).map(|(mask, xd)| (xd, mask))
-                })
+                (p > 0.0).then(|| DropoutMask::draw(p, rng, m * k))
             }
             None => None,
-        }
-        .transpose()?;
+        };
         let mut saved = Saved {
             x: x_value,
             w: self.value(w).clone(),
             a: self.value(update.a).clone(),
             b: self.value(update.b).clone(),
-            dropped,
-            hs_t: Vec::new(),
+            mask,
+            hs: Vec::new(),
             scale: update.scale,
             dims,
         };
         let bias_value = bias.map(|b| self.value(b));
         let mut out = linear_product(&saved.x, &saved.w, bias_value, (m, n, k))?; // (m, n)
-        saved.hs_t = scaled_down_projection(&saved)?; // (r, m)
+        saved.hs = scaled_down_projection(&saved)?; // (m, r)
         add_up_projection(&saved, &mut out)?;
         let out = Tensor::from_vec(out, &out_shape)?;
 
@@ -142,34 +148,61 @@ impl Tape {
     }
 }
 
-/// `hs^T = scale * A xd^T` (r, m).
+/// `hs = scale * xd A^T` (m, r).
 fn scaled_down_projection(s: &Saved) -> Result<Vec<f32>> {
     let Dims { m, k, r, .. } = s.dims;
-    let mut hs_t = vec![0.0f32; r * m];
-    #[rustfmt::skip]
-    sgemm(false, true, r, m, k, 1.0, s.a.data()?, k, s.xd().data()?, k, 0.0, &mut hs_t, m);
+    let a_t = transpose(s.a.data()?, r, k); // (k, r)
+    let mut hs = vec![0.0f32; m * r];
+    project(Isa::detect(), (m, k, r), s.xd()?, &a_t, r, &mut hs, r);
     // Scaling the r-wide intermediate costs r per row instead of n per row; the product is the
     // same (PEFT scales the output: equal up to rounding).
-    hs_t.iter_mut().for_each(|v| *v *= s.scale);
-    Ok(hs_t)
+    hs.iter_mut().for_each(|v| *v *= s.scale);
+    Ok(hs)
 }
 
-/// `out += hs B^T` (m, n), with hs = (hs^T)^T.
+/// `out += hs B^T` (m, n).
 fn add_up_projection(s: &Saved, out: &mut [f32]) -> Result<()> {
     let Dims { m, n, r, .. } = s.dims;
-    let (hs_t, b) = (&s.hs_t, s.b.data()?);
+    let b_t = transpose(s.b.data()?, n, r); // (r, n)
     if r <= ONE_DEPTH_BLOCK {
-        // The GEMM adds the finished product onto `out`: the same bits as a separate sum.
-        #[rustfmt::skip]
-        sgemm(true, true, m, n, r, 1.0, hs_t, m, b, r, 1.0, out, n);
+        // One depth block: the product is added onto `out` once, the same bits as a separate sum.
+        expand(
+            Isa::detect(),
+            (m, n, r),
+            &s.hs,
+            r,
+            &b_t,
+            n,
+            true,
+            None,
+            out,
+            n,
+        );
         return Ok(());
     }
     // A rank beyond one depth block would be added onto `out` in parts: form it alone first.
     let mut update = vec![0.0f32; m * n];
-    #[rustfmt::skip]
-    sgemm(true, true, m, n, r, 1.0, hs_t, m, b, r, 0.0, &mut update, n);
+    expand(
+        Isa::detect(),
+        (m, n, r),
+        &s.hs,
+        r,
+        &b_t,
+        n,
+        false,
+        None,
+        &mut update,
+        n,
+    );
     out.iter_mut().zip(&update).for_each(|(o, u)| *o += u);
     Ok(())
+}
+
+/// The (cols, rows) transpose of a small row-major (rows, cols) matrix (a LoRA factor).
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|i| v[(i % rows) * cols + i / rows])
+        .collect()
 }
 
 /// Gradients in input order: x through the adapter, x through W, W, A, B (and the bias).
@@ -180,27 +213,24 @@ fn lora_linear_backward(g: &Tensor, needs: &[bool], s: &Saved) -> Result<Vec<Opt
     let db = need_b.then(|| up_projection_grad(gd, s)).transpose()?;
     let (mut dx, mut da) = (None, None);
     if need_x || need_a {
-        // dh^T = scale * B^T g^T (r, m)
-        let mut dh_t = vec![0.0f32; r * m];
-        #[rustfmt::skip]
-        sgemm(true, true, r, m, n, 1.0, s.b.data()?, r, gd, n, 0.0, &mut dh_t, m);
-        dh_t.iter_mut().for_each(|v| *v *= s.scale);
+        // dh = scale * g B (m, r)
+        let mut dh = vec![0.0f32; m * r];
+        let b = s.b.data()?;
+        project(Isa::detect(), (m, n, r), (gd, n, None), b, r, &mut dh, r);
+        dh.iter_mut().for_each(|v| *v *= s.scale);
         if need_a {
             // dA = dh^T xd (r, k)
             count_weight_gradient_product();
             let mut grad = vec![0.0f32; r * k];
-            #[rustfmt::skip]
-            sgemm(false, false, r, k, m, 1.0, &dh_t, m, s.xd().data()?, k, 0.0, &mut grad, k);
+            reduce(Isa::detect(), (m, k, r), &dh, r, s.xd()?, &mut grad, k);
             da = Some(Tensor::from_vec(grad, &[r, k])?);
         }
         if need_x {
-            // dx = dropout'(dh A) (m, k)
+            // dx = dropout'(dh A) (m, k), the mask applied as the product is written
             let mut grad = vec![0.0f32; m * k];
+            let keep = s.mask.as_ref().map(|mask| mask.keep(k));
             #[rustfmt::skip]
-            sgemm(true, false, m, k, r, 1.0, &dh_t, m, s.a.data()?, k, 0.0, &mut grad, k);
-            if let Some((_, mask)) = &s.dropped {
-                mask.apply_in_place(&mut grad);
-            }
+            expand(Isa::detect(), (m, k, r), &dh, r, s.a.data()?, k, false, keep, &mut grad, k);
             dx = Some(Tensor::from_vec(grad, s.x.shape())?);
         }
     }
@@ -214,13 +244,20 @@ fn lora_linear_backward(g: &Tensor, needs: &[bool], s: &Saved) -> Result<Vec<Opt
     Ok(grads)
 }
 
-/// dB = g^T hs (n, r), formed as its transpose hs^T g (r, n) (a wide output) and transposed.
+/// dB = g^T hs (n, r), formed as its transpose hs^T g (r, n) (the big operand g streamed once)
+/// and transposed.
 fn up_projection_grad(gd: &[f32], s: &Saved) -> Result<Tensor> {
     let Dims { m, n, r, .. } = s.dims;
     count_weight_gradient_product();
     let mut db_t = vec![0.0f32; r * n];
-    #[rustfmt::skip]
-    sgemm(false, false, r, n, m, 1.0, &s.hs_t, m, gd, n, 0.0, &mut db_t, n);
-    let db: Vec<f32> = (0..n * r).map(|i| db_t[(i % r) * n + i / r]).collect();
-    Tensor::from_vec(db, &[n, r])
+    reduce(
+        Isa::detect(),
+        (m, n, r),
+        &s.hs,
+        r,
+        (gd, n, None),
+        &mut db_t,
+        n,
+    );
+    Tensor::from_vec(transpose(&db_t, r, n), &[n, r])
 }

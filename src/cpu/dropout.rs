@@ -78,6 +78,34 @@ pub fn draw_and_apply(
     (keep, out)
 }
 
+/// The mask alone: the decisions of [`draw_and_apply`] for `n` values (the same draws, the same
+/// bits, `rng` left in the same place), without writing dropped values. LoRA applies the mask
+/// inside its products instead (`cpu::thin`), which saves writing and reading back the dropped
+/// input (~300 MB a SmolLM2 step) and keeping it for the backward.
+pub fn draw_mask(rng: &mut Rng, drop_below: u64, n: usize) -> Vec<u64> {
+    let mut keep = vec![0u64; n.div_ceil(64)];
+    let keep_w = DisjointMut::new(&mut keep);
+    for_each_chunk_group(rng, n, |chunks, lanes| {
+        let mut draws = [[0u64; LANES]; BLOCK];
+        for offset in (0..chunks[0].len()).step_by(BLOCK) {
+            next_block(lanes, &mut draws);
+            for (l, chunk) in chunks.iter().enumerate() {
+                let start = chunk.start + offset;
+                let len = chunk.end.saturating_sub(start).min(BLOCK);
+                if len == 0 {
+                    continue;
+                }
+                // SAFETY: as in `draw_and_apply`, this block of 64 draws owns one mask word.
+                let word = unsafe { keep_w.range(start / 64..start / 64 + 1) };
+                word[0] = (0..len).fold(0, |bits, i| {
+                    bits | u64::from(draws[i][l] >= drop_below) << i
+                });
+            }
+        }
+    });
+    keep
+}
+
 /// `x[i] = x[i] * keep_scale` where bit i of `keep` is set, else 0 (the backward of dropout), in
 /// fixed chunks on the pool.
 pub fn apply_mask(x: &mut [f32], keep: &[u64], keep_scale: f32) {
@@ -229,6 +257,23 @@ mod tests {
                 .map(|(&v, &k)| if k { v * 2.0 } else { 0.0 })
                 .collect();
             assert!(out == want, "n {n}: values");
+        }
+    }
+
+    #[test]
+    fn the_mask_alone_is_the_applied_masks_bits_and_leaves_the_stream_in_the_same_place() {
+        let group = LANES << CHUNK_LOG2;
+        let drop_below = Rng::uniform_below_threshold(0.05);
+        for n in [0, 1, 63, 65, 1000, 2 * group + 77] {
+            let x = vec![1.0f32; n];
+            let (mut with_values, mut alone) = (Rng::new(7 + n as u64), Rng::new(7 + n as u64));
+            let (keep, _) = draw_and_apply(&mut with_values, drop_below, 1.0, &x);
+            assert_eq!(draw_mask(&mut alone, drop_below, n), keep, "n {n}");
+            assert_eq!(
+                alone.next_u64(),
+                with_values.next_u64(),
+                "n {n}: stream end"
+            );
         }
     }
 }

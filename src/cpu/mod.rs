@@ -9,6 +9,7 @@
 //! - [`elementwise`]  add, mul, scale, silu, axpy, ... over slices; the one vectorisable `exp_f32`
 //! - [`softmax`]      row max / sum / log-sum-exp / softmax (every softmax of the crate)
 //! - [`attention`]    fused attention forward and backward (AVX2+FMA and portable builds)
+//! - [`thin`]         products with one side r <= ~64 wide (LoRA adapters), without packing
 //! - [`dropout`]      dropout masks drawn from a seeded stream in parallel (the serial draws)
 //! - [`isa`]          CPU feature detection, capped by `ILREC_NO_AVX512` / `ILREC_NO_SIMD`
 //! - [`alloc`]        malloc tuning: freed training buffers stay in the process for reuse
@@ -24,3 +25,4 @@ pub mod par;
 pub mod peak;
 pub mod pool;
 pub mod softmax;
+pub mod thin;

@@ -345,41 +345,21 @@ impl<'a> Problem<'a> {
             threads
         };
         let c = SharedMut(c.as_mut_ptr());
-        // Blocking (Zen 5: 48 KB L1d, 1 MB L2 per core, 32 MB L3): KC 576 was measured fastest
-        // (256 left the logits GEMM ~20% slower: three passes over its 100 MB C); an A block
-        // MC x KC (~300 KB) sits in L2; a B block KC x NC (~7 MB) in L3. Override for tuning
-        // with ILREC_GEMM_BLOCKING=kc,mc,nc.
-        match isa.min(Isa::best_supported()) {
+        let isa = isa.min(Isa::best_supported());
+        let blocking = blocking_for(isa);
+        match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 use kernel_avx512::{kernel_8x48, MR, NR};
-                let blocking = tuned_blocking(Blocking {
-                    kc: 576,
-                    mc: 128,
-                    nc: 3072,
-                    simd_pack: true,
-                });
                 self.run_threads::<MR, NR>(kernel_8x48, &blocking, threads, c)
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => {
                 use kernel_avx2::{kernel_6x16, MR, NR};
-                let blocking = tuned_blocking(Blocking {
-                    kc: 576,
-                    mc: 144,
-                    nc: 3072,
-                    simd_pack: true,
-                });
                 self.run_threads::<MR, NR>(kernel_6x16, &blocking, threads, c)
             }
             _ => {
                 use kernel_scalar::{kernel_4x8, MR, NR};
-                let blocking = Blocking {
-                    kc: 256,
-                    mc: 64,
-                    nc: 2048,
-                    simd_pack: false,
-                };
                 self.run_threads::<MR, NR>(kernel_4x8, &blocking, threads, c)
             }
         }
@@ -576,6 +556,42 @@ struct Tile {
     rows: usize,
     cols: usize,
     depth: usize,
+}
+
+/// The cache blocking of `isa`'s kernel (one the CPU supports).
+///
+/// Zen 5: 48 KB L1d, 1 MB L2 per core, 32 MB L3: KC 576 was measured fastest (256 left the
+/// logits GEMM ~20% slower: three passes over its 100 MB C); an A block MC x KC (~300 KB) sits
+/// in L2; a B block KC x NC (~7 MB) in L3. Override for tuning with ILREC_GEMM_BLOCKING=kc,mc,nc.
+fn blocking_for(isa: Isa) -> Blocking {
+    match isa {
+        Isa::Avx512 => tuned_blocking(Blocking {
+            kc: 576,
+            mc: 128,
+            nc: 3072,
+            simd_pack: true,
+        }),
+        Isa::Avx2 => tuned_blocking(Blocking {
+            kc: 576,
+            mc: 144,
+            nc: 3072,
+            simd_pack: true,
+        }),
+        Isa::Scalar => Blocking {
+            kc: 256,
+            mc: 64,
+            nc: 2048,
+            simd_pack: false,
+        },
+    }
+}
+
+/// The depth blocks `sgemm` with kernel `isa` cuts a product of depth k into: (block size,
+/// each block but the last that long). Every element of C is one chain of multiply-adds per
+/// block, the blocks' sums added onto C in order; a kernel that follows the same blocks and
+/// chains (`cpu::thin`) gets the same bits as `sgemm`.
+pub fn depth_block(isa: Isa, k: usize) -> usize {
+    even_block(k, blocking_for(isa.min(Isa::best_supported())).kc, 1)
 }
 
 /// Splits `len` into the fewest blocks of at most `max`, all the same size rounded up to a

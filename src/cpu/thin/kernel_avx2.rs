@@ -1,0 +1,170 @@
+//! AVX2 + FMA thin-product tile: up to 6 rows x 16 columns (two ymm vectors per row) of C in
+//! 12 accumulators (16 ymm registers: 12 + 2 for b + 1 broadcast); masked loads and stores at
+//! the right edge. The same loops as the AVX-512 tile (see there for the why of each part).
+
+use super::{KeepAt, Tile};
+use std::arch::x86_64::*;
+
+/// Rows of C per tile.
+pub const MR: usize = 6;
+/// Columns of C per tile (two ymm vectors).
+pub const WIDTH: usize = 16;
+
+/// Rows of b ahead that each depth step prefetches.
+const PREFETCH_ROWS: usize = 16;
+
+/// Depth of the piece of a dropped `a` copied at a time.
+const STAGE: usize = 256;
+
+type Acc<const NV: usize> = [[__m256; NV]; MR];
+
+/// Computes one tile (see [`Tile`]).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; the tile's pointers cover its rows, columns and depth.
+pub unsafe fn tile(t: &Tile<'_>) {
+    if t.cols <= 8 {
+        tile_nv::<1>(t)
+    } else {
+        tile_nv::<2>(t)
+    }
+}
+
+/// All-ones in the first `valid` lanes.
+#[target_feature(enable = "avx2")]
+unsafe fn first_lanes(valid: usize) -> __m256i {
+    let valid = valid.min(8) as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(valid),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// All-ones in the lanes whose bit of `bits` is set (bit l for lane l).
+#[target_feature(enable = "avx2")]
+unsafe fn bit_lanes(bits: u32) -> __m256 {
+    let lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let set = _mm256_and_si256(_mm256_set1_epi32(bits as i32), lane_bit);
+    _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, lane_bit))
+}
+
+/// `values * scale` where `bits` keeps a lane, else 0 (the dropout's values).
+#[target_feature(enable = "avx2")]
+unsafe fn dropped(values: __m256, bits: u32, scale: f32) -> __m256 {
+    _mm256_and_ps(
+        _mm256_mul_ps(values, _mm256_set1_ps(scale)),
+        bit_lanes(bits),
+    )
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
+    let masks: [__m256i; NV] = std::array::from_fn(|v| first_lanes(t.cols.saturating_sub(8 * v)));
+    let zero = [[_mm256_setzero_ps(); NV]; MR];
+    let acc = match t.a_keep {
+        None => sums(t, &masks, zero),
+        Some(keep) => dropped_a_sums(t, keep, &masks),
+    };
+    for (i, acc_row) in acc.iter().enumerate().take(t.rows) {
+        for (v, &sum) in acc_row.iter().enumerate() {
+            let dst = t.c.add(i * t.ldc + 8 * v);
+            // C + sum: what sgemm's fma(1, C, sum) rounds to.
+            let mut out = if t.add {
+                _mm256_add_ps(_mm256_maskload_ps(dst, masks[v]), sum)
+            } else {
+                sum
+            };
+            if let Some(keep) = &t.c_keep {
+                out = dropped(out, keep.bits(i, 8 * v, 8), keep.keep.scale);
+            }
+            _mm256_maskstore_ps(dst, masks[v], out);
+        }
+    }
+}
+
+/// [`sums_with`] with b read plainly or through its mask.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sums<const NV: usize>(t: &Tile<'_>, masks: &[__m256i; NV], init: Acc<NV>) -> Acc<NV> {
+    match t.b_keep {
+        None => sums_with::<NV, false>(t, masks, init),
+        Some(_) => sums_with::<NV, true>(t, masks, init),
+    }
+}
+
+/// `init` plus the tile's sums over the depth (accumulators indexed by constants only).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sums_with<const NV: usize, const B_KEEP: bool>(
+    t: &Tile<'_>,
+    masks: &[__m256i; NV],
+    init: Acc<NV>,
+) -> Acc<NV> {
+    let rows: [*const f32; MR] = std::array::from_fn(|i| {
+        if i < t.rows {
+            t.a.add(i * t.a_row)
+        } else {
+            t.a
+        }
+    });
+    let mut acc = init;
+    let mut b = t.b;
+    for p in 0..t.depth {
+        let off = p * t.a_step;
+        let mut bv: [__m256; NV] =
+            std::array::from_fn(|v| _mm256_maskload_ps(b.add(8 * v), masks[v]));
+        if let (true, Some(keep)) = (B_KEEP, &t.b_keep) {
+            for (v, b_v) in bv.iter_mut().enumerate() {
+                *b_v = dropped(*b_v, keep.bits(p, 8 * v, 8), keep.keep.scale);
+            }
+        }
+        for (row, acc_row) in rows.iter().zip(acc.iter_mut()) {
+            let a = _mm256_set1_ps(*row.add(off));
+            for (acc_v, &b_v) in acc_row.iter_mut().zip(&bv) {
+                *acc_v = _mm256_fmadd_ps(a, b_v, *acc_v);
+            }
+        }
+        let ahead = b.wrapping_add(PREFETCH_ROWS * t.ldb);
+        for v in 0..NV {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(8 * v) as *const i8);
+        }
+        b = b.add(t.ldb);
+    }
+    acc
+}
+
+/// The sums when a is read through a dropout mask: pieces of the tile's rows copied masked
+/// into a buffer, 8 values at a time, the sums going on over the buffer in the same order.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dropped_a_sums<const NV: usize>(
+    t: &Tile<'_>,
+    keep: KeepAt<'_>,
+    masks: &[__m256i; NV],
+) -> Acc<NV> {
+    let mut buf = [0.0f32; MR * STAGE];
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    for p0 in (0..t.depth).step_by(STAGE) {
+        let depth = STAGE.min(t.depth - p0);
+        for i in 0..t.rows {
+            // a's rows are contiguous (a_step 1) wherever it carries a mask.
+            let src = t.a.add(i * t.a_row + p0);
+            for q in (0..depth).step_by(8) {
+                let n = (depth - q).min(8);
+                let values = _mm256_maskload_ps(src.add(q), first_lanes(n));
+                let out = dropped(values, keep.bits(i, p0 + q, n), keep.keep.scale);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(i * STAGE + q), out);
+            }
+        }
+        let piece = Tile {
+            depth,
+            a: buf.as_ptr(),
+            a_row: STAGE,
+            a_step: 1,
+            b: t.b.add(p0 * t.ldb),
+            b_keep: t.b_keep.map(|k| k.down(p0)),
+            ..*t
+        };
+        acc = sums(&piece, masks, acc);
+    }
+    acc
+}
