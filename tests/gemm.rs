@@ -10,6 +10,9 @@ use ilrec::cpu::pool::{num_threads, parallel_for, set_num_threads};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+mod common;
+use common::pseudo_random;
+
 static THREADS_LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs `f` with the pool set to `n` threads, restoring the previous count afterwards.
@@ -19,19 +22,6 @@ fn with_threads(n: usize, f: impl FnOnce()) {
     set_num_threads(n);
     f();
     set_num_threads(before);
-}
-
-/// Values in [-1, 1) from a small LCG (deterministic, independent of the code under test).
-fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// One test case: shapes, transposes, scalars and padded leading dimensions.

@@ -10,6 +10,9 @@ use ilrec::cpu::pool::{num_threads, set_num_threads};
 use ilrec::cpu::thin::{expand, project, reduce, Keep};
 use std::sync::Mutex;
 
+mod common;
+use common::pseudo_random;
+
 static THREADS_LOCK: Mutex<()> = Mutex::new(());
 
 /// (m, k or n, r): odd sizes, a depth of 600 (two depth blocks on every kernel), ranks 1..70.
@@ -23,19 +26,6 @@ const SIZES: [(usize, usize, usize); 8] = [
     (70, 129, 64),
     (5, 9, 70),
 ];
-
-/// Values in [-1, 1) from a small LCG (independent of the code under test).
-fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Every ISA and both thread counts, sizes in turn.
 fn each_case(f: impl Fn(Isa, (usize, usize, usize))) {

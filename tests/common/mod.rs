@@ -243,3 +243,16 @@ pub fn reference_batch(
     let input = ilrec::model::llama::BatchInput::new(ids, shape[0], shape[1]).unwrap();
     (input, labels)
 }
+
+/// Values in [-1, 1) from a small LCG (deterministic, independent of the code under test).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
