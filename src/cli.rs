@@ -2,6 +2,7 @@
 //! switches, each value parsed with an error that names the flag and points at `--help`.
 
 use crate::{Error, Result};
+use std::process::ExitCode;
 
 /// Walks the command line flag by flag.
 pub struct Flags {
@@ -68,6 +69,24 @@ impl Flags {
 /// Whether `--help` or `-h` is on the command line.
 pub fn wants_help(args: &[String]) -> bool {
     args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+/// The `main` of a binary: with `--help` / `-h` prints `help` and exits 0; otherwise calls `run`
+/// with the arguments (without the program name) and, on an error, prints the one line
+/// `NAME: error: ...` and exits with status 2.
+pub fn main(name: &str, help: &str, run: impl FnOnce(Vec<String>) -> Result<()>) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if wants_help(&args) {
+        print!("{help}");
+        return ExitCode::SUCCESS;
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[cfg(test)]

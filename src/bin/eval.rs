@@ -4,7 +4,7 @@
 //! `train` prints; with the run's settings the row equals `train`'s row for that stage exactly.
 //! Run `eval --help` for the options.
 
-use ilrec::cli::{wants_help, Flags};
+use ilrec::cli::{self, Flags};
 use ilrec::pipeline::evaluate::Evaluator;
 use ilrec::pipeline::recommender::{EvalSplit, Recommender};
 use ilrec::pipeline::results::result_row;
@@ -46,18 +46,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if wants_help(&args) {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    match parse_args(args).and_then(|a| run(&a, started)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("eval: error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::main("eval", HELP, |args| run(&parse_args(args)?, started))
 }
 
 fn parse_args(args: Vec<String>) -> Result<Args> {

@@ -10,11 +10,12 @@
 //! run's vocab_map.json and `--seed` = the run's seed give exactly the rows the run started from.
 //! Writes `OUT/config.json` and `OUT/model.safetensors` (f32).
 
-use ilrec::cli::{wants_help, Flags};
+use ilrec::cli::{self, Flags};
 use ilrec::lora::{load_adapter, merged};
 use ilrec::model::load::load_model;
 use ilrec::{Error, Result};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 const USAGE: &str = "usage: merge --model PATH --adapter DIR --out DIR [--vocab N --seed S]";
 
@@ -26,18 +27,11 @@ struct Args {
     seed: u64,
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if wants_help(&args) {
-        println!(
-            "{USAGE}\n\nFolds a LoRA adapter into its base model and writes a full HF checkpoint."
-        );
-        return;
-    }
-    if let Err(e) = parse_args(args).and_then(|a| run(&a)) {
-        eprintln!("merge: error: {e}");
-        std::process::exit(2);
-    }
+fn main() -> ExitCode {
+    let help = format!(
+        "{USAGE}\n\nFolds a LoRA adapter into its base model and writes a full HF checkpoint.\n"
+    );
+    cli::main("merge", &help, |args| run(&parse_args(args)?))
 }
 
 fn parse_args(args: Vec<String>) -> Result<Args> {

@@ -4,7 +4,7 @@
 //! false negative) against chance; CRR's soft labels there; the negatives per position over
 //! fine-tuning. See `study::negatives` for the definitions. Run `negatives --help`.
 
-use ilrec::cli::{wants_help, Flags};
+use ilrec::cli::{self, Flags};
 use ilrec::report::RunLog;
 use ilrec::study::negatives::analyse_run;
 use ilrec::study::negatives_report::{
@@ -39,18 +39,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if wants_help(&args) {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    match parse_args(args).and_then(|a| run(&a)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("negatives: error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::main("negatives", HELP, |args| run(&parse_args(args)?))
 }
 
 fn parse_args(args: Vec<String>) -> Result<Args> {

@@ -6,7 +6,7 @@
 //! Errors (not a run folder, a stage not trained, an unknown user or title, an empty history,
 //! a bad top-K) print one line with a hint and exit with status 2, before any beam search.
 
-use ilrec::cli::{wants_help, Flags};
+use ilrec::cli::{self, Flags};
 use ilrec::ilrec::explain::PositionView;
 use ilrec::pipeline::data;
 use ilrec::pipeline::recommender::{test_sample, Recommendation, Recommender};
@@ -70,18 +70,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if wants_help(&args) {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    match parse_args(args).and_then(|a| run(&a)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("recommend: error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::main("recommend", HELP, |args| run(&parse_args(args)?))
 }
 
 fn parse_args(args: Vec<String>) -> Result<Args> {

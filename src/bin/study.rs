@@ -3,20 +3,13 @@
 //! bootstrap intervals (`ilrec::study`; `study --help` for the options). The report (markdown)
 //! is the last thing on stdout.
 
-use ilrec::cli::wants_help;
+use ilrec::cli;
 use ilrec::study::{flags, run_study};
+use std::process::ExitCode;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if wants_help(&args) {
-        print!("{}", flags::HELP);
-        return;
-    }
-    match flags::parse(args).and_then(|s| run_study(&s)) {
-        Ok(report) => print!("{report}"),
-        Err(e) => {
-            eprintln!("study: error: {e}");
-            std::process::exit(2);
-        }
-    }
+fn main() -> ExitCode {
+    cli::main("study", flags::HELP, |args| {
+        print!("{}", run_study(&flags::parse(args)?)?);
+        Ok(())
+    })
 }

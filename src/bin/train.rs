@@ -13,24 +13,16 @@
 //!
 //! The last line on stdout is one JSON object with the table. Run `train --help` for options.
 
-use ilrec::cli::wants_help;
+use ilrec::cli;
 use ilrec::pipeline::run::{run, RunOptions, RunOutput};
 use ilrec::pipeline::{flags, results};
+use std::process::ExitCode;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if wants_help(&args) {
-        print!("{}", flags::HELP);
-        return;
-    }
-    let ran = flags::parse(args).and_then(|cfg| run(&cfg, &RunOptions::train()));
-    match ran {
-        Ok(out) => report(&out),
-        Err(e) => {
-            eprintln!("train: error: {e}");
-            std::process::exit(2);
-        }
-    }
+fn main() -> ExitCode {
+    cli::main("train", flags::HELP, |args| {
+        report(&run(&flags::parse(args)?, &RunOptions::train())?);
+        Ok(())
+    })
 }
 
 /// The table and the verdict on stdout (and stderr, with the stage times), then the one-line
