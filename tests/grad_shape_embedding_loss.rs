@@ -264,6 +264,64 @@ fn concat_split_round_trip_on_every_axis() {
 }
 
 #[test]
+fn split_pieces_add_exactly_into_their_rows_of_the_gradient() {
+    // Along axis 0 each piece's gradient goes straight into its rows of x's gradient (the
+    // tape's `Part` nodes). Pieces: rows 0..1 unused (zero gradient), 1..3 used twice, 3..6
+    // once; x also used directly before and after the split, so its gradient is sometimes
+    // started by a piece and sometimes by an ordinary op. Every value is a small integer:
+    // the expected gradient is exact.
+    let x = randn(&[6, 5], 21);
+    for direct_first in [false, true] {
+        let mut t = Tape::new();
+        let xv = t.leaf(x.clone(), true);
+        let mut terms = Vec::new();
+        if direct_first {
+            let d = t.scale(xv, 2.0).unwrap();
+            terms.push(t.sum_all(d).unwrap());
+        }
+        let p = t.split(xv, 0, &[1, 2, 3]).unwrap();
+        let p1 = t.scale(p[1], 3.0).unwrap();
+        terms.push(t.sum_all(p1).unwrap());
+        terms.push(t.sum_all(p[1]).unwrap());
+        let p2 = t.scale(p[2], -1.0).unwrap();
+        terms.push(t.sum_all(p2).unwrap());
+        if !direct_first {
+            let d = t.scale(xv, 2.0).unwrap();
+            terms.push(t.sum_all(d).unwrap());
+        }
+        let mut total = terms[0];
+        for &term in &terms[1..] {
+            total = t.add(total, term).unwrap();
+        }
+        let g = t.backward(total).unwrap();
+        let want: Vec<f32> = (0..30)
+            .map(|i| match i / 5 {
+                0 => 2.0,
+                1 | 2 => 6.0,
+                _ => 1.0,
+            })
+            .collect();
+        assert_eq!(
+            g.of(xv).unwrap().to_vec(),
+            want,
+            "direct use first: {direct_first}"
+        );
+    }
+    // A split of a constant records no gradient path at all.
+    let mut t = Tape::new();
+    let c = t.constant(x.clone());
+    let w = t.leaf(randn(&[6, 5], 22), true);
+    let p = t.split(c, 0, &[2, 4]).unwrap();
+    assert!(!t.requires_grad(p[0]) && !t.requires_grad(p[1]));
+    let prod = t.mul(w, c).unwrap();
+    let total = t.sum_all(prod).unwrap();
+    assert_eq!(
+        t.backward(total).unwrap().of(w).unwrap().to_vec(),
+        x.to_vec()
+    );
+}
+
+#[test]
 fn concat_hand_value_and_errors() {
     let mut t = Tape::new();
     let a = t.leaf(

@@ -176,8 +176,10 @@ impl Tape {
     }
 
     /// Cuts `a` along `axis` into consecutive pieces of the given sizes (which must add up to
-    /// the axis length). Each piece is its own node; its backward writes its gradient into a
-    /// zero tensor of `a`'s shape, and the tape adds the pieces' contributions up.
+    /// the axis length). Each piece is its own node. Along the outermost axis (every axis
+    /// before it of size 1) a piece is one contiguous run of `a`, and the tape adds its
+    /// gradient into that run of `a`'s gradient; otherwise its backward writes its gradient
+    /// into a zero tensor of `a`'s shape, and the tape adds the pieces' contributions up.
     pub fn split(&mut self, a: Var, axis: usize, sizes: &[usize]) -> Result<Vec<Var>> {
         let shape = self.shape(a).to_vec();
         check_axis("split", &shape, axis)?;
@@ -206,6 +208,11 @@ impl Tape {
             let mut piece_shape = shape.clone();
             piece_shape[axis] = len;
             let piece = Tensor::from_vec(piece, &piece_shape)?;
+            if outer == 1 {
+                pieces.push(self.record_part("split", piece, a, offset));
+                offset += run;
+                continue;
+            }
             let full_shape = shape.clone();
             let var = self.record("split", piece, &[a], move |g, _| {
                 let gd = g.data()?;

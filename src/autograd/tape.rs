@@ -33,6 +33,11 @@ enum GradFn {
     Missing,
     /// An op none of whose inputs need a gradient (nothing to do).
     Constant,
+    /// A contiguous run of its one input's elements, starting at element `offset` (a piece
+    /// of `split` along the outermost axis). Its gradient is added into that run of the
+    /// input's gradient by the tape itself: no input-sized tensor per piece (a closure would
+    /// have to return one, zero outside the piece, for the tape to add).
+    Part { offset: usize },
 }
 
 struct Node {
@@ -172,6 +177,18 @@ impl Tape {
         self.push_op(op, value, inputs, || GradFn::Op(Box::new(backward)))
     }
 
+    /// Appends `value`, the elements `offset .. offset + value.len()` of `input` (a contiguous
+    /// piece of it), whose gradient flows back into exactly that run of `input`'s gradient.
+    pub(super) fn record_part(
+        &mut self,
+        op: &'static str,
+        value: Tensor,
+        input: Var,
+        offset: usize,
+    ) -> Var {
+        self.push_op(op, value, &[input], || GradFn::Part { offset })
+    }
+
     /// Appends the output of an op that has no backward. If an input needs a gradient the node is
     /// marked so that `backward` fails when the loss depends on it.
     pub fn record_no_backward(&mut self, op: &'static str, value: Tensor, inputs: &[Var]) -> Var {
@@ -249,6 +266,14 @@ impl Tape {
                         node.op
                     )))
                 }
+                GradFn::Part { offset } => {
+                    let (op, input) = (node.op, node.inputs[0]);
+                    let started = profile::enabled().then(Instant::now);
+                    self.accumulate_part(input, offset, &g, &mut grads)?;
+                    if let Some(t) = started {
+                        profile::backward_time(op, t.elapsed().as_secs_f64());
+                    }
+                }
                 GradFn::Op(f) => {
                     let op = node.op;
                     let inputs = node.inputs.clone();
@@ -302,6 +327,39 @@ impl Tape {
                 Some(acc) => add_into(acc, &g)?,
             }
         }
+        Ok(())
+    }
+}
+
+impl Tape {
+    /// Adds the gradient `g` of a piece into elements `offset ..` of `input`'s running gradient,
+    /// which starts as zeros of `input`'s shape when the piece is the first to arrive.
+    fn accumulate_part(
+        &self,
+        input: Var,
+        offset: usize,
+        g: &Tensor,
+        grads: &mut [Option<Tensor>],
+    ) -> Result<()> {
+        if !self.nodes[input.0].requires_grad {
+            return Ok(());
+        }
+        let acc = grads[input.0].get_or_insert_with(|| Tensor::zeros(self.shape(input)));
+        let src = g.data()?;
+        let dst = acc.data_mut()?;
+        let Some(run) = dst.get_mut(offset..offset + src.len()) else {
+            return Err(Error::Autograd(format!(
+                "a piece of {} elements at offset {offset} does not fit its input of {}",
+                src.len(),
+                dst.len()
+            )));
+        };
+        let run = DisjointMut::new(run);
+        for_each_chunk(src.len(), CHUNK, |r| {
+            // SAFETY: chunks are disjoint.
+            let a = unsafe { run.range(r.clone()) };
+            a.iter_mut().zip(&src[r]).for_each(|(a, b)| *a += *b);
+        });
         Ok(())
     }
 }
