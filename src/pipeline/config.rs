@@ -131,8 +131,9 @@ pub struct PipelineConfig {
     pub ensemble: Ensemble,
     /// The two ILRec stages [joint].
     pub schedule: Schedule,
-    /// Also run the ablation variants [false].
-    pub ablation: bool,
+    /// Ablation variants to run as well, by short name (`pipeline::variants::ABLATIONS`);
+    /// `--ablation` = all five [none].
+    pub ablations: Vec<String>,
     /// Also fine-tune ILRec with the sequential schedule from the same warm-up, row
     /// `ilrec sequential` (`study`'s `sequential` method without a second warm-up) [false].
     pub also_sequential: bool,
@@ -185,7 +186,7 @@ impl Default for PipelineConfig {
             negatives_scope: NegativesScope::Trie,
             ensemble: Ensemble::Mean,
             schedule: Schedule::Joint,
-            ablation: false,
+            ablations: Vec::new(),
             also_sequential: false,
             sasrec_epochs: 30,
             sasrec_patience: 3,
@@ -287,7 +288,7 @@ impl PipelineConfig {
             "lambda": self.lambda, "mu": self.mu, "tau_r": self.tau_r, "margin": self.margin,
             "tau": self.tau, "negatives_scope": self.negatives_scope.name(),
             "ensemble": self.ensemble.name(), "schedule": self.schedule.name(),
-            "ablation": self.ablation, "also_sequential": self.also_sequential,
+            "ablations": self.ablations, "also_sequential": self.also_sequential,
             "sasrec_epochs": self.sasrec_epochs,
             "sasrec_patience": self.sasrec_patience, "beams": self.beams, "seed": self.seed,
             "threads": self.threads, "checkpoint_every": self.checkpoint_every,
@@ -372,7 +373,7 @@ impl PipelineConfig {
             negatives_scope: NegativesScope::parse(&r.text("negatives_scope")?)?,
             ensemble: Ensemble::parse(&r.text("ensemble")?)?,
             schedule: Schedule::parse(&r.text("schedule")?)?,
-            ablation: r.flag("ablation")?,
+            ablations: r.ablations()?,
             also_sequential: r.flag_or("also_sequential", false)?,
             sasrec_epochs: r.uint("sasrec_epochs")?,
             sasrec_patience: r.uint("sasrec_patience")?,
@@ -447,6 +448,23 @@ impl JsonFields<'_> {
         v.as_f64().ok_or_else(|| Self::bad(key, "a number"))
     }
 
+    /// `ablations` (a list of short names), or `ablation` (true = all five) as runs recorded
+    /// before the list existed.
+    fn ablations(&self) -> Result<Vec<String>> {
+        if self.0.get("ablations").is_none() {
+            return Ok(match self.flag_or("ablation", false)? {
+                true => super::variants::all_ablations(),
+                false => Vec::new(),
+            });
+        }
+        let v = self.get("ablations", "a list of ablation names")?;
+        let names: Option<Vec<&str>> = v
+            .as_array()
+            .and_then(|xs| xs.iter().map(|x| x.as_str()).collect());
+        let names = names.ok_or_else(|| Self::bad("ablations", "a list of ablation names"))?;
+        super::variants::parse_ablations(&names.join(","))
+    }
+
     fn flag(&self, key: &str) -> Result<bool> {
         let v = self.get(key, "true or false")?;
         v.as_bool().ok_or_else(|| Self::bad(key, "true or false"))
@@ -513,7 +531,7 @@ mod tests {
             negatives_scope: NegativesScope::Vocab,
             ensemble: Ensemble::Sum,
             schedule: Schedule::Sequential,
-            ablation: true,
+            ablations: vec!["wo-crr".into(), "final-cpd0".into()],
             also_sequential: true,
             sasrec_epochs: 9,
             sasrec_patience: 1,
@@ -562,6 +580,22 @@ mod tests {
         v["test_users"] = json!("all");
         let err = PipelineConfig::from_json(&v).unwrap_err().to_string();
         assert!(err.contains("\"test_users\""), "{err}");
+    }
+
+    #[test]
+    fn a_run_written_with_the_ablation_switch_reads_as_all_or_none_of_them() {
+        let mut v = unusual().to_json(&[1], json!({}));
+        v.as_object_mut().unwrap().remove("ablations");
+        for (switch, want) in [
+            (true, crate::pipeline::variants::all_ablations()),
+            (false, vec![]),
+        ] {
+            v["ablation"] = json!(switch);
+            assert_eq!(PipelineConfig::from_json(&v).unwrap().ablations, want);
+        }
+        v["ablations"] = json!(["wo-crr", "no-such-thing"]);
+        let err = PipelineConfig::from_json(&v).unwrap_err().to_string();
+        assert!(err.contains("no-such-thing"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,7 @@ ILRec:
   --ensemble mean|sum   how the lens layers' logits are combined for mining [mean]
   --schedule joint|sequential   the two ILRec stages [joint]
   --ablation            also run w/o CPO, w/o CRR, w/o CPD, final-layer negatives (with CPD 0, and with CPD kept)
+  --ablations LIST      only these of them: wo-cpo, wo-crr, wo-cpd, final-cpd0, final-cpd-kept
   --also-sequential     also fine-tune ILRec with --schedule sequential from the same warm-up (row `ilrec sequential`)
 Evaluation and output:
   --exclude-history     rank only items the user has not interacted with before the target
@@ -120,7 +121,8 @@ fn parse_ilrec_or_output(c: &mut PipelineConfig, f: &mut Flags, flag: &str) -> R
         "--negatives-scope" => c.negatives_scope = NegativesScope::parse(&f.value(flag)?)?,
         "--ensemble" => c.ensemble = Ensemble::parse(&f.value(flag)?)?,
         "--schedule" => c.schedule = Schedule::parse(&f.value(flag)?)?,
-        "--ablation" => c.ablation = true,
+        "--ablation" => c.ablations = super::variants::all_ablations(),
+        "--ablations" => c.ablations = super::variants::parse_ablations(&f.value(flag)?)?,
         "--also-sequential" => c.also_sequential = true,
         "--exclude-history" => c.protocol = Protocol::ExcludeHistory,
         "--beams" => c.beams = f.num(flag)?,
@@ -160,6 +162,7 @@ mod tests {
             "--negatives-scope" => Some("vocab"),
             "--ensemble" => Some("sum"),
             "--schedule" => Some("sequential"),
+            "--ablations" => Some("wo-crr,final-cpd0"),
             "--out" => Some("runs/flags-test"),
             "--data" => Some(env!("CARGO_MANIFEST_DIR")),
             _ => Some("2"),

@@ -1,6 +1,6 @@
 //! The methods a run fine-tunes from the warm-up checkpoint: the SFT baseline continued, ILRec,
-//! with `--ablation` one variant per removed part, and with `--also-sequential` ILRec under the
-//! sequential schedule.
+//! with `--ablation` one variant per removed part (`--ablations` a chosen few of them), and with
+//! `--also-sequential` ILRec under the sequential schedule.
 
 use super::config::PipelineConfig;
 use crate::ilrec::schedule::Schedule;
@@ -33,6 +33,45 @@ pub fn lens_layers(cfg: &PipelineConfig, top: usize) -> Vec<usize> {
     cfg.lens_layers.resolve(top).unwrap_or_else(|_| vec![top])
 }
 
+/// The ablations, as (short name of `--ablations`, table row), in table order.
+pub const ABLATIONS: [(&str, &str); 5] = [
+    ("wo-cpo", "ilrec w/o cpo"),
+    ("wo-crr", "ilrec w/o crr"),
+    ("wo-cpd", "ilrec w/o cpd"),
+    ("final-cpd0", "final-layer negatives, CPD 0 (S = {L})"),
+    ("final-cpd-kept", "final-layer negatives, CPD kept"),
+];
+
+/// The short names of every ablation (`--ablation`).
+pub fn all_ablations() -> Vec<String> {
+    ABLATIONS.iter().map(|(key, _)| key.to_string()).collect()
+}
+
+/// Parses `--ablations wo-cpo,wo-crr` into short names in table order (each once); an unknown
+/// name is an error that lists the known ones.
+pub fn parse_ablations(list: &str) -> crate::Result<Vec<String>> {
+    let wanted: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    if let Some(bad) = wanted
+        .iter()
+        .find(|w| ABLATIONS.iter().all(|(key, _)| key != *w))
+    {
+        let known: Vec<&str> = ABLATIONS.iter().map(|(key, _)| *key).collect();
+        return Err(crate::Error::config(
+            format!("--ablations: unknown ablation `{bad}`"),
+            format!("known: {}", known.join(", ")),
+        ));
+    }
+    Ok(ABLATIONS
+        .iter()
+        .filter(|(key, _)| wanted.contains(key))
+        .map(|(key, _)| key.to_string())
+        .collect())
+}
+
 /// The row of `--also-sequential`: ILRec fine-tuned with the sequential schedule.
 pub const SEQUENTIAL: &str = "ilrec sequential";
 
@@ -59,43 +98,34 @@ pub fn variants(
         // The same step; only the schedule differs ([`schedule_of`]).
         out.push((SEQUENTIAL.into(), ilrec.clone()));
     }
-    if !cfg.ablation {
-        return out;
-    }
     let w = ilrec.weights;
     let with_weights = |weights: ObjectiveWeights| StepConfig {
         weights,
         ..ilrec.clone()
     };
-    out.push((
-        "ilrec w/o cpo".into(),
+    let ablation_steps = [
         with_weights(ObjectiveWeights { alpha: 0.0, ..w }),
-    ));
-    out.push((
-        "ilrec w/o crr".into(),
         with_weights(ObjectiveWeights { lambda: 0.0, ..w }),
-    ));
-    out.push((
-        "ilrec w/o cpd".into(),
         with_weights(ObjectiveWeights { mu: 0.0, ..w }),
-    ));
-    // S = {L}: negatives from the final layer, and CPD (which distils the lens layers towards
-    // the final logits) becomes identically zero, so this row changes two things at once...
-    out.push((
-        "final-layer negatives, CPD 0 (S = {L})".into(),
+        // S = {L}: negatives from the final layer, and CPD (which distils the lens layers
+        // towards the final logits) becomes identically zero, so this row changes two things
+        // at once...
         StepConfig {
             lens_layers: vec![top],
             ..ilrec.clone()
         },
-    ));
-    // ... and this one changes only where negatives come from: CPD stays on the default layers.
-    out.push((
-        "final-layer negatives, CPD kept".into(),
+        // ... and this one changes only where negatives come from: CPD stays on the default
+        // layers.
         StepConfig {
             negative_layers: Some(vec![top]),
-            ..ilrec
+            ..ilrec.clone()
         },
-    ));
+    ];
+    for ((key, row), step) in ABLATIONS.iter().zip(ablation_steps) {
+        if cfg.ablations.iter().any(|a| a == key) {
+            out.push((row.to_string(), step));
+        }
+    }
     out
 }
 
@@ -107,7 +137,7 @@ mod tests {
     fn also_sequential_adds_ilrec_under_the_sequential_schedule_only() {
         let cfg = PipelineConfig {
             also_sequential: true,
-            ablation: true,
+            ablations: all_ablations(),
             ..PipelineConfig::default()
         };
         let names: Vec<String> = variants(&cfg, 2, None).into_iter().map(|v| v.0).collect();
@@ -125,5 +155,36 @@ mod tests {
         assert_eq!(format!("{:?}", all[1].1), format!("{:?}", all[2].1));
         let plain = variants(&PipelineConfig::default(), 2, None);
         assert_eq!(plain.len(), 2);
+    }
+
+    #[test]
+    fn ablations_train_only_the_ones_asked_for_in_table_order() {
+        let cfg = PipelineConfig {
+            ablations: parse_ablations("final-cpd-kept, wo-crr").unwrap(),
+            ..PipelineConfig::default()
+        };
+        let names: Vec<String> = variants(&cfg, 4, None).into_iter().map(|v| v.0).collect();
+        assert_eq!(
+            names,
+            [
+                "sft",
+                "ilrec",
+                "ilrec w/o crr",
+                "final-layer negatives, CPD kept"
+            ]
+        );
+        // w/o CRR is ILRec with lambda 0; final-layer negatives keep CPD's layers.
+        let all = variants(&cfg, 4, None);
+        assert_eq!(all[2].1.weights.lambda, 0.0);
+        assert_eq!(all[2].1.weights.alpha, all[1].1.weights.alpha);
+        assert_eq!(all[3].1.negative_layers, Some(vec![4]));
+        assert_eq!(all[3].1.lens_layers, all[1].1.lens_layers);
+        let e = parse_ablations("wo-crr,wo-everything")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("wo-everything") && e.contains("final-cpd-kept"),
+            "{e}"
+        );
     }
 }

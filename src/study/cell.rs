@@ -38,7 +38,13 @@ impl Cell {
         let cfg = PipelineConfig {
             seed,
             out: Some(out),
-            ablation: grid.methods.iter().any(|m| m.is_ablation()),
+            // Only the ablations the grid asks for (each is a whole fine-tuning stage).
+            ablations: grid
+                .methods
+                .iter()
+                .filter(|m| m.is_ablation())
+                .map(|m| m.key().to_string())
+                .collect(),
             also_sequential: grid.methods.contains(&Method::Sequential),
             ..base.clone()
         };

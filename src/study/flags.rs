@@ -93,7 +93,7 @@ pub fn parse(args: Vec<String>) -> Result<Study> {
                 let values = list(&mut f)?;
                 set_space(space.get_or_insert_with(SearchSpace::default), s, values, &f)?;
             }
-            "--ablation" | "--also-sequential" | "--resume" => {
+            "--ablation" | "--ablations" | "--also-sequential" | "--resume" => {
                 return Err(f.error(format!(
                     "{flag} is the study's: use --methods (ablations, sequential); a study resumes by itself"
                 )))

@@ -379,12 +379,16 @@ pub fn parse_protocols(words: &[String]) -> Result<Vec<Protocol>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::variants::variants;
+    use crate::pipeline::variants::{all_ablations, variants, ABLATIONS};
 
     #[test]
     fn every_trained_method_is_a_pipeline_row() {
+        // An ablation method's key is the pipeline's `--ablations` name of the same row.
+        for m in Method::ALL.into_iter().filter(|m| m.is_ablation()) {
+            assert!(ABLATIONS.contains(&(m.key(), m.row())), "{m:?}");
+        }
         let cfg = PipelineConfig {
-            ablation: true,
+            ablations: all_ablations(),
             also_sequential: true,
             ..PipelineConfig::default()
         };
