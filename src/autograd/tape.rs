@@ -354,12 +354,7 @@ impl Tape {
                 dst.len()
             )));
         };
-        let run = DisjointMut::new(run);
-        for_each_chunk(src.len(), CHUNK, |r| {
-            // SAFETY: chunks are disjoint.
-            let a = unsafe { run.range(r.clone()) };
-            a.iter_mut().zip(&src[r]).for_each(|(a, b)| *a += *b);
-        });
+        add_slice(run, src);
         Ok(())
     }
 }
@@ -367,15 +362,19 @@ impl Tape {
 /// acc += g (same shape), in fixed chunks over the pool (elementwise: the same bits with any
 /// thread count).
 pub(crate) fn add_into(acc: &mut Tensor, g: &Tensor) -> Result<()> {
-    let src = g.data()?;
-    let dst = DisjointMut::new(acc.data_mut()?);
+    add_slice(acc.data_mut()?, g.data()?);
+    Ok(())
+}
+
+/// dst += src over their common length, in fixed chunks over the pool.
+fn add_slice(dst: &mut [f32], src: &[f32]) {
+    let dst = DisjointMut::new(dst);
     let n = dst.len().min(src.len());
     for_each_chunk(n, CHUNK, |r| {
         // SAFETY: chunks are disjoint.
         let a = unsafe { dst.range(r.clone()) };
         a.iter_mut().zip(&src[r]).for_each(|(a, b)| *a += *b);
     });
-    Ok(())
 }
 
 /// The gradients `backward` produced for the leaves of the tape.
