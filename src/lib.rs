@@ -2,7 +2,8 @@
 //! Layers", arXiv 2602.17410) from scratch.
 //!
 //! Module map (data flows top to bottom):
-//! - [`error`]      the project error type; [`files`] crash-safe (atomic, fsync'ed) writes
+//! - [`error`]      the project error type; [`files`] crash-safe (atomic, fsync'ed) writes;
+//!   [`fingerprint`] the FNV-1a key of on-disk caches
 //! - [`tensor`]     Tensor = shape + contiguous storage (f32 compute; bf16/f16 storage)
 //! - [`cpu`]        CPU kernels: thread pool, blocked GEMM, attention, softmax / log-sum-exp,
 //!   elementwise, one ISA detection (`ILREC_NO_AVX512`, `ILREC_NO_SIMD`)
@@ -36,6 +37,7 @@ pub mod cuda;
 pub mod error;
 pub mod eval;
 pub mod files;
+pub mod fingerprint;
 pub mod fixtures;
 pub mod ilrec;
 pub mod lora;

@@ -97,6 +97,7 @@ fn run(args: &Args, started: Instant) -> Result<()> {
         trie: &rec.trie,
         beams: args.beams.unwrap_or(cfg.beams),
         threads: args.threads.unwrap_or(cfg.threads),
+        cache: None,
     };
     // The run's own protocol unless --exclude-history asks for RecBole's general-model one.
     let protocol = match args.exclude_history {

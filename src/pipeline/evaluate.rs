@@ -1,6 +1,8 @@
 //! Stage "evaluate": trie-constrained beam search with the KV cache on a set of examples, each
-//! ranking without the items the run's protocol excludes for it.
+//! ranking without the items the run's protocol excludes for it. With a cache folder, each
+//! outcome is kept on disk and a resumed run reads it back ([`super::eval_cache`]).
 
+use super::eval_cache::{self, EvalInputs};
 use crate::eval::decode::LlamaScorer;
 use crate::eval::evaluate::{evaluate, EvalOutcome, Queries};
 use crate::ilrec::trainer::TrainExample;
@@ -8,12 +10,15 @@ use crate::model::llama::Llama;
 use crate::rec::{Exclusions, ItemTrie};
 use crate::report::Progress;
 use crate::Result;
+use std::path::PathBuf;
 
 /// Beam-search evaluation settings shared by validation and test.
 pub struct Evaluator<'a> {
     pub trie: &'a ItemTrie,
     pub beams: usize,
     pub threads: usize,
+    /// Where outcomes are kept (`<run>/eval-cache`); None evaluates every time (`eval`).
+    pub cache: Option<PathBuf>,
 }
 
 impl Evaluator<'_> {
@@ -30,6 +35,41 @@ impl Evaluator<'_> {
         excluded.check_len(examples.len())?;
         let merged = crate::lora::merged(model)?;
         let model = &merged;
+        let inputs = EvalInputs {
+            model,
+            examples,
+            excluded,
+            trie: self.trie,
+            beams: self.beams,
+        };
+        let cached = match &self.cache {
+            Some(dir) => Some((dir, eval_cache::key(&inputs)?)),
+            None => None,
+        };
+        if let Some((dir, key)) = cached {
+            if let Some(outcome) = eval_cache::load(dir, key, examples.len())? {
+                eprintln!(
+                    "{label}: done before the restart, read from {}/{key:016x}.json",
+                    dir.display()
+                );
+                return Ok(outcome);
+            }
+        }
+        let outcome = self.search(model, examples, excluded, label)?;
+        if let Some((dir, key)) = cached {
+            eval_cache::store(dir, key, label, &outcome)?;
+        }
+        Ok(outcome)
+    }
+
+    /// The beam search itself, one progress bar over the examples.
+    fn search(
+        &self,
+        model: &Llama,
+        examples: &[TrainExample],
+        excluded: &Exclusions,
+        label: &str,
+    ) -> Result<EvalOutcome> {
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt.clone()).collect();
         let targets: Vec<u32> = examples.iter().map(|e| e.target).collect();
         let queries = Queries {

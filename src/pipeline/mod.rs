@@ -7,7 +7,8 @@
 //! 2. [`model`]     resolve `--model` (preset, HF folder, GGUF), tokenizer, build the model
 //! 3. [`cf`]        train SASRec, the CF reward model
 //! 4. [`stage`]     train one stage, resumably (warm-up, then each [`variants`] method)
-//! 5. [`evaluate`]  trie-constrained beam search on validation / test
+//! 5. [`evaluate`]  trie-constrained beam search on validation / test, each outcome kept on
+//!    disk by [`eval_cache`] so a resumed run does not search again
 //! 6. [`results`]   run folder, config.json, plots, results.json, the verdict
 //!
 //! [`ranks`] holds the per-user ranks of every method under both protocols (`study`).
@@ -22,6 +23,7 @@ pub mod cf;
 pub mod config;
 pub mod data;
 pub mod data_flags;
+pub mod eval_cache;
 pub mod evaluate;
 pub mod flags;
 pub mod model;

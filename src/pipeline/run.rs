@@ -133,6 +133,7 @@ pub fn run(cfg: &PipelineConfig, opts: &RunOptions) -> Result<RunOutput> {
         trie: &d.trie,
         beams: cfg.beams,
         threads: cfg.threads,
+        cache: cfg.out.as_ref().map(|_| run_dir.join("eval-cache")),
     };
     let llm = Llm {
         plan: &plan,

@@ -11,6 +11,7 @@
 
 use crate::autograd::Tape;
 use crate::cf::SasRec;
+use crate::fingerprint::Fingerprint;
 use crate::model::llama::{BatchInput, Llama};
 use crate::model::weights::SafetensorsFile;
 use crate::tensor::Tensor;
@@ -160,23 +161,15 @@ pub fn llm_item_embeddings_cached(
     Ok((embeddings, path))
 }
 
-/// FNV-1a over the texts, the config and the embedding / final-norm values.
+/// The fingerprint of the texts, the config and the embedding / final-norm values.
 fn cache_key(model: &Llama, texts: &[String]) -> Result<u64> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut f = Fingerprint::new();
     for t in texts {
-        eat(t.as_bytes());
-        eat(&[0xff]);
+        f.text(t);
     }
-    eat(format!("{:?}", model.config).as_bytes());
+    f.bytes(format!("{:?}", model.config).as_bytes());
     for id in [model.embed_id(), model.final_norm_id()] {
-        for v in model.params.value(id).to_f32().data()? {
-            eat(&v.to_le_bytes());
-        }
+        f.tensor_values(model.params.value(id))?;
     }
-    Ok(h)
+    Ok(f.finish())
 }
