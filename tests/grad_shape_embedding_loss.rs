@@ -444,6 +444,55 @@ fn embedding_rows_shape_and_accumulated_gradient() {
 }
 
 #[test]
+fn row_gradients_of_a_tied_table_add_into_its_dense_gradient_exactly() {
+    // A tied table W (V, D) used three ways, as SmolLM2's embedding / LM head is: looked up by
+    // ids (embedding), multiplied (the head: dense dW), and row-selected (the lens head on SID
+    // columns). The row gradients are deferred pieces the tape adds into the dense one when it
+    // reaches W (or into zeros when no dense gradient comes). Integer values: the sums are exact.
+    let (v, d) = (5, 2);
+    let w = Tensor::from_vec((0..10).map(|i| (i % 4) as f32).collect(), &[v, d]).unwrap();
+    let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, -1.0], &[2, d]).unwrap();
+    let (ids, cols) = ([1u32, 3, 1], [4usize, 1]);
+    for with_head in [false, true] {
+        for head_first in [false, true] {
+            let mut t = Tape::new();
+            let wv = t.leaf(w.clone(), true);
+            let xv = t.constant(x.clone());
+            let mut terms = Vec::new();
+            let head = |t: &mut Tape| {
+                let z = t.linear(xv, wv, None).unwrap(); // (2, V): dW[v] = x[0] + x[1]
+                t.sum_all(z).unwrap()
+            };
+            if with_head && head_first {
+                terms.push(head(&mut t));
+            }
+            let e = t.embedding(wv, &ids, &[3]).unwrap();
+            terms.push(t.sum_all(e).unwrap());
+            let picked = t.index_select(wv, &cols).unwrap();
+            let twice = t.scale(picked, 2.0).unwrap();
+            terms.push(t.sum_all(twice).unwrap());
+            if with_head && !head_first {
+                terms.push(head(&mut t));
+            }
+            let mut total = terms[0];
+            for &term in &terms[1..] {
+                total = t.add(total, term).unwrap();
+            }
+            let g = t.backward(total).unwrap().of(wv).unwrap().to_vec();
+            let (emb_count, sel_count) = ([0.0, 2.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0, 1.0]);
+            let dense = match with_head {
+                true => [4.0, 1.0],
+                false => [0.0, 0.0],
+            };
+            let want: Vec<f32> = (0..v * d)
+                .map(|i| dense[i % d] + emb_count[i / d] + 2.0 * sel_count[i / d])
+                .collect();
+            assert_eq!(g, want, "head: {with_head}, head recorded first: {head_first}");
+        }
+    }
+}
+
+#[test]
 fn embedding_errors() {
     let mut t = Tape::new();
     let w = t.leaf(Tensor::zeros(&[4, 2]), true);

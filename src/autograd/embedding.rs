@@ -1,10 +1,12 @@
 //! Token embedding lookup: `embedding(weight (V, D), ids, prefix) -> (prefix..., D)`.
 //!
-//! Forward copies row `ids[i]` of the table for every id. Backward scatter-adds the output
-//! gradient rows into a (V, D) gradient: an id that occurs several times (the same token twice in
-//! a batch) accumulates all its gradients. The gradient is dense (V, D), like PyTorch's default.
+//! Forward copies row `ids[i]` of the table for every id. Backward adds the output gradient rows
+//! into the table's (V, D) gradient (the tape does it, `pieces.rs`: into the LM head's gradient
+//! when the table is tied, so no (V, D) temporary): an id that occurs several times (the same
+//! token twice in a batch) accumulates all its gradients. The gradient is dense (V, D), like
+//! PyTorch's default.
 
-use super::shape::scatter_add_rows;
+use super::pieces::Placement;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -49,11 +51,7 @@ impl Tape {
         let mut out_shape = out_shape_prefix.to_vec();
         out_shape.push(dim);
         let out = Tensor::from_vec(out, &out_shape)?;
-        let ids = ids.to_vec();
-        Ok(self.record("embedding", out, &[weight], move |g, _| {
-            let rows = ids.iter().map(|&id| id as usize);
-            let gw = scatter_add_rows(g.data()?, dim, rows, vocab);
-            Ok(vec![Some(Tensor::from_vec(gw, &[vocab, dim])?)])
-        }))
+        let rows = Placement::Rows(ids.iter().map(|&id| id as usize).collect());
+        Ok(self.record_piece("embedding", out, weight, rows))
     }
 }

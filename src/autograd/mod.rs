@@ -27,6 +27,7 @@ mod loss;
 mod norm;
 mod overwrite;
 mod params;
+mod pieces;
 pub mod profile;
 mod reduce;
 mod rope;

@@ -9,6 +9,7 @@
 //! The gathers' backward is a scatter-add: a row (or element) picked twice receives the sum of
 //! both gradients, which is what makes repeated indices correct.
 
+use super::pieces::Placement;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -69,24 +70,6 @@ pub(crate) fn gather_rows(
         out.extend_from_slice(&rows[i * row_len..(i + 1) * row_len]);
     }
     out
-}
-
-/// grad[idx[r]] += g[r] over rows of length `row_len`; `grad` has `n_rows` rows.
-pub(crate) fn scatter_add_rows(
-    g: &[f32],
-    row_len: usize,
-    idx: impl Iterator<Item = usize>,
-    n_rows: usize,
-) -> Vec<f32> {
-    let mut grad = vec![0.0f32; n_rows * row_len];
-    if row_len == 0 {
-        return grad;
-    }
-    for (i, grow) in idx.zip(g.chunks_exact(row_len)) {
-        let dst = &mut grad[i * row_len..(i + 1) * row_len];
-        dst.iter_mut().zip(grow).for_each(|(d, s)| *d += s);
-    }
-    grad
 }
 
 impl Tape {
@@ -209,7 +192,7 @@ impl Tape {
             piece_shape[axis] = len;
             let piece = Tensor::from_vec(piece, &piece_shape)?;
             if outer == 1 {
-                pieces.push(self.record_part("split", piece, a, offset));
+                pieces.push(self.record_piece("split", piece, a, Placement::Run { offset }));
                 offset += run;
                 continue;
             }
@@ -251,11 +234,8 @@ impl Tape {
         let mut out_shape = shape.clone();
         out_shape[0] = idx.len();
         let out = Tensor::from_vec(out, &out_shape)?;
-        let idx = idx.to_vec();
-        Ok(self.record("index_select", out, &[a], move |g, _| {
-            let gx = scatter_add_rows(g.data()?, row_len, idx.iter().copied(), n_rows);
-            Ok(vec![Some(Tensor::from_vec(gx, &shape)?)])
-        }))
+        let rows = Placement::Rows(idx.to_vec());
+        Ok(self.record_piece("index_select", out, a, rows))
     }
 
     /// Picks `k` entries per row: a (R, C), idx (R*k) -> (R, k), out[r][j] = a[r][idx[r*k + j]].

@@ -9,8 +9,8 @@
 //! gradient accumulation over micro-batches works.
 
 use super::params::{ParamId, Params};
+use super::pieces::{add_pieces, add_slice, Piece, Placement};
 use super::profile;
-use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::time::Instant;
@@ -33,11 +33,10 @@ enum GradFn {
     Missing,
     /// An op none of whose inputs need a gradient (nothing to do).
     Constant,
-    /// A contiguous run of its one input's elements, starting at element `offset` (a piece
-    /// of `split` along the outermost axis). Its gradient is added into that run of the
-    /// input's gradient by the tape itself: no input-sized tensor per piece (a closure would
-    /// have to return one, zero outside the piece, for the tape to add).
-    Part { offset: usize },
+    /// A piece of its one input (`split`, `index_select`, `embedding`): its gradient is added
+    /// into that place of the input's gradient by the tape itself, when the input is reached
+    /// (see `pieces.rs`).
+    Piece(Placement),
 }
 
 struct Node {
@@ -177,16 +176,16 @@ impl Tape {
         self.push_op(op, value, inputs, || GradFn::Op(Box::new(backward)))
     }
 
-    /// Appends `value`, the elements `offset .. offset + value.len()` of `input` (a contiguous
-    /// piece of it), whose gradient flows back into exactly that run of `input`'s gradient.
-    pub(super) fn record_part(
+    /// Appends `value`, a piece of `input` at `placement` (elements `offset ..` of it, or rows
+    /// `rows` of it), whose gradient flows back into exactly that place of `input`'s gradient.
+    pub(super) fn record_piece(
         &mut self,
         op: &'static str,
         value: Tensor,
         input: Var,
-        offset: usize,
+        placement: Placement,
     ) -> Var {
-        self.push_op(op, value, &[input], || GradFn::Part { offset })
+        self.push_op(op, value, &[input], || GradFn::Piece(placement))
     }
 
     /// Appends the output of an op that has no backward. If an input needs a gradient the node is
@@ -251,10 +250,13 @@ impl Tape {
             ));
         }
         let mut grads: Vec<Option<Tensor>> = (0..=out.0).map(|_| None).collect();
+        let mut pieces: Vec<Vec<Piece>> = (0..=out.0).map(|_| Vec::new()).collect();
         grads[out.0] = Some(seed);
         let mut result = Grads { leaves: Vec::new() };
         for i in (0..=out.0).rev() {
-            let Some(g) = grads[i].take() else { continue };
+            let Some(g) = self.complete_grad(i, &mut grads, &mut pieces)? else {
+                continue;
+            };
             let node = &mut self.nodes[i];
             match std::mem::replace(&mut node.grad_fn, GradFn::Constant) {
                 GradFn::Leaf => result.leaves.push((Var(i), node.param, g)),
@@ -266,12 +268,10 @@ impl Tape {
                         node.op
                     )))
                 }
-                GradFn::Part { offset } => {
+                GradFn::Piece(placement) => {
                     let (op, input) = (node.op, node.inputs[0]);
-                    let started = profile::enabled().then(Instant::now);
-                    self.accumulate_part(input, offset, &g, &mut grads)?;
-                    if let Some(t) = started {
-                        profile::backward_time(op, t.elapsed().as_secs_f64());
+                    if self.nodes[input.0].requires_grad {
+                        pieces[input.0].push(Piece { op, placement, grad: g });
                     }
                 }
                 GradFn::Op(f) => {
@@ -291,6 +291,28 @@ impl Tape {
             }
         }
         Ok(result)
+    }
+
+    /// Node i's whole gradient, now that every consumer has run: the dense sum that arrived
+    /// plus its deferred pieces (on zeros when only pieces arrived). None when nothing arrived.
+    fn complete_grad(
+        &self,
+        i: usize,
+        grads: &mut [Option<Tensor>],
+        pieces: &mut [Vec<Piece>],
+    ) -> Result<Option<Tensor>> {
+        let arrived = std::mem::take(&mut pieces[i]);
+        let dense = grads[i].take();
+        if arrived.is_empty() {
+            return Ok(dense);
+        }
+        let started = profile::enabled().then(Instant::now);
+        let mut g = dense.unwrap_or_else(|| Tensor::zeros(self.shape(Var(i))));
+        add_pieces(&mut g, &arrived)?;
+        if let Some(t) = started {
+            profile::backward_time(arrived[0].op, t.elapsed().as_secs_f64());
+        }
+        Ok(Some(g))
     }
 
     /// Adds each input gradient into that input's running gradient, checking shapes.
@@ -331,50 +353,11 @@ impl Tape {
     }
 }
 
-impl Tape {
-    /// Adds the gradient `g` of a piece into elements `offset ..` of `input`'s running gradient,
-    /// which starts as zeros of `input`'s shape when the piece is the first to arrive.
-    fn accumulate_part(
-        &self,
-        input: Var,
-        offset: usize,
-        g: &Tensor,
-        grads: &mut [Option<Tensor>],
-    ) -> Result<()> {
-        if !self.nodes[input.0].requires_grad {
-            return Ok(());
-        }
-        let acc = grads[input.0].get_or_insert_with(|| Tensor::zeros(self.shape(input)));
-        let src = g.data()?;
-        let dst = acc.data_mut()?;
-        let Some(run) = dst.get_mut(offset..offset + src.len()) else {
-            return Err(Error::Autograd(format!(
-                "a piece of {} elements at offset {offset} does not fit its input of {}",
-                src.len(),
-                dst.len()
-            )));
-        };
-        add_slice(run, src);
-        Ok(())
-    }
-}
-
 /// acc += g (same shape), in fixed chunks over the pool (elementwise: the same bits with any
 /// thread count).
 pub(crate) fn add_into(acc: &mut Tensor, g: &Tensor) -> Result<()> {
     add_slice(acc.data_mut()?, g.data()?);
     Ok(())
-}
-
-/// dst += src over their common length, in fixed chunks over the pool.
-fn add_slice(dst: &mut [f32], src: &[f32]) {
-    let dst = DisjointMut::new(dst);
-    let n = dst.len().min(src.len());
-    for_each_chunk(n, CHUNK, |r| {
-        // SAFETY: chunks are disjoint.
-        let a = unsafe { dst.range(r.clone()) };
-        a.iter_mut().zip(&src[r]).for_each(|(a, b)| *a += *b);
-    });
 }
 
 /// The gradients `backward` produced for the leaves of the tape.
