@@ -185,6 +185,8 @@ pub struct TrainStepReport {
     pub ms_per_step_median: f64,
     pub ms_per_step_min: f64,
     pub ms_per_step_max: f64,
+    /// Every timed step, in order (an outlier's place says whether it is a warm-up effect).
+    pub ms_steps: Vec<f64>,
     /// Medians of the phases: forward + loss, backward, optimizer (accumulate, clip, AdamW).
     pub ms_forward_median: f64,
     pub ms_backward_median: f64,
@@ -336,6 +338,7 @@ fn summarise(
         ms_per_step_median: med * 1e3,
         ms_per_step_min: totals().fold(f64::MAX, f64::min) * 1e3,
         ms_per_step_max: totals().fold(0.0, f64::max) * 1e3,
+        ms_steps: totals().map(|t| t * 1e3).collect(),
         ms_forward_median: median(&|p| p.forward) * 1e3,
         ms_backward_median: median(&|p| p.backward) * 1e3,
         ms_optimizer_median: median(&|p| p.optimizer) * 1e3,
