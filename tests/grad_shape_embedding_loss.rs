@@ -487,7 +487,10 @@ fn row_gradients_of_a_tied_table_add_into_its_dense_gradient_exactly() {
             let want: Vec<f32> = (0..v * d)
                 .map(|i| dense[i % d] + emb_count[i / d] + 2.0 * sel_count[i / d])
                 .collect();
-            assert_eq!(g, want, "head: {with_head}, head recorded first: {head_first}");
+            assert_eq!(
+                g, want,
+                "head: {with_head}, head recorded first: {head_first}"
+            );
         }
     }
 }

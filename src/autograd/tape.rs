@@ -271,7 +271,11 @@ impl Tape {
                 GradFn::Piece(placement) => {
                     let (op, input) = (node.op, node.inputs[0]);
                     if self.nodes[input.0].requires_grad {
-                        pieces[input.0].push(Piece { op, placement, grad: g });
+                        pieces[input.0].push(Piece {
+                            op,
+                            placement,
+                            grad: g,
+                        });
                     }
                 }
                 GradFn::Op(f) => {

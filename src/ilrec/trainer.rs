@@ -22,7 +22,7 @@ use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
 use crate::model::llama::{BatchInput, Llama};
 use crate::model::weights::{save_params, SafetensorsFile};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, CosineSchedule};
+use crate::optim::{clip_factor, grad_norm, AdamW, AdamWConfig, CosineSchedule};
 use crate::rec::ItemTrie;
 use crate::report::{Progress, RunLog};
 use crate::rng::Rng;
@@ -559,7 +559,7 @@ pub fn apply_update(
     clip_norm: f32,
     lr: f32,
 ) -> Result<f32> {
-    let grad_norm = clip_grad_norm(&mut model.params, clip_norm)?;
+    let grad_norm = grad_norm(&model.params);
     if !grad_norm.is_finite() {
         let first = first_non_finite_gradient(&model.params).unwrap_or("none found");
         return Err(Error::Training(format!(
@@ -567,7 +567,8 @@ pub fn apply_update(
              gradient: {first}"
         )));
     }
-    optimizer.step(&mut model.params, lr)?;
+    // Clipping is applied inside the update (same bits as scaling the gradients first).
+    optimizer.step_scaled(&mut model.params, lr, clip_factor(grad_norm, clip_norm))?;
     model.params.zero_grad();
     Ok(grad_norm)
 }
