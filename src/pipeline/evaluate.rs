@@ -55,7 +55,7 @@ impl Evaluator<'_> {
                 return Ok(outcome);
             }
         }
-        let outcome = self.search(model, examples, excluded, label)?;
+        let outcome = self.search(&inputs, label)?;
         if let Some((dir, key)) = cached {
             eval_cache::store(dir, key, label, &outcome)?;
         }
@@ -63,13 +63,13 @@ impl Evaluator<'_> {
     }
 
     /// The beam search itself, one progress bar over the examples.
-    fn search(
-        &self,
-        model: &Llama,
-        examples: &[TrainExample],
-        excluded: &Exclusions,
-        label: &str,
-    ) -> Result<EvalOutcome> {
+    fn search(&self, inputs: &EvalInputs, label: &str) -> Result<EvalOutcome> {
+        let EvalInputs {
+            model,
+            examples,
+            excluded,
+            ..
+        } = *inputs;
         let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt.clone()).collect();
         let targets: Vec<u32> = examples.iter().map(|e| e.target).collect();
         let queries = Queries {
