@@ -48,8 +48,10 @@ impl Evaluator<'_> {
         };
         if let Some((dir, key)) = cached {
             if let Some(outcome) = eval_cache::load(dir, key, examples.len())? {
+                // Done before a restart, or an identical model (e.g. two stages that trained
+                // the same steps) already evaluated on the same queries.
                 eprintln!(
-                    "{label}: done before the restart, read from {}/{key:016x}.json",
+                    "{label}: same model and queries as {}/{key:016x}.json, read back",
                     dir.display()
                 );
                 return Ok(outcome);
