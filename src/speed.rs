@@ -295,6 +295,7 @@ pub fn time_train_step(
         lr: 1e-4,
         ..AdamWConfig::default()
     });
+    opt.allocate_state(&model.params); // as the trainer does (StageState::start)
     let steps = steps.max(1);
     let mut phases = Vec::with_capacity(steps);
     let mut last_loss = 0.0;

@@ -438,6 +438,7 @@ impl StageState {
             ..AdamWConfig::default()
         });
         optimizer.set_no_decay(model.no_decay_ids());
+        optimizer.allocate_state(&model.params);
         StageState {
             model,
             optimizer,
