@@ -266,10 +266,10 @@ fn concat_split_round_trip_on_every_axis() {
 #[test]
 fn split_pieces_add_exactly_into_their_rows_of_the_gradient() {
     // Along axis 0 each piece's gradient goes straight into its rows of x's gradient (the
-    // tape's `Part` nodes). Pieces: rows 0..1 unused (zero gradient), 1..3 used twice, 3..6
-    // once; x also used directly before and after the split, so its gradient is sometimes
-    // started by a piece and sometimes by an ordinary op. Every value is a small integer:
-    // the expected gradient is exact.
+    // tape's deferred pieces, autograd/pieces.rs). Pieces: rows 0..1 unused (zero gradient),
+    // 1..3 used twice, 3..6 once; x also used directly before and after the split, so its
+    // gradient has a dense part recorded before or after the pieces. Every value is a small
+    // integer: the expected gradient is exact.
     let x = randn(&[6, 5], 21);
     for direct_first in [false, true] {
         let mut t = Tape::new();
