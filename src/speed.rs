@@ -187,6 +187,9 @@ pub struct TrainStepReport {
     pub ms_per_step_max: f64,
     /// Every timed step, in order (an outlier's place says whether it is a warm-up effect).
     pub ms_steps: Vec<f64>,
+    /// Minor page faults of every timed step, in order (None when unknown): a step that touches
+    /// memory the process never used before pays a fault per 4 KiB page, slow on a VM.
+    pub faults_steps: Option<Vec<u64>>,
     /// Medians of the phases: forward + loss, backward, optimizer (accumulate, clip, AdamW).
     pub ms_forward_median: f64,
     pub ms_backward_median: f64,
@@ -243,6 +246,15 @@ pub fn process_cpu_seconds() -> Option<f64> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// Minor page faults of this process so far (/proc/self/stat field 10; Linux only).
+pub fn process_minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state, ppid, pgrp, session, tty_nr, tpgid,
+    // flags, minflt.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(7)?.parse().ok()
 }
 
 /// What `bench train-step` trains: the objective, the synthetic items of the trainer's step,
@@ -304,10 +316,11 @@ pub fn time_train_step(
             // Timed steps start here; the warm-up paid for thread start and first-touch faults.
             phases.clear();
         }
-        let cpu_before = process_cpu_seconds();
+        let (cpu_before, faults_before) = (process_cpu_seconds(), process_minor_faults());
         let (p, loss) = workload.step(&mut model, &mut opt)?;
         let cpu = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
-        phases.push((p, cpu));
+        let faults = process_minor_faults().zip(faults_before).map(|(a, b)| a - b);
+        phases.push((p, StepCost { cpu, faults }));
         last_loss = loss;
     }
     let head_rows = match objective {
@@ -318,14 +331,20 @@ pub fn time_train_step(
     Ok(summarise(&phases, flops, batch * seq, last_loss))
 }
 
+/// What a step cost the process besides wall time (None where /proc is not readable).
+struct StepCost {
+    cpu: Option<f64>,
+    faults: Option<u64>,
+}
+
 /// Medians, extremes and rates of the timed steps.
 fn summarise(
-    phases: &[(StepPhases, Option<f64>)],
+    phases: &[(StepPhases, StepCost)],
     flops: f64,
     tokens: usize,
     last_loss: f32,
 ) -> TrainStepReport {
-    let cpu_total: Option<f64> = phases.iter().map(|(_, c)| *c).sum();
+    let cpu_total: Option<f64> = phases.iter().map(|(_, c)| c.cpu).sum();
     let median = |f: &dyn Fn(&StepPhases) -> f64| {
         let mut v: Vec<f64> = phases.iter().map(|(p, _)| f(p)).collect();
         v.sort_by(f64::total_cmp);
@@ -340,6 +359,7 @@ fn summarise(
         ms_per_step_min: totals().fold(f64::MAX, f64::min) * 1e3,
         ms_per_step_max: totals().fold(0.0, f64::max) * 1e3,
         ms_steps: totals().map(|t| t * 1e3).collect(),
+        faults_steps: phases.iter().map(|(_, c)| c.faults).collect(),
         ms_forward_median: median(&|p| p.forward) * 1e3,
         ms_backward_median: median(&|p| p.backward) * 1e3,
         ms_optimizer_median: median(&|p| p.optimizer) * 1e3,

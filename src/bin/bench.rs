@@ -324,10 +324,11 @@ fn bench_train_step(args: &[String]) -> Result<()> {
     if json {
         #[rustfmt::skip]
         println!(
-            "{{\"impl\":\"ilrec-rs\",\"objective\":\"{name}\",\"items\":\"{}\",\"batch\":{batch},\"seq\":{seq},\"threads\":{},\"steps\":{},\"ms_per_step_median\":{:.1},\"ms_per_step_min\":{:.1},\"ms_per_step_max\":{:.1},\"ms_forward_median\":{:.1},\"ms_backward_median\":{:.1},\"ms_optimizer_median\":{:.1},\"tokens_per_s\":{:.1},\"gflops\":{:.2},\"gflops_per_cpu_s\":{},\"peak_rss_mb\":{},\"loss\":{:.5},\"ms_steps\":{:.1?}}}",
+            "{{\"impl\":\"ilrec-rs\",\"objective\":\"{name}\",\"items\":\"{}\",\"batch\":{batch},\"seq\":{seq},\"threads\":{},\"steps\":{},\"ms_per_step_median\":{:.1},\"ms_per_step_min\":{:.1},\"ms_per_step_max\":{:.1},\"ms_forward_median\":{:.1},\"ms_backward_median\":{:.1},\"ms_optimizer_median\":{:.1},\"tokens_per_s\":{:.1},\"gflops\":{:.2},\"gflops_per_cpu_s\":{},\"peak_rss_mb\":{},\"loss\":{:.5},\"ms_steps\":{:.1?},\"faults_steps\":{}}}",
             items.name(), pool::num_threads(), r.steps, r.ms_per_step_median, r.ms_per_step_min, r.ms_per_step_max,
             r.ms_forward_median, r.ms_backward_median, r.ms_optimizer_median, r.tokens_per_s, r.gflops,
-            opt(r.gflops_per_cpu_s), opt(r.peak_rss_mb), r.last_loss, r.ms_steps
+            opt(r.gflops_per_cpu_s), opt(r.peak_rss_mb), r.last_loss, r.ms_steps,
+            r.faults_steps.as_ref().map_or("null".to_string(), |f| format!("{f:?}"))
         );
     } else {
         #[rustfmt::skip]

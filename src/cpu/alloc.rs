@@ -12,7 +12,13 @@
 //! - the mmap threshold to its cap (32 MiB): blocks up to that come from the heap;
 //! - no mmap at all (`M_MMAP_MAX` 0): blocks above the cap (the 100 MB logits, the 113 MB head
 //!   gradients) would otherwise still be mapped and unmapped every step;
-//! - the trim threshold to 1 GiB, so the heap's free top is kept for the next step.
+//! - no trimming (`M_TRIM_THRESHOLD` -1, which mallopt(3) documents as "disables trimming
+//!   completely"), so the heap's free top is kept for the next step. A threshold of 1 GiB (the
+//!   first version) was not enough: the SmolLM2 SFT step frees more than that at the top of
+//!   the heap when its tape is dropped, glibc gave it back, and the next step faulted 265 k
+//!   pages (1 GiB) in again: `bench train-step --objective sft --json` listed
+//!   `faults_steps` [265191, 265181, 12, 108] and a first timed step 2.5x the others; with no
+//!   trimming, none (BENCHMARKS.md).
 //!
 //! Measured on the SmolLM2 SFT step (`/usr/bin/time`, warm-up + 8 steps), with the mmap
 //! threshold and trim threshold already set: minor page faults 1.22 M -> 0.91 M once mmap is
@@ -23,7 +29,7 @@
 
 use std::sync::Once;
 
-/// Raises glibc's mmap and trim thresholds (once per process); see the module docs.
+/// Raises glibc's mmap threshold and turns heap trimming off (once per process); see the module docs.
 pub fn retain_freed_memory() {
     static ONCE: Once = Once::new();
     ONCE.call_once(set_thresholds);
@@ -40,11 +46,11 @@ fn set_thresholds() {
     }
     // The mmap threshold is capped by glibc at half its heap size (32 MiB on 64-bit); setting it
     // also stops its dynamic adjustment. M_MMAP_MAX 0 serves larger blocks from the heap too.
-    // The trim threshold has no cap: 1 GiB keeps the heap's freed top for the next step.
+    // A trim threshold of -1 turns trimming off: the heap's freed top is kept for the next step.
     // SAFETY: mallopt only changes allocator parameters; it is thread-safe in glibc.
     unsafe {
         mallopt(M_MMAP_THRESHOLD, 32 << 20);
-        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        mallopt(M_TRIM_THRESHOLD, -1);
         mallopt(M_MMAP_MAX, 0);
     }
 }
