@@ -319,7 +319,9 @@ pub fn time_train_step(
         let (cpu_before, faults_before) = (process_cpu_seconds(), process_minor_faults());
         let (p, loss) = workload.step(&mut model, &mut opt)?;
         let cpu = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
-        let faults = process_minor_faults().zip(faults_before).map(|(a, b)| a - b);
+        let faults = process_minor_faults()
+            .zip(faults_before)
+            .map(|(a, b)| a - b);
         phases.push((p, StepCost { cpu, faults }));
         last_loss = loss;
     }

@@ -312,8 +312,12 @@ fn llm_embeddings_resume_from_the_rows_a_killed_run_saved() {
     let model = Llama::from_dir(fixture("tiny-llama")).unwrap();
     let (tok, d, batch) = (byte_tokenizer(), model.config.hidden_size, 4);
     let n = PARTIAL_EVERY + 3 * batch + 1; // one partial save, then a ragged last batch
-    let texts: Vec<String> = (0..n).map(|i| format!("item {i}; brand: b{}", i % 7)).collect();
-    let whole = llm_item_embeddings(&model, &tok, &texts, batch, &mut |_| {}).unwrap().to_vec();
+    let texts: Vec<String> = (0..n)
+        .map(|i| format!("item {i}; brand: b{}", i % 7))
+        .collect();
+    let whole = llm_item_embeddings(&model, &tok, &texts, batch, &mut |_| {})
+        .unwrap()
+        .to_vec();
 
     // "Kill" the run after PARTIAL_EVERY + batch texts: the callback panics.
     let dir = temp_dir("llm-resume");
@@ -325,34 +329,75 @@ fn llm_embeddings_resume_from_the_rows_a_killed_run_saved() {
         })
     }));
     assert!(killed.is_err(), "the callback stops the run");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    let [partial] = files.as_slice() else { panic!("one partial file, found {files:?}") };
-    assert!(partial.to_string_lossy().ends_with(".partial.safetensors"), "{partial:?}");
-    let saved = load_embeddings_file(partial, PARTIAL_EVERY).unwrap().to_vec();
-    assert_eq!(saved, whole[..PARTIAL_EVERY * d], "the saved rows are the run's rows");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [partial] = files.as_slice() else {
+        panic!("one partial file, found {files:?}")
+    };
+    assert!(
+        partial.to_string_lossy().ends_with(".partial.safetensors"),
+        "{partial:?}"
+    );
+    let saved = load_embeddings_file(partial, PARTIAL_EVERY)
+        .unwrap()
+        .to_vec();
+    assert_eq!(
+        saved,
+        whole[..PARTIAL_EVERY * d],
+        "the saved rows are the run's rows"
+    );
 
     // Doctor row 0 of the partial: the resumed table must carry it (read back, not recomputed).
     let mut doctored = saved.clone();
     doctored[..d].fill(7.0);
-    save_embeddings(partial, &Tensor::from_vec(doctored, &[PARTIAL_EVERY, d]).unwrap()).unwrap();
+    save_embeddings(
+        partial,
+        &Tensor::from_vec(doctored, &[PARTIAL_EVERY, d]).unwrap(),
+    )
+    .unwrap();
     let mut reported = Vec::new();
     let (got, path) =
         llm_item_embeddings_cached(&model, &tok, &texts, batch, &dir, &mut |k| reported.push(k))
             .unwrap();
     assert_eq!(partial_path(&path), *partial);
-    assert_eq!(reported[0], PARTIAL_EVERY, "the rows read back are reported first");
-    assert_eq!(reported.iter().sum::<usize>(), n, "every text reported once");
+    assert_eq!(
+        reported[0], PARTIAL_EVERY,
+        "the rows read back are reported first"
+    );
+    assert_eq!(
+        reported.iter().sum::<usize>(),
+        n,
+        "every text reported once"
+    );
     let got = got.to_vec();
-    assert!(got[..d].iter().all(|&v| v == 7.0), "row 0 comes from the partial file");
-    assert_eq!(got[d..], whole[d..], "the other rows are the uninterrupted run's bits");
-    assert!(!partial.exists(), "the partial file is removed once the table is saved");
+    assert!(
+        got[..d].iter().all(|&v| v == 7.0),
+        "row 0 comes from the partial file"
+    );
+    assert_eq!(
+        got[d..],
+        whole[d..],
+        "the other rows are the uninterrupted run's bits"
+    );
+    assert!(
+        !partial.exists(),
+        "the partial file is removed once the table is saved"
+    );
 
     // A partial that does not fit the model: an error naming the file, nothing overwritten.
     std::fs::remove_file(&path).unwrap();
-    save_embeddings(partial, &Tensor::from_vec(vec![0.0; 2 * (d + 1)], &[2, d + 1]).unwrap())
-        .unwrap();
+    save_embeddings(
+        partial,
+        &Tensor::from_vec(vec![0.0; 2 * (d + 1)], &[2, d + 1]).unwrap(),
+    )
+    .unwrap();
     let err = llm_item_embeddings_cached(&model, &tok, &texts, batch, &dir, &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("partial.safetensors") && err.contains("delete"), "{err}");
+    assert!(
+        err.contains("partial.safetensors") && err.contains("delete"),
+        "{err}"
+    );
 }

@@ -52,7 +52,10 @@ fn read_table(path: &Path) -> Result<(String, Tensor)> {
     if t.rank() != 2 {
         return Err(Error::format(
             path,
-            format!("tensor `{name}` has shape {:?}, expected 2-D (items, dim)", t.shape()),
+            format!(
+                "tensor `{name}` has shape {:?}, expected 2-D (items, dim)",
+                t.shape()
+            ),
         ));
     }
     if t.shape()[1] == 0 {
