@@ -6,7 +6,8 @@
 //! Cases cover grouped-query heads, the causal mask with a KV-cache offset (Tq < Tk), key
 //! padding (including query rows that see no key at all, which must give zeros), a non-causal
 //! call, head dims 32, 64 and 128, and lengths that are not multiples of the 32-key and 8-row
-//! tiles.
+//! tiles, or longer than the CPU kernel's 64-row query blocks; and that the CPU results do not
+//! depend on the thread count.
 
 mod parity_common;
 
@@ -26,7 +27,7 @@ struct Case {
     pad: usize,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 5] = [
     Case {
         batch: 2,
         tq: 37,
@@ -56,6 +57,29 @@ const CASES: [Case; 3] = [
         d: 128,
         causal: false,
         pad: 6,
+    },
+    // Longer than the CPU kernel's 64-row query blocks: a block boundary, and blocks whose
+    // keys stop at the causal edge.
+    Case {
+        batch: 2,
+        tq: 100,
+        tk: 100,
+        hq: 6,
+        hkv: 2,
+        d: 64,
+        causal: true,
+        pad: 5,
+    },
+    // A KV-cache offset across block boundaries (Tq < Tk, both over 64).
+    Case {
+        batch: 1,
+        tq: 70,
+        tk: 131,
+        hq: 2,
+        hkv: 1,
+        d: 32,
+        causal: true,
+        pad: 0,
     },
 ];
 
@@ -327,4 +351,44 @@ fn cuda_case(
         "cuda attention backward {what}: two runs differ"
     );
     Ok(())
+}
+
+/// The CPU kernels split the work by (sequence, kv head) only: 1 and 2 threads give the same
+/// bits for the output and every gradient.
+#[test]
+fn cpu_attention_does_not_depend_on_the_thread_count() {
+    let c = CASES[3];
+    let q = uniform(c.batch * c.tq * c.hq * c.d, 7, 1.0);
+    let k = uniform(c.batch * c.tk * c.hkv * c.d, 8, 1.0);
+    let v = uniform(k.len(), 9, 1.0);
+    let dout = uniform(q.len(), 10, 1.0);
+    let valid = c.key_valid();
+    let run = |threads: usize| {
+        ilrec::cpu::pool::set_num_threads(threads);
+        let mut tape = Tape::new();
+        let mut leaf = |x: &[f32], tk: usize, h: usize| {
+            tape.leaf(
+                Tensor::from_vec(x.to_vec(), &[c.batch, tk, h * c.d]).unwrap(),
+                true,
+            )
+        };
+        let (vq, vk, vv) = (
+            leaf(&q, c.tq, c.hq),
+            leaf(&k, c.tk, c.hkv),
+            leaf(&v, c.tk, c.hkv),
+        );
+        let o = tape
+            .attention(vq, vk, vv, c.hq, c.hkv, c.d, c.causal, valid.as_deref())
+            .unwrap();
+        let seed = Tensor::from_vec(dout.clone(), tape.shape(o)).unwrap();
+        let grads = tape.backward_from(o, seed).unwrap();
+        let mut all = vec![tape.value(o).to_vec()];
+        all.extend([vq, vk, vv].iter().map(|&x| grads.of(x).unwrap().to_vec()));
+        all
+    };
+    let (one, two) = (run(1), run(2));
+    for (what, (a, b)) in ["out", "dq", "dk", "dv"].iter().zip(one.iter().zip(&two)) {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{what}: 1 and 2 threads differ");
+    }
 }

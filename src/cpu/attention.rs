@@ -2,26 +2,45 @@
 //! `autograd/attention.rs`): forward saving only the row log-sum-exp, backward recomputing the
 //! probabilities from it.
 //!
-//! Layout and loops: the work is split by (sequence b, kv head g). Each such block copies its keys
-//! and values into contiguous (Tk, D) buffers, then walks the query rows of the group's heads,
-//! ROWS = 4 rows at a time so that every key and value row read from memory serves four queries.
-//! All inner loops are contiguous dot products or axpys over D, which the compiler vectorises.
-//! Blocks are independent (each writes its own output rows and its own dK, dV block), so they run
-//! as parallel tasks on the thread pool; each block's arithmetic is the same whichever thread
-//! runs it, so results do not depend on the thread count. Exponentials use the vectorisable
-//! `exp_f32` (<= 3 ulp) rather than libm's scalar call.
+//! Layout and loops: the work is split by (sequence b, kv head g), one parallel task each. A task
+//! walks the query heads h of g's group and, for each, blocks of up to QUERY_BLOCK query rows.
+//! Every product of a block is a matrix product done by the crate's GEMM (`cpu::gemm`, on the
+//! task's thread: a call from inside a pool task runs serially), reading Q, K, V, dO where they
+//! lie in the (B, T, H*D) tensors (row stride H*D):
 //!
-//! The loops are compiled twice: portable, and with AVX2 + FMA enabled (8-wide vectors, fused
-//! multiply-add), chosen at run time by [`Isa::detect`] (so `ILREC_NO_SIMD=1` selects the
-//! portable loops). The two differ in rounding only (a unit test checks they agree to 1e-5); on
-//! one machine the result is deterministic.
+//! ```text
+//! forward   S  = scale * Q_h K_g^T           (rows, keys)   masked, then softmax in place = P
+//!           O_h = P V_g                      (rows, D)
+//! backward  P   = exp(scale * Q_h K_g^T - lse)               recomputed
+//!           dV_g += P^T dO_h                 (keys, D)
+//!           dP  = dO_h V_g^T                 (rows, keys)
+//!           dS  = P * (dP - rowsum(dO_h * O_h)) * scale
+//!           dQ_h = dS K_g                    (rows, D)
+//!           dK_g += dS^T Q_h                 (keys, D)
+//! ```
+//!
+//! A block only computes the keys its last row can see (causal: a block of the first 64 rows
+//! stops at key 64), so the causal half of the square is mostly skipped; within a block, keys a
+//! row must not see are set to -inf before the softmax (probability exactly 0).
+//!
+//! Before this layout the kernels were dot products and axpys over D, four query rows at a time
+//! (one horizontal sum per query-key pair); the products here run the GEMM's register-blocked
+//! microkernels instead (BENCHMARKS.md, "Attention as matrix products").
+//!
+//! Determinism: each task's arithmetic is fixed by (b, g) alone (the GEMM's sums depend only on
+//! the product's depth; dK and dV add the heads and blocks in a fixed order), so results do not
+//! depend on the thread count. The row loops (softmax, dS) are plain f32 arithmetic compiled
+//! twice, portable and with AVX2 enabled: no fused multiply-adds, so both builds give the same
+//! bits and only their speed differs. Exponentials use the vectorisable `exp_f32` (<= 3 ulp).
 
 use crate::cpu::elementwise::exp_f32;
-use crate::cpu::isa::Isa;
+use crate::cpu::gemm::{sgemm_with_isa, Isa};
 use crate::cpu::par::DisjointMut;
 use crate::cpu::pool::parallel_for;
+use crate::cpu::softmax::row_dot;
 use crate::error::Result;
 use crate::tensor::Tensor;
+use std::ops::Range;
 
 /// The sizes of one attention call and the index arithmetic on its row-major tensors.
 #[derive(Clone, Copy, Debug)]
@@ -63,41 +82,92 @@ impl Dims {
     }
 }
 
-/// Query rows processed together: each key or value row read from memory serves all of them, and
-/// ROWS x 8 partial sums stay in vector registers.
-const ROWS: usize = 4;
+/// Query rows per block: the score block (rows x keys) of a 128-token sequence stays in L1/L2,
+/// and a causal sequence of 128 is two blocks, so a quarter of the square is never computed.
+/// (SmolLM2 shapes, 1 thread: 32 rows was as fast, 16 a little slower, 128 ~15% slower.)
+const QUERY_BLOCK: usize = 64;
 
-/// A group of up to ROWS consecutive query rows of one (sequence, head).
-struct RowGroup<'a> {
-    /// Query indices; when fewer than ROWS rows remain the last one is repeated (its results are
-    /// discarded), so the kernels always work on ROWS rows.
-    rows: [usize; ROWS],
-    /// How many of `rows` are real.
-    n: usize,
-    /// Keys 0..ends[r] pass the causal mask for row r (non-decreasing in r).
-    ends: [usize; ROWS],
-    /// Padding flags of the sequence's keys.
-    valid: Option<&'a [bool]>,
+/// One block of query rows of sequence `b`, query head `h` (of kv head `g`).
+#[derive(Clone, Debug)]
+struct Block {
+    b: usize,
+    h: usize,
+    g: usize,
+    rows: Range<usize>,
+    /// Keys 0..keys are visible to at least one row of the block.
+    keys: usize,
 }
 
-impl<'a> RowGroup<'a> {
-    fn new(dims: &Dims, first: usize, valid: Option<&'a [bool]>) -> RowGroup<'a> {
-        let n = ROWS.min(dims.tq - first);
-        let rows = std::array::from_fn(|r| first + r.min(n - 1));
-        RowGroup {
-            rows,
-            n,
-            ends: rows.map(|i| dims.visible_end(i)),
-            valid,
+impl Block {
+    /// The blocks of task (b, g): its query heads in order, each cut into row blocks.
+    fn of_task(dims: &Dims, b: usize, g: usize) -> Vec<Block> {
+        let heads = g * dims.group()..(g + 1) * dims.group();
+        heads
+            .flat_map(|h| {
+                (0..dims.tq).step_by(QUERY_BLOCK).map(move |first| {
+                    let rows = first..(first + QUERY_BLOCK).min(dims.tq);
+                    let keys = dims.visible_end(rows.end - 1);
+                    Block {
+                        b,
+                        h,
+                        g,
+                        rows,
+                        keys,
+                    }
+                })
+            })
+            .collect()
+    }
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// Q, K, V (and in the backward dO and O) of one call, as the GEMM reads them.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    key_valid: Option<&'a [bool]>,
+}
+
+/// `c` (rows x cols, row stride `ldc`) [+]= op(a) op(b), one thread, the given kernel.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    isa: Isa,
+    (ta, tb): (bool, bool),
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    beta: f32,
+    (c, ldc): (&mut [f32], usize),
+) {
+    sgemm_with_isa(isa, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// s (rows x keys) = scale * Q_h K_g^T over the block's rows and keys, then -inf where a row
+/// must not see a key (causal mask, padding keys).
+fn masked_scores(isa: Isa, dims: &Dims, blk: &Block, x: &Operands, s: &mut [f32]) {
+    let (d, keys) = (dims.d, blk.keys);
+    let q = &x.q[dims.q_offset(blk.b, blk.rows.start, blk.h)..];
+    let k = &x.k[dims.kv_offset(blk.b, 0, blk.g)..];
+    let (ldq, ldk) = (dims.hq * d, dims.hkv * d);
+    #[rustfmt::skip]
+    product(isa, (false, true), (blk.len(), keys, d), dims.scale, (q, ldq), (k, ldk), 0.0, (s, keys));
+    let valid = x
+        .key_valid
+        .map(|m| &m[blk.b * dims.tk..blk.b * dims.tk + keys]);
+    for (i, row) in blk.rows.clone().zip(s.chunks_exact_mut(keys)) {
+        row[dims.visible_end(i).min(keys)..].fill(f32::NEG_INFINITY);
+        if let Some(valid) = valid {
+            for (v, &ok) in row.iter_mut().zip(valid) {
+                if !ok {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
         }
-    }
-    /// Keys beyond this are hidden from every row of the group.
-    fn end(&self) -> usize {
-        self.ends[ROWS - 1]
-    }
-    /// Whether key j is a real (non-padding) key.
-    fn key_is_valid(&self, j: usize) -> bool {
-        self.valid.is_none_or(|m| m[j])
     }
 }
 
@@ -109,151 +179,123 @@ pub(crate) fn attention_forward(
     v: &Tensor,
     key_valid: Option<&[bool]>,
 ) -> Result<(Tensor, Vec<f32>)> {
-    let inputs = [q.data()?, k.data()?, v.data()?];
+    attention_forward_with_isa(Isa::detect(), dims, q, k, v, key_valid)
+}
+
+/// [`attention_forward`] with the GEMM kernel `isa` (tests compare the kernels).
+pub(crate) fn attention_forward_with_isa(
+    isa: Isa,
+    dims: &Dims,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_valid: Option<&[bool]>,
+) -> Result<(Tensor, Vec<f32>)> {
+    let x = Operands {
+        q: q.data()?,
+        k: k.data()?,
+        v: v.data()?,
+        key_valid,
+    };
     let mut out = vec![0.0f32; q.numel()]; // (B, Tq, Hq*D)
     let mut lse = vec![f32::NEG_INFINITY; dims.batch * dims.hq * dims.tq]; // (B, Hq, Tq)
-    let fma = has_avx2_fma();
     {
-        let writes = Writes {
-            out: DisjointMut::new(&mut out),
-            lse: DisjointMut::new(&mut lse),
-        };
+        let (out_w, lse_w) = (DisjointMut::new(&mut out), DisjointMut::new(&mut lse));
         // One task per (sequence, kv head): it writes only the output rows and log-sum-exps of
         // that sequence's query heads in the kv head's group, disjoint from every other task.
         parallel_for(dims.batch * dims.hkv, &|task| {
             let (b, g) = (task / dims.hkv, task % dims.hkv);
-            if fma {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    forward_avx2_fma(dims, inputs, key_valid, b, g, &writes)
-                };
-            } else {
-                forward_impl::<false>(dims, inputs, key_valid, b, g, &writes);
+            let mut s = vec![0.0f32; QUERY_BLOCK.min(dims.tq) * dims.tk]; // (rows, keys)
+            let mut o = vec![0.0f32; QUERY_BLOCK.min(dims.tq) * dims.d]; // (rows, D)
+            for blk in Block::of_task(dims, b, g) {
+                let (s, o) = (&mut s[..blk.len() * blk.keys], &mut o[..blk.len() * dims.d]);
+                masked_scores(isa, dims, &blk, &x, s);
+                let lse_at = dims.lse_offset(b, blk.h, blk.rows.start);
+                // SAFETY: the lse cells (b, h, rows) belong to this task only (h in g's group).
+                let lse_rows = unsafe { lse_w.range(lse_at..lse_at + blk.len()) };
+                softmax_rows(s, blk.keys, lse_rows);
+                let v_g = &x.v[dims.kv_offset(b, 0, g)..];
+                let ldv = dims.hkv * dims.d;
+                #[rustfmt::skip]
+                product(isa, (false, false), (blk.len(), dims.d, blk.keys), 1.0, (s, blk.keys), (v_g, ldv), 0.0, (o, dims.d));
+                for (i, o_row) in blk.rows.clone().zip(o.chunks_exact(dims.d)) {
+                    let at = dims.q_offset(b, i, blk.h);
+                    // SAFETY: output row (b, i, h) belongs to this task only.
+                    unsafe { out_w.range(at..at + dims.d) }.copy_from_slice(o_row);
+                }
             }
         });
     }
     Ok((Tensor::from_vec(out, q.shape())?, lse))
 }
 
-/// The forward's outputs, written by parallel tasks at disjoint places.
-struct Writes<'a> {
-    out: DisjointMut<'a, f32>,
-    lse: DisjointMut<'a, f32>,
+/// Each `keys`-wide row of `s` becomes its softmax, and `lse[r]` its log-sum-exp; a row with
+/// no visible key becomes zeros with log-sum-exp -inf.
+fn softmax_rows(s: &mut [f32], keys: usize, lse: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 (Isa::detect checks it at run time).
+        return unsafe { softmax_rows_avx2(s, keys, lse) };
+    }
+    softmax_rows_impl(s, keys, lse)
 }
 
-/// The same loops compiled for AVX2 + FMA (8-wide vectors, fused multiply-add).
+/// [`softmax_rows`] compiled with AVX2 (a closure passed to [`with_avx2`] was not inlined
+/// into it here, and its exponentials ran 4 wide: 12% of the op's time).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2_fma(
-    dims: &Dims,
-    inputs: [&[f32]; 3],
-    key_valid: Option<&[bool]>,
-    b: usize,
-    g: usize,
-    writes: &Writes,
-) {
-    forward_impl::<true>(dims, inputs, key_valid, b, g, writes)
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_rows_avx2(s: &mut [f32], keys: usize, lse: &mut [f32]) {
+    softmax_rows_impl(s, keys, lse)
 }
 
-/// Forward of sequence b, kv head g: loops over the query heads h of g's group and their query
-/// row groups. Writes only (b, *, h) output rows and (b, h, *) log-sum-exps of those heads.
 #[inline(always)]
-fn forward_impl<const FMA: bool>(
-    dims: &Dims,
-    [qs, ks, vs]: [&[f32]; 3],
-    key_valid: Option<&[bool]>,
-    b: usize,
-    g: usize,
-    writes: &Writes,
-) {
-    let Dims { tk, d, .. } = *dims;
-    let mut k_block = vec![0.0f32; tk * d]; // (Tk, D) keys of one (b, kv head)
-    let mut v_block = vec![0.0f32; tk * d]; // (Tk, D)
-    let mut scores = vec![0.0f32; ROWS * tk]; // (ROWS, Tk) scores, then exp(score - max)
-    let mut acc = vec![0.0f32; d]; // (D) one output row before normalisation
-    let valid = key_valid.map(|m| &m[b * tk..(b + 1) * tk]);
-    gather_block(dims, ks, b, g, &mut k_block);
-    gather_block(dims, vs, b, g, &mut v_block);
-    for h in g * dims.group()..(g + 1) * dims.group() {
-        for first in (0..dims.tq).step_by(ROWS) {
-            let group = RowGroup::new(dims, first, valid);
-            let q_rows = group.rows.map(|i| &qs[dims.q_offset(b, i, h)..][..d]);
-            masked_scores::<FMA>(dims, &group, q_rows, &k_block, &mut scores);
-            for r in 0..group.n {
-                let i = group.rows[r];
-                let o = dims.q_offset(b, i, h);
-                let l = dims.lse_offset(b, h, i);
-                let row_scores = &mut scores[r * tk..r * tk + group.ends[r]];
-                // SAFETY: row (b, i, h) and lse (b, h, i) belong to this task only (h in g's group).
-                let (out_row, lse_cell) =
-                    unsafe { (writes.out.range(o..o + d), writes.lse.range(l..l + 1)) };
-                lse_cell[0] = softmax_times_values::<FMA>(row_scores, &v_block, &mut acc, out_row);
-            }
-        }
-    }
-}
-
-/// scores[r, j] = q_r . k_j * scale for the keys row r sees, -inf for hidden keys (j < end).
-#[inline(always)]
-fn masked_scores<const FMA: bool>(
-    dims: &Dims,
-    group: &RowGroup,
-    q_rows: [&[f32]; ROWS],
-    k_block: &[f32],
-    scores: &mut [f32],
-) {
-    let (tk, d) = (dims.tk, dims.d);
-    for j in 0..group.end() {
-        let s = if group.key_is_valid(j) {
-            dot_rows::<FMA>(q_rows, &k_block[j * d..(j + 1) * d])
-        } else {
-            [f32::NEG_INFINITY; ROWS]
-        };
-        for r in 0..ROWS {
-            scores[r * tk + j] = if j < group.ends[r] {
-                s[r] * dims.scale
-            } else {
-                f32::NEG_INFINITY
-            };
-        }
-    }
-}
-
-/// Given one row's masked scores, writes softmax(scores) V to `out_row` and returns the
-/// log-sum-exp (-inf, with a zero output, when every score is -inf: the row sees no key).
-#[inline(always)]
-fn softmax_times_values<const FMA: bool>(
-    scores: &mut [f32],
-    v_block: &[f32],
-    acc: &mut [f32],
-    out_row: &mut [f32],
-) -> f32 {
-    let d = out_row.len();
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    if max == f32::NEG_INFINITY {
-        out_row.fill(0.0);
-        return f32::NEG_INFINITY;
-    }
-    // Numerically stable softmax: exp(s - max) <= 1, in one vectorised pass (`exp_f32`, not
-    // libm's scalar call); hidden keys (exp(-inf) = 0) are skipped.
-    for s in scores.iter_mut() {
-        *s = exp_f32(*s - max);
-    }
-    acc.fill(0.0);
-    let mut sum = 0.0f32;
-    for (j, &e) in scores.iter().enumerate() {
-        if e == 0.0 {
+fn softmax_rows_impl(s: &mut [f32], keys: usize, lse: &mut [f32]) {
+    for (row, lse) in s.chunks_exact_mut(keys).zip(lse) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            *lse = f32::NEG_INFINITY;
             continue;
         }
-        sum += e;
-        axpy::<FMA>(e, &v_block[j * d..(j + 1) * d], acc);
+        row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+        let sum = lane_sum(row);
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+        *lse = max + sum.ln();
     }
-    let inv_sum = 1.0 / sum;
-    for (o, &a) in out_row.iter_mut().zip(acc.iter()) {
-        *o = a * inv_sum;
+}
+
+/// Runs `f` compiled with AVX2 enabled when the CPU has it and the environment allows it
+/// (`cpu::isa`): the row loops then run 8 lanes wide. Plain f32 arithmetic (no fused
+/// multiply-adds), so the bits are the same either way.
+#[inline(always)]
+fn with_avx2(f: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 (Isa::detect checks it at run time).
+        return unsafe { avx2(f) };
     }
-    max + sum.ln()
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2(f: impl FnOnce()) {
+    f()
+}
+
+/// Sum of a row in 8 partial sums (a fixed order; vectorises, unlike one serial chain).
+#[inline(always)]
+fn lane_sum(row: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// What backward reads: the forward inputs, output and row log-sum-exp.
@@ -266,15 +308,19 @@ pub(crate) struct Saved<'a> {
     pub(crate) key_valid: Option<&'a [bool]>,
 }
 
-/// The same, as plain slices for the kernels.
-struct SavedSlices<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+/// The backward's reads beyond Q, K, V: the output, its gradient, the log-sum-exps.
+#[derive(Clone, Copy)]
+struct Upstream<'a> {
     out: &'a [f32],
     d_out: &'a [f32],
     lse: &'a [f32],
-    key_valid: Option<&'a [bool]>,
+}
+
+/// The backward's writes: dQ (B, Tq, Hq*D), dK and dV (B, Tk, Hkv*D).
+struct Grads<'a> {
+    dq: DisjointMut<'a, f32>,
+    dk: DisjointMut<'a, f32>,
+    dv: DisjointMut<'a, f32>,
 }
 
 /// Gradients of q, k, v (None for those not needed) from the output gradient `g`. All three are
@@ -285,34 +331,42 @@ pub(crate) fn attention_backward(
     g: &Tensor,
     needs: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
-    let s = SavedSlices {
+    attention_backward_with_isa(Isa::detect(), dims, saved, g, needs)
+}
+
+/// [`attention_backward`] with the GEMM kernel `isa` (tests compare the kernels).
+pub(crate) fn attention_backward_with_isa(
+    isa: Isa,
+    dims: &Dims,
+    saved: &Saved,
+    g: &Tensor,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let x = Operands {
         q: saved.q.data()?,
         k: saved.k.data()?,
         v: saved.v.data()?,
+        key_valid: saved.key_valid,
+    };
+    let up = Upstream {
         out: saved.out.data()?,
         d_out: g.data()?,
         lse: saved.lse,
-        key_valid: saved.key_valid,
     };
-    let mut dq = vec![0.0f32; s.q.len()]; // (B, Tq, Hq*D)
-    let mut dk = vec![0.0f32; s.k.len()]; // (B, Tk, Hkv*D)
-    let mut dv = vec![0.0f32; s.v.len()]; // (B, Tk, Hkv*D)
-    let fma = has_avx2_fma();
+    let mut dq = vec![0.0f32; x.q.len()]; // (B, Tq, Hq*D)
+    let mut dk = vec![0.0f32; x.k.len()]; // (B, Tk, Hkv*D)
+    let mut dv = vec![0.0f32; x.v.len()]; // (B, Tk, Hkv*D)
     {
-        let grads = [&mut dq, &mut dk, &mut dv].map(|x| DisjointMut::new(x.as_mut_slice()));
+        let grads = Grads {
+            dq: DisjointMut::new(&mut dq),
+            dk: DisjointMut::new(&mut dk),
+            dv: DisjointMut::new(&mut dv),
+        };
         // One task per (sequence, kv head): it writes the dQ rows of its group's query heads and
         // the dK, dV rows of its kv head, disjoint from every other task.
         parallel_for(dims.batch * dims.hkv, &|task| {
             let (b, g) = (task / dims.hkv, task % dims.hkv);
-            if fma {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    backward_avx2_fma(dims, &s, b, g, &grads)
-                };
-            } else {
-                backward_impl::<false>(dims, &s, b, g, &grads);
-            }
+            backward_task(isa, dims, &x, up, b, g, &grads);
         });
     }
     let pick = |need: bool, data: Vec<f32>, shape: &[usize]| -> Result<Option<Tensor>> {
@@ -325,319 +379,128 @@ pub(crate) fn attention_backward(
     ])
 }
 
-/// The same loops compiled for AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2_fma(
+/// Scratch of one backward task: the kv head's dK, dV sums and one block's matrices.
+struct Scratch {
+    dk: Vec<f32>, // (Tk, D) summed over the group's heads and blocks
+    dv: Vec<f32>, // (Tk, D)
+    p: Vec<f32>,  // (rows, keys) probabilities
+    ds: Vec<f32>, // (rows, keys) dP, then dS
+    dq: Vec<f32>, // (rows, D)
+}
+
+/// Backward of sequence b, kv head g: every block of its heads in the forward's order, then
+/// its dK and dV blocks written into place.
+fn backward_task(
+    isa: Isa,
     dims: &Dims,
-    s: &SavedSlices,
+    x: &Operands,
+    up: Upstream,
     b: usize,
     g: usize,
-    grads: &[DisjointMut<f32>; 3],
+    grads: &Grads,
 ) {
-    backward_impl::<true>(dims, s, b, g, grads)
-}
-
-/// Backward of sequence b, kv head g, in the forward's order; dK, dV are summed over the
-/// group's query heads in contiguous (Tk, D) blocks, then written into place.
-#[inline(always)]
-fn backward_impl<const FMA: bool>(
-    dims: &Dims,
-    s: &SavedSlices,
-    b: usize,
-    g: usize,
-    [dq, dk, dv]: &[DisjointMut<f32>; 3],
-) {
-    let Dims { tk, d, .. } = *dims;
-    let mut k_block = vec![0.0f32; tk * d]; // (Tk, D) keys of one (b, kv head)
-    let mut v_block = vec![0.0f32; tk * d]; // (Tk, D)
-    let mut dk_block = vec![0.0f32; tk * d]; // (Tk, D) summed over the group's query heads
-    let mut dv_block = vec![0.0f32; tk * d]; // (Tk, D)
-    let mut dq_rows = vec![0.0f32; ROWS * d]; // (ROWS, D) one row group's dQ
-    let valid = s.key_valid.map(|m| &m[b * tk..(b + 1) * tk]);
-    gather_block(dims, s.k, b, g, &mut k_block);
-    gather_block(dims, s.v, b, g, &mut v_block);
-    for h in g * dims.group()..(g + 1) * dims.group() {
-        for first in (0..dims.tq).step_by(ROWS) {
-            let group = RowGroup::new(dims, first, valid);
-            let blocks = Blocks {
-                k: &k_block,
-                v: &v_block,
-                dk: &mut dk_block,
-                dv: &mut dv_block,
-            };
-            backward_rows::<FMA>(dims, s, b, h, &group, blocks, &mut dq_rows);
-            for r in 0..group.n {
-                let o = dims.q_offset(b, group.rows[r], h);
-                // SAFETY: dQ row (b, i, h) belongs to this task only (h in g's group).
-                unsafe { dq.range(o..o + d) }.copy_from_slice(&dq_rows[r * d..(r + 1) * d]);
-            }
+    let (tk, d, rows) = (dims.tk, dims.d, QUERY_BLOCK.min(dims.tq));
+    let mut w = Scratch {
+        dk: vec![0.0; tk * d],
+        dv: vec![0.0; tk * d],
+        p: vec![0.0; rows * tk],
+        ds: vec![0.0; rows * tk],
+        dq: vec![0.0; rows * d],
+    };
+    for blk in Block::of_task(dims, b, g) {
+        backward_block(isa, dims, x, up, &blk, &mut w);
+        for (i, dq_row) in blk.rows.clone().zip(w.dq.chunks_exact(d)) {
+            let at = dims.q_offset(b, i, blk.h);
+            // SAFETY: dQ row (b, i, h) belongs to this task only (h in g's group).
+            unsafe { grads.dq.range(at..at + d) }.copy_from_slice(dq_row);
         }
     }
-    scatter_block(dims, &dk_block, b, g, dk);
-    scatter_block(dims, &dv_block, b, g, dv);
-}
-
-/// The (Tk, D) key and value blocks of one (b, kv head) and their gradient accumulators.
-struct Blocks<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
-    dk: &'a mut [f32],
-    dv: &'a mut [f32],
-}
-
-/// One row group's backward: recomputes p = exp(q.k * scale - lse), then
-/// dV_j += sum_r p_r dO_r, dK_j += sum_r dS_r q_r, dQ_r = sum_j dS_r k_j (into `dq_rows`).
-#[inline(always)]
-fn backward_rows<const FMA: bool>(
-    dims: &Dims,
-    s: &SavedSlices,
-    b: usize,
-    h: usize,
-    group: &RowGroup,
-    blocks: Blocks,
-    dq_rows: &mut [f32],
-) {
-    let d = dims.d;
-    let offsets = group.rows.map(|i| dims.q_offset(b, i, h));
-    let q_rows = offsets.map(|o| &s.q[o..o + d]);
-    let d_out_rows = offsets.map(|o| &s.d_out[o..o + d]);
-    let lse = group.rows.map(|i| s.lse[dims.lse_offset(b, h, i)]);
-    // Padding rows of the group and rows that saw no key (zero output) get no gradient.
-    let active: [bool; ROWS] = std::array::from_fn(|r| r < group.n && lse[r] > f32::NEG_INFINITY);
-    // delta_r = sum_j p_j dP_j = dO_r . out_r, since out_r = sum_j p_j v_j.
-    let delta = offsets.map(|o| dot::<FMA>(&s.d_out[o..o + d], &s.out[o..o + d]));
-    dq_rows.fill(0.0);
-    for j in 0..group.end() {
-        if !group.key_is_valid(j) {
-            continue;
-        }
-        let (kj, vj) = (&blocks.k[j * d..(j + 1) * d], &blocks.v[j * d..(j + 1) * d]);
-        // Re-slicing to length d is a codegen hint (measured: the backward loop vectorises better).
-        let scores = dot_rows::<FMA>(q_rows.map(|x| &x[..d]), kj);
-        let dp = dot_rows::<FMA>(d_out_rows.map(|x| &x[..d]), vj);
-        let mut p = [0.0f32; ROWS];
-        let mut ds_scaled = [0.0f32; ROWS];
-        for r in 0..ROWS {
-            if active[r] && j < group.ends[r] {
-                p[r] = exp_f32(scores[r] * dims.scale - lse[r]);
-                ds_scaled[r] = p[r] * (dp[r] - delta[r]) * dims.scale;
-            }
-        }
-        axpy_rows::<FMA>(p, d_out_rows, &mut blocks.dv[j * d..(j + 1) * d]);
-        axpy_rows::<FMA>(ds_scaled, q_rows, &mut blocks.dk[j * d..(j + 1) * d]);
-        for (r, dq_row) in dq_rows.chunks_exact_mut(d).enumerate() {
-            axpy::<FMA>(ds_scaled[r], kj, dq_row);
+    for (block, dst) in [(&w.dk, &grads.dk), (&w.dv, &grads.dv)] {
+        for (j, src) in block.chunks_exact(d).enumerate() {
+            let at = dims.kv_offset(b, j, g);
+            // SAFETY: row (b, j, g) is written by the task of (b, g) alone.
+            unsafe { dst.range(at..at + d) }.copy_from_slice(src);
         }
     }
 }
 
-/// Copies kv head `g` of sequence `b` out of a (B, Tk, Hkv*D) tensor into a contiguous (Tk, D).
-fn gather_block(dims: &Dims, src: &[f32], b: usize, g: usize, block: &mut [f32]) {
-    let d = dims.d;
-    for (j, dst) in block.chunks_exact_mut(d).enumerate() {
-        let o = dims.kv_offset(b, j, g);
-        dst.copy_from_slice(&src[o..o + d]);
-    }
-}
-
-/// Writes a (Tk, D) block into kv head `g` of sequence `b` of a (B, Tk, Hkv*D) tensor (rows
-/// that only the task of (b, g) touches).
-fn scatter_block(dims: &Dims, block: &[f32], b: usize, g: usize, dst: &DisjointMut<f32>) {
-    let d = dims.d;
-    for (j, src) in block.chunks_exact(d).enumerate() {
-        let o = dims.kv_offset(b, j, g);
-        // SAFETY: row (b, j, g) is written by the task of (b, g) alone.
-        unsafe { dst.range(o..o + d) }.copy_from_slice(src);
-    }
-}
-
-/// Whether the AVX2 + FMA build of the loops runs: the CPU has both and the environment does
-/// not cap SIMD off (`cpu::isa`).
-fn has_avx2_fma() -> bool {
-    Isa::detect() >= Isa::Avx2
-}
-
-/// a * b + c, as one fused operation (one rounding) in the FMA build. Without hardware FMA,
-/// `mul_add` would call a slow software routine, hence the two forms.
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-/// a . b with 8 independent partial sums: a fixed summation order that maps onto SIMD lanes
-/// (one running sum would force strictly sequential adds).
-#[inline(always)]
-fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true is only instantiated inside the AVX2 + FMA build.
-        return unsafe { simd::dot_rows([a], b)[0] };
-    }
-    let mut lanes = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (a_tail, b_tail) = (a8.remainder(), b8.remainder());
-    for (x, y) in a8.zip(b8) {
-        for l in 0..8 {
-            lanes[l] = madd::<FMA>(x[l], y[l], lanes[l]);
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        tail = madd::<FMA>(*x, *y, tail);
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// [a_r . b for each of the ROWS rows a_r], reading b once; same summation order as `dot`.
-#[inline(always)]
-fn dot_rows<const FMA: bool>(a: [&[f32]; ROWS], b: &[f32]) -> [f32; ROWS] {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true is only instantiated inside the AVX2 + FMA build.
-        return unsafe { simd::dot_rows(a, b) };
-    }
-    let d = b.len();
-    let full = d / 8 * 8;
-    let mut lanes = [[0.0f32; 8]; ROWS];
-    for c in (0..full).step_by(8) {
-        let bc = &b[c..c + 8];
-        for (lane, a_r) in lanes.iter_mut().zip(&a) {
-            let ac = &a_r[c..c + 8];
-            for l in 0..8 {
-                lane[l] = madd::<FMA>(ac[l], bc[l], lane[l]);
-            }
-        }
-    }
-    std::array::from_fn(|r| {
-        let mut tail = 0.0f32;
-        for c in full..d {
-            tail = madd::<FMA>(a[r][c], b[c], tail);
-        }
-        lanes[r].iter().sum::<f32>() + tail
-    })
-}
-
-/// y += a * x.
-#[inline(always)]
-fn axpy<const FMA: bool>(a: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true is only instantiated inside the AVX2 + FMA build.
-        return unsafe { simd::axpy_rows([a], [x], y) };
-    }
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi = madd::<FMA>(a, xi, *yi);
-    }
-}
-
-/// y += sum_r a_r x_r, reading and writing y once.
-#[inline(always)]
-fn axpy_rows<const FMA: bool>(a: [f32; ROWS], x: [&[f32]; ROWS], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true is only instantiated inside the AVX2 + FMA build.
-        return unsafe { simd::axpy_rows(a, x, y) };
-    }
-    let x = x.map(|x_r| &x_r[..y.len()]); // equal lengths let the compiler drop bounds checks
-    for (c, yc) in y.iter_mut().enumerate() {
-        let mut acc = *yc;
-        for r in 0..ROWS {
-            acc = madd::<FMA>(a[r], x[r][c], acc);
-        }
-        *yc = acc;
-    }
-}
-
-/// The FMA build's inner loops written with AVX2 intrinsics: the auto-vectorised forms above are
-/// fragile (a small change in the surrounding code turned them into scalar code with spills,
-/// 2.5x slower). Same arithmetic and summation order as the portable loops: 8 lanes of fused
-/// multiply-adds over full 8-blocks, lanes summed in order, then the scalar tail.
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-
-    /// [a_r . b for each row a_r], reading b once.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) unsafe fn dot_rows<const R: usize>(a: [&[f32]; R], b: &[f32]) -> [f32; R] {
-        let d = b.len();
-        let full = d / 8 * 8;
-        for a_r in &a {
-            assert!(a_r.len() >= d, "attention dot: row shorter than {d}");
-        }
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut c = 0;
-        while c < full {
-            let bv = _mm256_loadu_ps(b.as_ptr().add(c));
-            for r in 0..R {
-                let av = _mm256_loadu_ps(a[r].as_ptr().add(c));
-                acc[r] = _mm256_fmadd_ps(av, bv, acc[r]);
-            }
-            c += 8;
-        }
-        std::array::from_fn(|r| {
-            let mut lanes = [0.0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r]);
-            let mut tail = 0.0f32;
-            for c in full..d {
-                tail = a[r][c].mul_add(b[c], tail);
-            }
-            lanes.iter().sum::<f32>() + tail
+/// One block's backward (the module docs' five products); adds into `w.dk`, `w.dv` and leaves
+/// the block's dQ rows in `w.dq`.
+fn backward_block(isa: Isa, dims: &Dims, x: &Operands, up: Upstream, blk: &Block, w: &mut Scratch) {
+    let (d, keys, n) = (dims.d, blk.keys, blk.len());
+    let (ldq, ldkv) = (dims.hq * d, dims.hkv * d);
+    let q_at = dims.q_offset(blk.b, blk.rows.start, blk.h);
+    let kv_at = dims.kv_offset(blk.b, 0, blk.g);
+    let (q, d_out) = (&x.q[q_at..], &up.d_out[q_at..]);
+    let (k, v) = (&x.k[kv_at..], &x.v[kv_at..]);
+    let (p, ds) = (&mut w.p[..n * keys], &mut w.ds[..n * keys]);
+    masked_scores(isa, dims, blk, x, p);
+    let lse_at = dims.lse_offset(blk.b, blk.h, blk.rows.start);
+    probabilities(p, keys, &up.lse[lse_at..lse_at + n]);
+    let (dk, dv, dq) = (
+        &mut w.dk[..keys * d],
+        &mut w.dv[..keys * d],
+        &mut w.dq[..n * d],
+    );
+    #[rustfmt::skip]
+    product(isa, (true, false), (keys, d, n), 1.0, (p, keys), (d_out, ldq), 1.0, (dv, d)); // dV += P^T dO
+    #[rustfmt::skip]
+    product(isa, (false, true), (n, keys, d), 1.0, (d_out, ldq), (v, ldkv), 0.0, (ds, keys)); // dP = dO V^T
+                                                                                              // delta_i = sum_j p_ij dP_ij = dO_i . O_i, since O_i = sum_j p_ij v_j.
+    let delta: Vec<f32> = (0..n)
+        .map(|r| {
+            row_dot(
+                &up.d_out[q_at + r * ldq..][..d],
+                &up.out[q_at + r * ldq..][..d],
+            )
         })
-    }
+        .collect();
+    score_gradients(p, ds, keys, &delta, dims.scale);
+    #[rustfmt::skip]
+    product(isa, (false, false), (n, d, keys), 1.0, (ds, keys), (k, ldkv), 0.0, (dq, d)); // dQ = dS K
+    #[rustfmt::skip]
+    product(isa, (true, false), (keys, d, n), 1.0, (ds, keys), (q, ldq), 1.0, (dk, d));
+    // dK += dS^T Q
+}
 
-    /// y += sum_r a_r x_r (in r order per element), reading and writing y once.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) unsafe fn axpy_rows<const R: usize>(a: [f32; R], x: [&[f32]; R], y: &mut [f32]) {
-        let d = y.len();
-        let full = d / 8 * 8;
-        for x_r in &x {
-            assert!(x_r.len() >= d, "attention axpy: row shorter than {d}");
-        }
-        let av = a.map(|v| _mm256_set1_ps(v));
-        let mut c = 0;
-        while c < full {
-            let mut acc = _mm256_loadu_ps(y.as_ptr().add(c));
-            for r in 0..R {
-                acc = _mm256_fmadd_ps(av[r], _mm256_loadu_ps(x[r].as_ptr().add(c)), acc);
+/// Scores -> probabilities exp(s - lse) in place (0 for hidden keys and for rows that saw no
+/// key: their log-sum-exp is -inf and they get no gradient).
+fn probabilities(s: &mut [f32], keys: usize, lse: &[f32]) {
+    with_avx2(|| {
+        for (row, &lse) in s.chunks_exact_mut(keys).zip(lse) {
+            if lse == f32::NEG_INFINITY {
+                row.fill(0.0);
+            } else {
+                row.iter_mut().for_each(|v| *v = exp_f32(*v - lse));
             }
-            _mm256_storeu_ps(y.as_mut_ptr().add(c), acc);
-            c += 8;
         }
-        for c in full..d {
-            let mut acc = y[c];
-            for r in 0..R {
-                acc = a[r].mul_add(x[r][c], acc);
+    });
+}
+
+/// dP -> dS = P * (dP - delta_row) * scale in place.
+fn score_gradients(p: &[f32], ds: &mut [f32], keys: usize, delta: &[f32], scale: f32) {
+    with_avx2(|| {
+        let rows = p.chunks_exact(keys).zip(ds.chunks_exact_mut(keys));
+        for ((p_row, ds_row), &delta) in rows.zip(delta) {
+            for (g, &p) in ds_row.iter_mut().zip(p_row) {
+                *g = p * (*g - delta) * scale;
             }
-            y[c] = acc;
         }
-    }
+    });
 }
 
 #[cfg(test)]
 mod tests {
-    //! The portable loops (run on CPUs without AVX2/FMA) against the AVX2 + FMA build that the
-    //! integration tests check against a naive reference on this machine.
+    //! Every GEMM kernel (portable, AVX2, AVX-512) through forward and backward side by side;
+    //! the integration tests (tests/attention_parity.rs) check the detected one against an f64
+    //! reference.
     use super::*;
     use crate::rng::Rng;
 
     #[test]
-    #[allow(
-        clippy::too_many_lines,
-        reason = "drives both SIMD builds of the kernels through forward and backward side by side"
-    )]
-    fn portable_and_fma_builds_agree() {
-        if !has_avx2_fma() {
-            eprintln!("skipped: this CPU has no AVX2 + FMA, the integration tests cover the portable loops");
-            return;
-        }
-        let (batch, tq, tk, hq, hkv, d) = (2, 5, 9, 6, 2, 13);
+    fn every_kernel_gives_the_same_attention_within_rounding() {
+        // Odd sizes, grouped-query heads, padding keys, a row block boundary (tq > QUERY_BLOCK).
+        let (batch, tq, tk, hq, hkv, d) = (2, QUERY_BLOCK + 5, QUERY_BLOCK + 9, 6, 2, 13);
         let dims = Dims {
             batch,
             tq,
@@ -649,73 +512,53 @@ mod tests {
             scale: 1.0 / (d as f32).sqrt(),
         };
         let mut rng = Rng::new(3);
-        let mut randn = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
-        let (q, k, v, d_out) = (
-            randn(batch * tq * hq * d),
-            randn(batch * tk * hkv * d),
-            randn(batch * tk * hkv * d),
-            randn(batch * tq * hq * d),
+        let mut randn = |shape: &[usize]| {
+            let n = shape.iter().product();
+            Tensor::from_vec((0..n).map(|_| rng.normal()).collect(), shape).unwrap()
+        };
+        let (q, k, v) = (
+            randn(&[batch, tq, hq * d]),
+            randn(&[batch, tk, hkv * d]),
+            randn(&[batch, tk, hkv * d]),
         );
+        let d_out = randn(&[batch, tq, hq * d]);
         let valid: Vec<bool> = (0..batch * tk).map(|r| r % tk != 3 && r != 0).collect();
-        let run = |fma: bool| {
-            let mut out = vec![0.0f32; q.len()];
-            let mut lse = vec![f32::NEG_INFINITY; batch * hq * tq];
-            let inputs = [q.as_slice(), k.as_slice(), v.as_slice()];
-            let mut grads = [
-                vec![0.0f32; q.len()],
-                vec![0.0f32; k.len()],
-                vec![0.0f32; v.len()],
-            ];
-            {
-                let writes = Writes {
-                    out: DisjointMut::new(&mut out),
-                    lse: DisjointMut::new(&mut lse),
-                };
-                for (b, g) in (0..batch).flat_map(|b| (0..hkv).map(move |g| (b, g))) {
-                    if fma {
-                        // SAFETY: AVX2 and FMA were detected above.
-                        unsafe { forward_avx2_fma(&dims, inputs, Some(&valid), b, g, &writes) };
-                    } else {
-                        forward_impl::<false>(&dims, inputs, Some(&valid), b, g, &writes);
-                    }
-                }
-            }
-            let s = SavedSlices {
+        let run = |isa: Isa| {
+            let (out, lse) =
+                attention_forward_with_isa(isa, &dims, &q, &k, &v, Some(&valid)).unwrap();
+            let saved = Saved {
                 q: &q,
                 k: &k,
                 v: &v,
                 out: &out,
-                d_out: &d_out,
                 lse: &lse,
                 key_valid: Some(&valid),
             };
-            {
-                let [dq, dk, dv] = &mut grads;
-                let w = [dq, dk, dv].map(|x| DisjointMut::new(x.as_mut_slice()));
-                for (b, g) in (0..batch).flat_map(|b| (0..hkv).map(move |g| (b, g))) {
-                    if fma {
-                        // SAFETY: as above.
-                        unsafe { backward_avx2_fma(&dims, &s, b, g, &w) };
-                    } else {
-                        backward_impl::<false>(&dims, &s, b, g, &w);
-                    }
-                }
-            }
-            [out, grads[0].clone(), grads[1].clone(), grads[2].clone()]
+            let grads =
+                attention_backward_with_isa(isa, &dims, &saved, &d_out, &[true; 3]).unwrap();
+            let mut all = vec![out.to_vec()];
+            all.extend(grads.into_iter().map(|t| t.unwrap().to_vec()));
+            all
         };
-        let (portable, fused) = (run(false), run(true));
-        for (what, (a, b)) in ["out", "dq", "dk", "dv"]
-            .iter()
-            .zip(portable.iter().zip(&fused))
-        {
-            let worst = a
+        let portable = run(Isa::Scalar);
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if isa > Isa::best_supported() {
+                eprintln!("skipped {isa:?}: this CPU does not have it");
+                continue;
+            }
+            for (what, (a, b)) in ["out", "dq", "dk", "dv"]
                 .iter()
-                .zip(b)
-                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                worst < 1e-5,
-                "{what}: portable and FMA builds differ by {worst}"
-            );
+                .zip(portable.iter().zip(&run(isa)))
+            {
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    worst < 1e-5,
+                    "{what}: portable and {isa:?} kernels differ by {worst}"
+                );
+            }
         }
     }
 }
