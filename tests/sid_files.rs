@@ -302,6 +302,37 @@ fn llm_embeddings_equal_an_independent_per_text_computation() {
     assert!(err.contains("item 1"), "{err}");
 }
 
+/// Runs the cached embedding of `texts` into `dir` and "kills" it after PARTIAL_EVERY + batch
+/// texts (the progress callback panics); returns the one file it left, the partial rows.
+fn kill_embedding_run(
+    model: &Llama,
+    tok: &Tokenizer,
+    texts: &[String],
+    batch: usize,
+    dir: &Path,
+) -> PathBuf {
+    let mut seen = 0;
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        llm_item_embeddings_cached(model, tok, texts, batch, dir, &mut |k| {
+            seen += k;
+            assert!(seen <= PARTIAL_EVERY + batch, "killed");
+        })
+    }));
+    assert!(killed.is_err(), "the callback stops the run");
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [partial] = files.as_slice() else {
+        panic!("one partial file, found {files:?}")
+    };
+    assert!(
+        partial.to_string_lossy().ends_with(".partial.safetensors"),
+        "{partial:?}"
+    );
+    partial.clone()
+}
+
 /// A killed embedding run keeps its rows: the partial file is written every PARTIAL_EVERY
 /// texts, read back by the next call (a doctored row proves it is read, not recomputed), the
 /// remaining texts are embedded in the same batches (the uninterrupted run's bits), and the
@@ -319,27 +350,8 @@ fn llm_embeddings_resume_from_the_rows_a_killed_run_saved() {
         .unwrap()
         .to_vec();
 
-    // "Kill" the run after PARTIAL_EVERY + batch texts: the callback panics.
     let dir = temp_dir("llm-resume");
-    let mut seen = 0;
-    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        llm_item_embeddings_cached(&model, &tok, &texts, batch, &dir, &mut |k| {
-            seen += k;
-            assert!(seen <= PARTIAL_EVERY + batch, "killed");
-        })
-    }));
-    assert!(killed.is_err(), "the callback stops the run");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let [partial] = files.as_slice() else {
-        panic!("one partial file, found {files:?}")
-    };
-    assert!(
-        partial.to_string_lossy().ends_with(".partial.safetensors"),
-        "{partial:?}"
-    );
+    let partial = &kill_embedding_run(&model, &tok, &texts, batch, &dir);
     let saved = load_embeddings_file(partial, PARTIAL_EVERY)
         .unwrap()
         .to_vec();
