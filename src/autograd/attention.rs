@@ -34,6 +34,7 @@
 
 use super::tape::{Tape, Var};
 use crate::cpu::attention::{attention_backward, attention_forward, Dims, Saved};
+use crate::cpu::isa::Isa;
 use crate::error::{Error, Result};
 
 impl Tape {
@@ -66,7 +67,8 @@ impl Tape {
             self.value(v).clone(),
         );
         let key_valid: Option<Vec<bool>> = key_valid.map(|m| m.to_vec());
-        let (out, lse) = attention_forward(&dims, &qt, &kt, &vt, key_valid.as_deref())?;
+        let (out, lse) =
+            attention_forward(Isa::detect(), &dims, &qt, &kt, &vt, key_valid.as_deref())?;
         let out_saved = out.clone();
         Ok(self.record("attention", out, &[q, k, v], move |g, needs| {
             let saved = Saved {
@@ -77,7 +79,7 @@ impl Tape {
                 lse: &lse,
                 key_valid: key_valid.as_deref(),
             };
-            attention_backward(&dims, &saved, g, needs)
+            attention_backward(Isa::detect(), &dims, &saved, g, needs)
         }))
     }
 }

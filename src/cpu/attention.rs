@@ -171,19 +171,9 @@ fn masked_scores(isa: Isa, dims: &Dims, blk: &Block, x: &Operands, s: &mut [f32]
     }
 }
 
-/// Returns the output (B, Tq, Hq*D) and the row log-sum-exp (B, Hq, Tq), -inf for empty rows.
+/// Returns the output (B, Tq, Hq*D) and the row log-sum-exp (B, Hq, Tq), -inf for empty rows;
+/// the products use the GEMM kernel `isa` (the op passes `Isa::detect()`; tests compare them).
 pub(crate) fn attention_forward(
-    dims: &Dims,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    key_valid: Option<&[bool]>,
-) -> Result<(Tensor, Vec<f32>)> {
-    attention_forward_with_isa(Isa::detect(), dims, q, k, v, key_valid)
-}
-
-/// [`attention_forward`] with the GEMM kernel `isa` (tests compare the kernels).
-pub(crate) fn attention_forward_with_isa(
     isa: Isa,
     dims: &Dims,
     q: &Tensor,
@@ -325,17 +315,8 @@ struct Grads<'a> {
 
 /// Gradients of q, k, v (None for those not needed) from the output gradient `g`. All three are
 /// computed together (they share the recomputed probabilities); only the needed ones are returned.
+/// The products use the GEMM kernel `isa`.
 pub(crate) fn attention_backward(
-    dims: &Dims,
-    saved: &Saved,
-    g: &Tensor,
-    needs: &[bool],
-) -> Result<Vec<Option<Tensor>>> {
-    attention_backward_with_isa(Isa::detect(), dims, saved, g, needs)
-}
-
-/// [`attention_backward`] with the GEMM kernel `isa` (tests compare the kernels).
-pub(crate) fn attention_backward_with_isa(
     isa: Isa,
     dims: &Dims,
     saved: &Saved,
@@ -524,8 +505,7 @@ mod tests {
         let d_out = randn(&[batch, tq, hq * d]);
         let valid: Vec<bool> = (0..batch * tk).map(|r| r % tk != 3 && r != 0).collect();
         let run = |isa: Isa| {
-            let (out, lse) =
-                attention_forward_with_isa(isa, &dims, &q, &k, &v, Some(&valid)).unwrap();
+            let (out, lse) = attention_forward(isa, &dims, &q, &k, &v, Some(&valid)).unwrap();
             let saved = Saved {
                 q: &q,
                 k: &k,
@@ -534,8 +514,7 @@ mod tests {
                 lse: &lse,
                 key_valid: Some(&valid),
             };
-            let grads =
-                attention_backward_with_isa(isa, &dims, &saved, &d_out, &[true; 3]).unwrap();
+            let grads = attention_backward(isa, &dims, &saved, &d_out, &[true; 3]).unwrap();
             let mut all = vec![out.to_vec()];
             all.extend(grads.into_iter().map(|t| t.unwrap().to_vec()));
             all
