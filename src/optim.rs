@@ -83,7 +83,6 @@ impl AdamW {
         !self.no_decay.get(id.0).copied().unwrap_or(false)
     }
 
-    /// Number of `step` calls so far.
     /// Allocates the moments of every trainable parameter now and writes them (zeros), instead
     /// of at its first update. Called before the first step: the moments then take memory ahead
     /// of the first step's tape rather than memory that tape has just freed, so the second step's
@@ -105,6 +104,7 @@ impl AdamW {
         }
     }
 
+    /// Number of `step` calls so far.
     pub fn steps(&self) -> u64 {
         self.steps
     }

@@ -240,21 +240,25 @@ pub fn peak_rss_mb() -> Option<f64> {
 
 /// User + system CPU seconds of this process so far (/proc/self/stat, 10 ms ticks; Linux only).
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // utime and stime: fields 14 and 15 of the line.
+    let ticks: f64 = stat_field(14)?.parse::<f64>().ok()? + stat_field(15)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
 }
 
 /// Minor page faults of this process so far (/proc/self/stat field 10; Linux only).
 pub fn process_minor_faults() -> Option<u64> {
+    stat_field(10)?.parse().ok()
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of /proc/self/stat. Field 2, the command name,
+/// is parenthesised and may hold spaces, so fields are counted after its closing parenthesis.
+fn stat_field(n: usize) -> Option<String> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name: state, ppid, pgrp, session, tty_nr, tpgid,
-    // flags, minflt.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split_whitespace().nth(7)?.parse().ok()
+    let after_name = &stat[stat.rfind(')')? + 2..]; // starts at field 3
+    after_name
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_string)
 }
 
 /// What `bench train-step` trains: the objective, the synthetic items of the trainer's step,

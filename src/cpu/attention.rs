@@ -29,7 +29,8 @@
 //!
 //! Determinism: each task's arithmetic is fixed by (b, g) alone (the GEMM's sums depend only on
 //! the product's depth; dK and dV add the heads and blocks in a fixed order), so results do not
-//! depend on the thread count. The row loops (softmax, dS) are plain f32 arithmetic compiled
+//! depend on the thread count. The softmax rows use `cpu::softmax`'s reductions (every softmax
+//! in the crate rounds the same way). The row loops (softmax, dS) are plain f32 arithmetic compiled
 //! twice, portable and with AVX2 enabled: no fused multiply-adds, so both builds give the same
 //! bits and only their speed differs. Exponentials use the vectorisable `exp_f32` (<= 3 ulp).
 
@@ -37,7 +38,7 @@ use crate::cpu::elementwise::exp_f32;
 use crate::cpu::gemm::{sgemm_with_isa, Isa};
 use crate::cpu::par::DisjointMut;
 use crate::cpu::pool::parallel_for;
-use crate::cpu::softmax::row_dot;
+use crate::cpu::softmax::{row_dot, row_max, row_sum};
 use crate::error::Result;
 use crate::tensor::Tensor;
 use std::ops::Range;
@@ -241,14 +242,14 @@ unsafe fn softmax_rows_avx2(s: &mut [f32], keys: usize, lse: &mut [f32]) {
 #[inline(always)]
 fn softmax_rows_impl(s: &mut [f32], keys: usize, lse: &mut [f32]) {
     for (row, lse) in s.chunks_exact_mut(keys).zip(lse) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let max = row_max(row);
         if max == f32::NEG_INFINITY {
             row.fill(0.0);
             *lse = f32::NEG_INFINITY;
             continue;
         }
         row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
-        let sum = lane_sum(row);
+        let sum = row_sum(row);
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|v| *v *= inv);
         *lse = max + sum.ln();
@@ -272,20 +273,6 @@ fn with_avx2(f: impl FnOnce()) {
 #[target_feature(enable = "avx2")]
 unsafe fn avx2(f: impl FnOnce()) {
     f()
-}
-
-/// Sum of a row in 8 partial sums (a fixed order; vectorises, unlike one serial chain).
-#[inline(always)]
-fn lane_sum(row: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// What backward reads: the forward inputs, output and row log-sum-exp.
