@@ -3,7 +3,8 @@
 //! a whole (the low-rank update with dropout on, trainable rows of the embedding and of the
 //! head): the gradient of the loss with respect to sampled entries of A, B and the token rows
 //! equals the central difference of the loss. `lora_linear` also equals, bit for bit, the same
-//! arithmetic written as separate ops. Plus the ops' shape and index errors.
+//! arithmetic written as separate ops (x's gradient up to the order of one addition when x has
+//! another consumer). Plus the ops' shape and index errors.
 
 mod common;
 
@@ -47,9 +48,10 @@ fn lora_linear_gradients_match_finite_differences() {
 #[test]
 fn lora_linear_is_the_separate_ops_bit_for_bit() {
     // The arithmetic written as dropout, linear, scale, linear, add (how the decoder ran LoRA
-    // before the op existed), with x also read by another projection so that the order in
-    // which its gradient is summed matters. Ranks on both sides of one GEMM depth block (the
-    // update added by the GEMM, or formed alone and added).
+    // before the op existed). Ranks on both sides of one GEMM depth block (the update added by
+    // the GEMM, or formed alone and added). With x read by another projection too, the op adds
+    // its whole dx onto x's running gradient at once, where the separate ops added their two
+    // parts one after the other: there dx may differ by rounding, and only there.
     for (r, k, n) in [(4, 40, 24), (300, 320, 24)] {
         let inputs = [
             randn(&[6, k], 1),
@@ -58,7 +60,7 @@ fn lora_linear_is_the_separate_ops_bit_for_bit() {
             randn(&[n, r], 4),
             randn(&[n, k], 5),
         ];
-        let run = |fused: bool| {
+        let run = |fused: bool, other_consumer: bool| {
             let mut t = Tape::new();
             let v: Vec<Var> = inputs.iter().map(|x| t.leaf(x.clone(), true)).collect();
             let y = if fused {
@@ -73,8 +75,12 @@ fn lora_linear_is_the_separate_ops_bit_for_bit() {
             };
             // x's other consumer, recorded later, so its gradient reaches x first (as V's
             // projection comes before K's and Q's on their shared input).
-            let other = t.linear(v[0], v[4], None).unwrap();
-            let total = t.add(y, other).unwrap();
+            let total = if other_consumer {
+                let other = t.linear(v[0], v[4], None).unwrap();
+                t.add(y, other).unwrap()
+            } else {
+                y
+            };
             let value = t.value(total).to_vec();
             let grads = t.backward_from(total, randn(&[6, n], 6)).unwrap();
             let mut bits: Vec<Vec<u32>> = vec![value.iter().map(|f| f.to_bits()).collect()];
@@ -84,9 +90,27 @@ fn lora_linear_is_the_separate_ops_bit_for_bit() {
             }
             bits
         };
-        let (fused, separate) = (run(true), run(false));
+        let (fused, separate) = (run(true, false), run(false, false));
         for (i, what) in ["output", "dx", "dW", "dA", "dB"].iter().enumerate() {
             assert!(fused[i] == separate[i], "r {r}: {what} differs");
+        }
+        let (fused, separate) = (run(true, true), run(false, true));
+        for (i, what) in ["output", "dx", "dW", "dA", "dB"].iter().enumerate() {
+            if *what != "dx" {
+                assert!(
+                    fused[i] == separate[i],
+                    "r {r}, two consumers: {what} differs"
+                );
+                continue;
+            }
+            for (j, (&a, &b)) in fused[i].iter().zip(&separate[i]).enumerate() {
+                let (a, b) = (f32::from_bits(a), f32::from_bits(b));
+                let tolerance = 1e-5 * (1.0 + b.abs());
+                assert!(
+                    (a - b).abs() <= tolerance,
+                    "r {r}, two consumers: dx[{j}] {a} vs {b}"
+                );
+            }
         }
     }
 }

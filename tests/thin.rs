@@ -29,12 +29,17 @@ const SIZES: [(usize, usize, usize); 8] = [
 
 /// Every ISA and both thread counts, sizes in turn.
 fn each_case(f: impl Fn(Isa, (usize, usize, usize))) {
+    each_case_of(&SIZES, f)
+}
+
+/// [`each_case`] over other sizes.
+fn each_case_of(sizes: &[(usize, usize, usize)], f: impl Fn(Isa, (usize, usize, usize))) {
     let _guard = THREADS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let before = num_threads();
     for threads in [1, 2] {
         set_num_threads(threads);
         for isa in Isa::all_supported() {
-            for dims in SIZES {
+            for &dims in sizes {
                 f(isa, dims);
             }
         }
@@ -126,27 +131,36 @@ fn expand_matches_naive_and_sgemm() {
     });
 }
 
-/// The dropout mask applied by `expand` is `apply_mask` on the finished product.
+/// The dropout mask applied by `expand` is `apply_mask` on the finished product, which is then
+/// added onto Y (when `add`), also for ranks that span several depth blocks of every kernel.
 #[test]
-fn expand_with_mask_is_sgemm_then_apply_mask() {
-    each_case(|isa, (m, n, r)| {
+fn expand_with_mask_is_sgemm_then_apply_mask_then_add() {
+    let sizes: Vec<_> = SIZES
+        .iter()
+        .copied()
+        .chain([(11, 37, 700), (4, 20, 300)])
+        .collect();
+    each_case_of(&sizes, |isa, (m, n, r)| {
         let (h, q) = (pseudo_random(m * r, 8), pseudo_random(r * n, 9));
         let bits = random_mask(m * n, 10);
         let scale = 1.0 / 0.9;
         for add in [false, true] {
-            let mut y = pseudo_random(m * n, 11);
-            let mut want = y.clone();
+            let y0 = pseudo_random(m * n, 11);
+            let mut y = y0.clone();
             let keep = Keep {
                 bits: &bits,
                 row_len: n,
                 scale,
             };
             expand(isa, (m, n, r), &h, r, &q, n, add, Some(keep), &mut y, n);
-            let beta = if add { 1.0 } else { 0.0 };
+            let mut want = vec![f32::NAN; m * n];
             sgemm_with_isa(
-                isa, false, false, m, n, r, 1.0, &h, r, &q, n, beta, &mut want, n,
+                isa, false, false, m, n, r, 1.0, &h, r, &q, n, 0.0, &mut want, n,
             );
             apply_mask(&mut want, &bits, scale);
+            if add {
+                want.iter_mut().zip(&y0).for_each(|(w, &y)| *w = y + *w);
+            }
             assert_bits(&y, &want, n, n, isa, (m, n, r));
         }
     });

@@ -7,7 +7,7 @@
 //! dB = g^T hs                    (n, r)
 //! dh = scale * g B               (m, r)
 //! dA = dh^T xd                   (r, k)
-//! dx = dropout'(dh A) + g W      (m, k)   dropout' = the same mask and 1 / (1 - p)
+//! dx = g W + dropout'(dh A)      (m, k)   dropout' = the same mask and 1 / (1 - p)
 //! ```
 //! and W gets no gradient when it is frozen (the usual case: `linear_backward` skips its
 //! weight-gradient GEMM).
@@ -26,10 +26,13 @@
 //! applies the mask to dx as it writes it). It forms every sum as `sgemm` does, so the results
 //! are the same bits as with `sgemm` on a written-out xd.
 //!
-//! The gradient of x comes back as two entries, the adapter's path first, then the frozen
-//! weight's (`x` is listed twice among the inputs): the tape adds them into x's gradient one
-//! after the other, in the order the five separate nodes added them, so every sum is formed as
-//! before, bit for bit.
+//! x's gradient is one tensor: the frozen path's `g W` comes out of the GEMM, and the adapter's
+//! masked `dh A` is added onto it as the thin product writes it. (It was two entries that the
+//! tape added into x's gradient one after the other, the order the five separate nodes gave:
+//! that cost a zero-filled (m, k) buffer and a pass over it per projection. With one consumer
+//! of x the sum is the same one addition, so the same bits; with several (q, k and v share
+//! their input) x's running gradient now gets each projection's whole dx in one addition
+//! instead of its two parts in two, a different rounding.)
 
 use super::dropout::{check_probability, DropoutMask};
 use super::linalg::{count_weight_gradient_product, linear_backward, linear_dims, linear_product};
@@ -121,12 +124,14 @@ impl Tape {
             dims,
         };
         let bias_value = bias.map(|b| self.value(b));
-        let mut out = linear_product(&saved.x, &saved.w, bias_value, (m, n, k))?; // (m, n)
+        // The thin product first, while x (just written by the layer before) is in cache: the
+        // frozen product streams W through it.
         saved.hs = scaled_down_projection(&saved)?; // (m, r)
+        let mut out = linear_product(&saved.x, &saved.w, bias_value, (m, n, k))?; // (m, n)
         add_up_projection(&saved, &mut out)?;
         let out = Tensor::from_vec(out, &out_shape)?;
 
-        let mut inputs = vec![x, x, w, update.a, update.b];
+        let mut inputs = vec![x, w, update.a, update.b];
         inputs.extend(bias);
         Ok(self.record("lora_linear", out, &inputs, move |g, needs| {
             lora_linear_backward(g, needs, &saved)
@@ -205,43 +210,56 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Gradients in input order: x through the adapter, x through W, W, A, B (and the bias).
+/// Gradients in input order: x, W, A, B (and the bias).
 fn lora_linear_backward(g: &Tensor, needs: &[bool], s: &Saved) -> Result<Vec<Option<Tensor>>> {
     let Dims { m, n, k, r } = s.dims;
     let gd = g.data()?;
-    let (need_x, need_a, need_b) = (needs[0], needs[3], needs[4]);
+    let (need_x, need_a, need_b) = (needs[0], needs[2], needs[3]);
+    // The thin products that read g first, while it is in cache (the frozen product below
+    // streams W through it).
     let db = need_b.then(|| up_projection_grad(gd, s)).transpose()?;
-    let (mut dx, mut da) = (None, None);
-    if need_x || need_a {
-        // dh = scale * g B (m, r)
-        let mut dh = vec![0.0f32; m * r];
-        let b = s.b.data()?;
-        project(Isa::detect(), (m, n, r), (gd, n, None), b, r, &mut dh, r);
-        dh.iter_mut().for_each(|v| *v *= s.scale);
+    let dh = (need_x || need_a).then(|| hidden_grad(gd, s)).transpose()?; // (m, r)
+                                                                          // The frozen path: dx = g W, and W's (and the bias's) own gradients if they train.
+    let mut base_needs = vec![need_x, needs[1]];
+    base_needs.extend(needs.get(4));
+    let mut base = linear_backward(g, &base_needs, &s.x, &s.w, (m, n, k))?.into_iter();
+    let (mut dx, dw) = (base.next().flatten(), base.next().flatten());
+    let mut da = None;
+    if let Some(dh) = &dh {
         if need_a {
             // dA = dh^T xd (r, k)
             count_weight_gradient_product();
             let mut grad = vec![0.0f32; r * k];
-            reduce(Isa::detect(), (m, k, r), &dh, r, s.xd()?, &mut grad, k);
+            reduce(Isa::detect(), (m, k, r), dh, r, s.xd()?, &mut grad, k);
             da = Some(Tensor::from_vec(grad, &[r, k])?);
         }
-        if need_x {
-            // dx = dropout'(dh A) (m, k), the mask applied as the product is written
-            let mut grad = vec![0.0f32; m * k];
+        if let Some(dx) = dx.as_mut() {
+            // dx += dropout'(dh A) (m, k), the mask applied to the product before it is added
             let keep = s.mask.as_ref().map(|mask| mask.keep(k));
             #[rustfmt::skip]
-            expand(Isa::detect(), (m, k, r), &dh, r, s.a.data()?, k, false, keep, &mut grad, k);
-            dx = Some(Tensor::from_vec(grad, s.x.shape())?);
+            expand(Isa::detect(), (m, k, r), dh, r, s.a.data()?, k, true, keep, dx.data_mut()?, k);
         }
     }
-    // The frozen path: dx += g W, and W's (and the bias's) own gradients if they train.
-    let mut base_needs = vec![needs[1], needs[2]];
-    base_needs.extend(needs.get(5));
-    let mut base = linear_backward(g, &base_needs, &s.x, &s.w, (m, n, k))?.into_iter();
-    let (dx_base, dw) = (base.next().flatten(), base.next().flatten());
-    let mut grads = vec![dx, dx_base, dw, da, db];
+    let mut grads = vec![dx, dw, da, db];
     grads.extend(base.next());
     Ok(grads)
+}
+
+/// dh = scale * g B (m, r): the gradient of the adapter's r-wide intermediate.
+fn hidden_grad(gd: &[f32], s: &Saved) -> Result<Vec<f32>> {
+    let Dims { m, n, r, .. } = s.dims;
+    let mut dh = vec![0.0f32; m * r];
+    project(
+        Isa::detect(),
+        (m, n, r),
+        (gd, n, None),
+        s.b.data()?,
+        r,
+        &mut dh,
+        r,
+    );
+    dh.iter_mut().for_each(|v| *v *= s.scale);
+    Ok(dh)
 }
 
 /// dB = g^T hs (n, r), formed as its transpose hs^T g (r, n) (the big operand g streamed once)

@@ -68,14 +68,13 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
     for (i, acc_row) in acc.iter().enumerate().take(t.rows) {
         for (v, &sum) in acc_row.iter().enumerate() {
             let dst = t.c.add(i * t.ldc + 8 * v);
-            // C + sum: what sgemm's fma(1, C, sum) rounds to.
-            let mut out = if t.add {
-                _mm256_add_ps(_mm256_maskload_ps(dst, masks[v]), sum)
-            } else {
-                sum
-            };
+            let mut out = sum;
             if let Some(keep) = &t.c_keep {
                 out = dropped(out, keep.bits(i, 8 * v, 8), keep.keep.scale);
+            }
+            if t.add {
+                // C + sum: what sgemm's fma(1, C, sum) rounds to.
+                out = _mm256_add_ps(_mm256_maskload_ps(dst, masks[v]), out);
             }
             _mm256_maskstore_ps(dst, masks[v], out);
         }

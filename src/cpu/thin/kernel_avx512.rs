@@ -47,15 +47,14 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
     for (i, acc_row) in acc.iter().enumerate().take(t.rows) {
         for (v, &sum) in acc_row.iter().enumerate() {
             let dst = t.c.add(i * t.ldc + 16 * v);
-            // C + sum: what sgemm's fma(1, C, sum) rounds to.
-            let mut out = if t.add {
-                _mm512_add_ps(_mm512_maskz_loadu_ps(masks[v], dst), sum)
-            } else {
-                sum
-            };
+            let mut out = sum;
             if let Some(keep) = &t.c_keep {
                 let bits = keep.bits(i, 16 * v, 16) as __mmask16;
                 out = _mm512_maskz_mul_ps(bits, out, _mm512_set1_ps(keep.keep.scale));
+            }
+            if t.add {
+                // C + sum: what sgemm's fma(1, C, sum) rounds to.
+                out = _mm512_add_ps(_mm512_maskz_loadu_ps(masks[v], dst), out);
             }
             _mm512_mask_storeu_ps(dst, masks[v], out);
         }

@@ -38,8 +38,8 @@ pub unsafe fn tile(t: &Tile<'_>) {
     for (i, acc_row) in acc.iter().enumerate().take(t.rows) {
         let c = std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), t.cols);
         for (col, (c_v, &sum)) in c.iter_mut().zip(acc_row).enumerate() {
-            let out = if t.add { *c_v + sum } else { sum };
-            *c_v = dropped(t.c_keep.as_ref(), (i, col), out);
+            let out = dropped(t.c_keep.as_ref(), (i, col), sum);
+            *c_v = if t.add { *c_v + out } else { out };
         }
     }
 }

@@ -3,8 +3,8 @@
 //! ```text
 //! project  C (m, r) = X (m, k) . P (k, r)         x A^T (P = A^T), dh = g B (P = B)
 //! reduce   C (r, n) = H (m, r)^T . G (m, n)       dA = dh^T xd, dB^T = hs^T g
-//! expand   Y (m, n) = [Y +] H (m, r) . Q (r, n)   y += hs B^T (Q = B^T), dx = dh A (Q = A)
-//!          then, optionally, Y = dropout'(Y)      (the mask of the adapter's input)
+//! expand   Y (m, n) = [Y +] H (m, r) . Q (r, n)   y += hs B^T (Q = B^T), dx += dh A (Q = A)
+//!          the product optionally masked first    (dropout', the mask of the adapter's input)
 //! ```
 //! Why not `sgemm`: the blocked GEMM packs (copies, often transposes) its operands so that its
 //! microkernel reads them contiguously. That pays off when each packed element is used in many
@@ -118,8 +118,10 @@ pub fn reduce(
     product.run(isa, Split::Cols, c, ldc);
 }
 
-/// `Y (m, n) = H (m, r) . Q (r, n)`, added onto Y when `add`, then masked by `keep` (over Y's
-/// (m, n), `keep.row_len == n`) if given; rows of H `ldh` apart, of Q `ldq`, of Y `ldy`.
+/// `Y (m, n) = [Y +] dropout'(H (m, r) . Q (r, n))`: the product, masked by `keep` (over Y's
+/// (m, n), `keep.row_len == n`) if given, written or added onto Y (`add`); rows of H `ldh`
+/// apart, of Q `ldq`, of Y `ldy`. Masking before adding lets LoRA's backward add the adapter's
+/// dx (masked) straight onto the frozen path's dx.
 #[allow(clippy::too_many_arguments)]
 pub fn expand(
     isa: Isa,
@@ -137,6 +139,9 @@ pub fn expand(
     check("Q", q.len(), r, n, ldq);
     check("Y", y.len(), m, n, ldy);
     check_keep("Y", keep, m, n);
+    if let Some(keep) = keep.filter(|_| r > depth_block(isa, r)) {
+        return masked_in_parts(isa, (m, n, r), (h, ldh), (q, ldq), add, keep, (y, ldy));
+    }
     let product = Product {
         rows: m,
         cols: n,
@@ -151,6 +156,31 @@ pub fn expand(
         },
     };
     product.run(isa, Split::Rows, y, ldy);
+}
+
+/// [`expand`] with a mask when r spans several depth blocks: the tiles add each block's sum
+/// onto C, so C holds the whole product only after the last one, and the mask must wait for
+/// it. The product is formed alone first (a rank beyond one depth block is rare: LoRA's r is
+/// 8 to 64), then masked as it is written or added.
+fn masked_in_parts(
+    isa: Isa,
+    (m, n, r): (usize, usize, usize),
+    (h, ldh): (&[f32], usize),
+    (q, ldq): (&[f32], usize),
+    add: bool,
+    keep: Keep<'_>,
+    (y, ldy): (&mut [f32], usize),
+) {
+    let mut whole = vec![0.0f32; m * n];
+    expand(isa, (m, n, r), h, ldh, q, ldq, false, None, &mut whole, n);
+    for (i, (y_row, w_row)) in y.chunks_mut(ldy).zip(whole.chunks(n)).enumerate() {
+        for (c, (y_v, &w)) in y_row[..n].iter_mut().zip(w_row).enumerate() {
+            let bit = i * keep.row_len + c;
+            let kept = (keep.bits[bit / 64] >> (bit % 64)) & 1 == 1;
+            let v = if kept { w * keep.scale } else { 0.0 };
+            *y_v = if add { *y_v + v } else { v };
+        }
+    }
 }
 
 /// Checks that a slice holds a `rows x cols` matrix with row stride `ld`.
@@ -200,7 +230,7 @@ enum Split {
     Cols,
 }
 
-/// `C (rows, cols) = [C +] a . b` over `depth`, then masked: the one loop behind all three.
+/// `C (rows, cols) = [C +] mask(a . b)` over `depth`: the one loop behind all three.
 #[derive(Clone, Copy)]
 struct Product<'a> {
     rows: usize,
@@ -214,7 +244,8 @@ struct Product<'a> {
 }
 
 /// The dropout masks of a product: on a (a(i, p) is bit i * row_len + p; a's rows contiguous),
-/// on b (b(p, c): bit p * row_len + c), on the finished C (C(i, c): bit i * row_len + c).
+/// on b (b(p, c): bit p * row_len + c), on the finished product before it is added onto C
+/// (element (i, c): bit i * row_len + c; one depth block only, see [`expand`]).
 #[derive(Clone, Copy, Default)]
 struct Masks<'a> {
     a: Option<Keep<'a>>,
@@ -259,7 +290,8 @@ impl KeepAt<'_> {
 }
 
 /// One tile for a kernel: C[0..rows, 0..cols] (rows <= MR, cols <= the kernel's width) `=` or
-/// `+=` the sum over `depth` of a(i, p) * b(p, c), then masked. Pointers are to the tile's
+/// `+=` the sum over `depth` of a(i, p) * b(p, c), the sum masked (`c_keep`) before it is
+/// added. Pointers are to the tile's
 /// first element of each operand, masks (if any) start at the same elements.
 #[derive(Clone, Copy)]
 pub(super) struct Tile<'a> {
@@ -376,20 +408,10 @@ impl Product<'_> {
 
     /// C = [C +] 0, masked: the whole answer for an empty depth.
     fn empty_sum(&self, c: &mut [f32], ldc: usize) {
-        for (i, row) in c.chunks_mut(ldc).take(self.rows).enumerate() {
-            for (col, v) in row[..self.cols].iter_mut().enumerate() {
-                let sum = if self.add { *v + 0.0 } else { 0.0 };
-                let kept = self.keep.c.map_or(Some(1.0), |k| {
-                    let bit = i * k.row_len + col;
-                    ((k.bits[bit / 64] >> (bit % 64)) & 1 == 1).then_some(k.scale)
-                });
-                *v = kept.map_or(0.0, |scale| {
-                    if self.keep.c.is_some() {
-                        sum * scale
-                    } else {
-                        sum
-                    }
-                });
+        for row in c.chunks_mut(ldc).take(self.rows) {
+            for v in &mut row[..self.cols] {
+                // The masked empty sum is 0 whether kept or dropped.
+                *v = if self.add { *v + 0.0 } else { 0.0 };
             }
         }
     }
