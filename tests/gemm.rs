@@ -5,7 +5,9 @@
 //! that need a specific count take `THREADS_LOCK`; the kernel choice is a function argument
 //! (`sgemm_with_isa`), never a process env var.
 
-use ilrec::cpu::gemm::{sgemm, sgemm_batched, sgemm_batched_with_isa, sgemm_with_isa, Isa};
+use ilrec::cpu::gemm::{
+    sgemm, sgemm_batched, sgemm_batched_with_isa, sgemm_new, sgemm_with_isa, Isa,
+};
 use ilrec::cpu::pool::{num_threads, parallel_for, set_num_threads};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -293,6 +295,50 @@ fn k_zero_and_alpha_zero_only_scale_c() {
         false, false, 2, 3, 4, 0.0, &[1.0; 8], 4, &[1.0; 12], 3, 0.0, &mut c, 3,
     );
     assert_eq!(c, vec![0.0; 6]);
+}
+
+/// `sgemm_new` (C never zero-filled) is `sgemm` with alpha 1, beta 0, bit for bit, on every
+/// shape and transpose of the suite (edge tiles included), k = 0 and empty C, on 1 and 2
+/// threads. Before each call a NaN-filled vector of C's size is freed, so that the allocator
+/// most likely hands the same memory back: an element the product failed to write then shows
+/// as NaN instead of a zero that a fresh page would give.
+#[test]
+fn sgemm_new_is_sgemm_with_beta_zero() {
+    let mut cases = all_cases();
+    for (m, n) in [(0, 5), (5, 0), (3, 4)] {
+        let k = 0;
+        cases.push(Case {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: true,
+            alpha: 1.0,
+            beta: 0.0,
+            pad: 0,
+        });
+    }
+    for threads in [1, 2] {
+        with_threads(threads, || {
+            for (i, &cs) in cases.iter().enumerate() {
+                let o = operands(Case { pad: 0, ..cs }, 40 + i as u64);
+                let mut want = vec![f32::NAN; cs.m * cs.n];
+                #[rustfmt::skip]
+                sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0, &o.a, o.lda, &o.b, o.ldb, 0.0, &mut want, cs.n.max(1));
+                drop(std::hint::black_box(vec![f32::NAN; cs.m * cs.n]));
+                let got = sgemm_new(cs.ta, cs.tb, cs.m, cs.n, cs.k, &o.a, o.lda, &o.b, o.ldb);
+                assert_eq!(got.len(), want.len(), "{cs:?}");
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(
+                    same,
+                    "{cs:?}, {threads} threads: sgemm_new differs from sgemm"
+                );
+            }
+        });
+    }
 }
 
 #[test]

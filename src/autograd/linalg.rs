@@ -10,7 +10,7 @@
 //! product into a product of (possibly transposed) stored matrices.
 
 use super::tape::{Tape, Var};
-use crate::cpu::gemm::{sgemm, sgemm_batched};
+use crate::cpu::gemm::{sgemm, sgemm_batched, sgemm_new};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::cell::Cell;
@@ -208,14 +208,14 @@ pub(super) fn linear_product(
     bias: Option<&Tensor>,
     (m, n, k): (usize, usize, usize),
 ) -> Result<Vec<f32>> {
-    // Start from the bias rows (beta = 1 adds the product on top) or from nothing.
-    let (mut out, beta) = match bias {
-        Some(b) => (b.data()?.repeat(m), 1.0),
-        None => (vec![0.0f32; m * n], 0.0),
-    };
     let w32 = wv.to_f32(); // a shared clone when w is f32
-    #[rustfmt::skip]
-    sgemm(false, true, m, n, k, 1.0, xv.data()?, k, w32.data()?, k, beta, &mut out, n);
+    let (x, w) = (xv.data()?, w32.data()?);
+    let Some(b) = bias else {
+        return Ok(sgemm_new(false, true, m, n, k, x, k, w, k));
+    };
+    // Start from the bias rows; beta = 1 adds the product on top.
+    let mut out = b.data()?.repeat(m);
+    sgemm(false, true, m, n, k, 1.0, x, k, w, k, 1.0, &mut out, n);
     Ok(out)
 }
 
@@ -234,22 +234,7 @@ pub(super) fn linear_backward(
     // dX (m, k) = dY (m, n) . W (n, k); a half-precision W is converted for this product only.
     grads.push(if needs[0] {
         let w32 = wv.to_f32();
-        let mut dx = vec![0.0f32; m * k];
-        sgemm(
-            false,
-            false,
-            m,
-            k,
-            n,
-            1.0,
-            gd,
-            n,
-            w32.data()?,
-            k,
-            0.0,
-            &mut dx,
-            k,
-        );
+        let dx = sgemm_new(false, false, m, k, n, gd, n, w32.data()?, k);
         Some(Tensor::from_vec(dx, xv.shape())?)
     } else {
         None
@@ -257,22 +242,7 @@ pub(super) fn linear_backward(
     // dW (n, k) = dY^T (n, m) . X (m, k); skipped for a frozen weight (needs[1] false).
     grads.push(if needs[1] {
         count_weight_gradient_product();
-        let mut dw = vec![0.0f32; n * k];
-        sgemm(
-            true,
-            false,
-            n,
-            k,
-            m,
-            1.0,
-            gd,
-            n,
-            xv.data()?,
-            k,
-            0.0,
-            &mut dw,
-            k,
-        );
+        let dw = sgemm_new(true, false, n, k, m, gd, n, xv.data()?, k);
         Some(Tensor::from_vec(dw, &[n, k])?)
     } else {
         None
