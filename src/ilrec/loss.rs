@@ -351,10 +351,11 @@ fn row_objective(
         terms[1] = crr_row(z_row, pos, weights.tau_r, weights.lambda / n_t as f32, g_z)?;
     }
     if pos.item_position {
+        let teacher = Teacher::of(z_row, item_vocab);
         for (l, (lv, g_row)) in lens_data.iter().zip(g_lens).enumerate() {
             let lens_row = &lv[r * lens_width..(r + 1) * lens_width];
             terms[2 + l] = cpd_row(
-                z_row,
+                &teacher,
                 lens_row,
                 item_vocab,
                 weights.mu / n_cpd as f32,
@@ -511,28 +512,46 @@ fn crr_row(
     Ok(kl)
 }
 
+/// The teacher's side of CPD at one item position, the same for every lens layer (so computed
+/// once per row, not once per layer: in title mode each is a pass of exps over the vocabulary):
+/// the final layer's logits over the item vocabulary, their log-sum-exp and probabilities.
+struct Teacher {
+    logits: Vec<f32>,
+    lse: f32,
+    probs: Vec<f32>,
+}
+
+impl Teacher {
+    fn of(z: &[f32], item_vocab: ItemVocab<'_>) -> Teacher {
+        let logits: Vec<f32> = match item_vocab {
+            ItemVocab::All => z.to_vec(),
+            ItemVocab::Tokens(ts) | ItemVocab::Columns(ts) => {
+                ts.iter().map(|&v| z[v as usize]).collect()
+            }
+        };
+        let lse = log_sum_exp(&logits);
+        let probs = logits.iter().map(|&t| exp_f32(t - lse)).collect();
+        Teacher { logits, lse, probs }
+    }
+}
+
 /// CPD for one lens layer at one item position: KL(p_T || p_S) over the item vocabulary;
 /// adds `coef * (p_S - p_T)` into the lens gradient row. The teacher gets no gradient.
 fn cpd_row(
-    z: &[f32],
+    teacher: &Teacher,
     lens: &[f32],
     item_vocab: ItemVocab<'_>,
     coef: f32,
     grad: Option<&mut [f32]>,
 ) -> f32 {
-    let (teacher, student): (Vec<f32>, Vec<f32>) = match item_vocab {
-        ItemVocab::All => (z.to_vec(), lens.to_vec()),
-        ItemVocab::Tokens(ts) => ts
-            .iter()
-            .map(|&v| (z[v as usize], lens[v as usize]))
-            .unzip(),
-        ItemVocab::Columns(ts) => (ts.iter().map(|&v| z[v as usize]).collect(), lens.to_vec()),
+    let student: Vec<f32> = match item_vocab {
+        ItemVocab::All | ItemVocab::Columns(_) => lens.to_vec(),
+        ItemVocab::Tokens(ts) => ts.iter().map(|&v| lens[v as usize]).collect(),
     };
-    let (lse_t, lse_s) = (log_sum_exp(&teacher), log_sum_exp(&student));
+    let (lse_t, lse_s) = (teacher.lse, log_sum_exp(&student));
     let mut kl = 0.0f32;
-    for (&t, &s) in teacher.iter().zip(&student) {
-        let log_pt = t - lse_t;
-        kl += exp_f32(log_pt) * (log_pt - (s - lse_s));
+    for ((&t, &p_t), &s) in teacher.logits.iter().zip(&teacher.probs).zip(&student) {
+        kl += p_t * ((t - lse_t) - (s - lse_s));
     }
     if let Some(g) = grad {
         // Where the student's i-th logit lives in its lens row.
@@ -540,8 +559,8 @@ fn cpd_row(
             ItemVocab::All | ItemVocab::Columns(_) => i,
             ItemVocab::Tokens(ts) => ts[i] as usize,
         };
-        for (i, (&t, &s)) in teacher.iter().zip(&student).enumerate() {
-            g[index(i)] += coef * (exp_f32(s - lse_s) - exp_f32(t - lse_t));
+        for (i, (&p_t, &s)) in teacher.probs.iter().zip(&student).enumerate() {
+            g[index(i)] += coef * (exp_f32(s - lse_s) - p_t);
         }
     }
     kl
