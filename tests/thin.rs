@@ -159,7 +159,7 @@ fn expand_with_mask_is_sgemm_then_apply_mask_then_add() {
             );
             apply_mask(&mut want, &bits, scale);
             if add {
-                want.iter_mut().zip(&y0).for_each(|(w, &y)| *w = y + *w);
+                want.iter_mut().zip(&y0).for_each(|(w, &y)| *w += y);
             }
             assert_bits(&y, &want, n, n, isa, (m, n, r));
         }
