@@ -46,10 +46,8 @@ pub fn draw_and_apply(
     let keep_w = DisjointMut::new(&mut keep);
     let out_w = DisjointMut::new(&mut out.spare_capacity_mut()[..n]);
     for_each_chunk_group(rng, n, |chunks, lanes| {
-        let mut draws = [[0u64; LANES]; BLOCK];
         for offset in (0..chunks[0].len()).step_by(BLOCK) {
-            next_block(lanes, &mut draws);
-            let words = keep_words(&draws, drop_below);
+            let words = next_keep_words(lanes, drop_below);
             for (chunk, &bits) in chunks.iter().zip(&words) {
                 let r = (chunk.start + offset).min(chunk.end)
                     ..(chunk.start + offset + BLOCK).min(chunk.end);
@@ -93,10 +91,8 @@ pub fn draw_mask(rng: &mut Rng, drop_below: u64, n: usize) -> Vec<u64> {
     let mut keep = vec![0u64; n.div_ceil(64)];
     let keep_w = DisjointMut::new(&mut keep);
     for_each_chunk_group(rng, n, |chunks, lanes| {
-        let mut draws = [[0u64; LANES]; BLOCK];
         for offset in (0..chunks[0].len()).step_by(BLOCK) {
-            next_block(lanes, &mut draws);
-            let words = keep_words(&draws, drop_below);
+            let words = next_keep_words(lanes, drop_below);
             for (chunk, &bits) in chunks.iter().zip(&words) {
                 let start = chunk.start + offset;
                 let len = chunk.end.saturating_sub(start).min(BLOCK);
@@ -200,24 +196,28 @@ fn for_each_chunk_group(rng: &mut Rng, n: usize, f: impl Fn(&[Range<usize>], &mu
     }
 }
 
-/// The keep decisions of a block of draws as one mask word per lane: bit i of word l is
-/// `draws[i][l] >= drop_below`. Lane-inner, so that the compiler turns each i into one vector
-/// compare over the lanes (the lane-outer fold it replaced was a scalar compare, shift and or
-/// per draw: three quarters of the mask's time).
-fn keep_words(draws: &[[u64; LANES]; BLOCK], drop_below: u64) -> [u64; LANES] {
+/// The keep decisions of the next [`BLOCK`] draws of every lane, one mask word per lane: bit i
+/// of word l is `draw i of lane l >= drop_below`. Compiled for the widest vector registers the
+/// CPU has (the same integer steps whichever runs, so the same draws and bits). The decisions
+/// are packed lane-inner, so that each draw position is one vector compare over the lanes (the
+/// lane-outer fold it replaced, a scalar compare, shift and or per draw, was three quarters of
+/// the mask's time).
+fn next_keep_words(lanes: &mut Lanes, drop_below: u64) -> [u64; LANES] {
     match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `detect` reports AVX-512F only when the CPU has it.
-        Isa::Avx512 => unsafe { keep_words_avx512(draws, drop_below) },
+        Isa::Avx512 => unsafe { next_keep_words_avx512(lanes, drop_below) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `detect` reports AVX2 only when the CPU has it.
-        Isa::Avx2 => unsafe { keep_words_avx2(draws, drop_below) },
-        _ => keep_words_portable(draws, drop_below),
+        Isa::Avx2 => unsafe { next_keep_words_avx2(lanes, drop_below) },
+        _ => next_keep_words_portable(lanes, drop_below),
     }
 }
 
 #[inline(always)]
-fn keep_words_portable(draws: &[[u64; LANES]; BLOCK], drop_below: u64) -> [u64; LANES] {
+fn next_keep_words_portable(lanes: &mut Lanes, drop_below: u64) -> [u64; LANES] {
+    let mut draws = [[0u64; LANES]; BLOCK];
+    lanes.fill_u24(&mut draws);
     let mut words = [0u64; LANES];
     for (i, row) in draws.iter().enumerate() {
         for (word, &draw) in words.iter_mut().zip(row) {
@@ -229,45 +229,14 @@ fn keep_words_portable(draws: &[[u64; LANES]; BLOCK], drop_below: u64) -> [u64; 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn keep_words_avx512(draws: &[[u64; LANES]; BLOCK], drop_below: u64) -> [u64; LANES] {
-    keep_words_portable(draws, drop_below)
+unsafe fn next_keep_words_avx512(lanes: &mut Lanes, drop_below: u64) -> [u64; LANES] {
+    next_keep_words_portable(lanes, drop_below)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn keep_words_avx2(draws: &[[u64; LANES]; BLOCK], drop_below: u64) -> [u64; LANES] {
-    keep_words_portable(draws, drop_below)
-}
-
-/// The next [`BLOCK`] draws of every lane, in the widest vector registers the CPU has (the same
-/// integer steps whichever runs, so the same draws).
-fn next_block(lanes: &mut Lanes, out: &mut [[u64; LANES]; BLOCK]) {
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `detect` reports AVX-512F only when the CPU has it.
-        Isa::Avx512 => unsafe { next_block_avx512(lanes, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `detect` reports AVX2 only when the CPU has it.
-        Isa::Avx2 => unsafe { next_block_avx2(lanes, out) },
-        _ => next_block_portable(lanes, out),
-    }
-}
-
-#[inline(always)]
-fn next_block_portable(lanes: &mut Lanes, out: &mut [[u64; LANES]; BLOCK]) {
-    lanes.fill_u24(out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn next_block_avx512(lanes: &mut Lanes, out: &mut [[u64; LANES]; BLOCK]) {
-    next_block_portable(lanes, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn next_block_avx2(lanes: &mut Lanes, out: &mut [[u64; LANES]; BLOCK]) {
-    next_block_portable(lanes, out)
+unsafe fn next_keep_words_avx2(lanes: &mut Lanes, drop_below: u64) -> [u64; LANES] {
+    next_keep_words_portable(lanes, drop_below)
 }
 
 #[cfg(test)]
