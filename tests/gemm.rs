@@ -262,6 +262,19 @@ fn large_model_like_shapes_match_naive() {
                     pad,
                 };
                 check_case(very_tall, isa, 14);
+                // Few rows, many columns, a deep product: each thread's B blocks are sized to
+                // the L2 (several per part, the last one narrower), two depth blocks.
+                let few_rows_wide = Case {
+                    m: 9,
+                    n: 6300,
+                    k: 700,
+                    ta,
+                    tb,
+                    alpha: -0.75,
+                    beta: 0.5,
+                    pad: 1,
+                };
+                check_case(few_rows_wide, isa, 15);
             }
         }
     });
@@ -343,35 +356,41 @@ fn sgemm_new_is_sgemm_with_beta_zero() {
 
 #[test]
 fn results_do_not_depend_on_thread_count() {
-    let cs = Case {
-        m: 200,
-        n: 700,
-        k: 600,
-        ta: false,
-        tb: true,
-        alpha: 1.0,
-        beta: 0.0,
-        pad: 0,
-    };
-    let o = operands(cs, 5);
-    let run = |threads| {
-        let mut c = o.c.clone();
-        with_threads(threads, || {
-            sgemm(
-                cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0, &o.a, o.lda, &o.b, o.ldb, 0.0, &mut c, o.ldc,
-            )
-        });
-        c
-    };
-    let one = run(1);
-    let two = run(2);
-    assert!(
-        one.iter()
-            .zip(&two)
-            .all(|(x, y)| x.to_bits() == y.to_bits()),
-        "1 vs 2 threads differ bitwise"
-    );
-    assert_close(cs, "threads", &one, &naive(cs, &o), &o.c, o.ldc);
+    // The second case has few rows and many columns: on 1 thread its B blocks are sized to the
+    // L2, on 2 threads each half is narrower than a block and keeps the usual one. Column
+    // blocking groups columns only, so the bits must not change.
+    let shapes = [(200, 700, 600), (20, 4000, 600)];
+    for (m, n, k) in shapes {
+        let cs = Case {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: true,
+            alpha: 1.0,
+            beta: 0.0,
+            pad: 0,
+        };
+        let o = operands(cs, 5);
+        let run = |threads| {
+            let mut c = o.c.clone();
+            let (a, b) = (&o.a, &o.b);
+            with_threads(threads, || {
+                let (ta, tb) = (cs.ta, cs.tb);
+                sgemm(ta, tb, m, n, k, 1.0, a, o.lda, b, o.ldb, 0.0, &mut c, o.ldc);
+            });
+            c
+        };
+        let one = run(1);
+        let two = run(2);
+        assert!(
+            one.iter()
+                .zip(&two)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{cs:?}: 1 vs 2 threads differ bitwise"
+        );
+        assert_close(cs, "threads", &one, &naive(cs, &o), &o.c, o.ldc);
+    }
 }
 
 #[test]

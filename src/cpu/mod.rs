@@ -12,11 +12,13 @@
 //! - [`thin`]         products with one side r <= ~64 wide (LoRA adapters), without packing
 //! - [`dropout`]      dropout masks drawn from a seeded stream in parallel (the serial draws)
 //! - [`isa`]          CPU feature detection, capped by `ILREC_NO_AVX512` / `ILREC_NO_SIMD`
+//! - [`cache`]        the CPU's L2 size as the OS reports it (GEMM blocking)
 //! - [`alloc`]        malloc tuning: freed training buffers stay in the process for reuse
 //! - [`par`]          fixed work splits over the pool, disjoint writes into one buffer
 
 pub mod alloc;
 pub mod attention;
+pub mod cache;
 pub mod dropout;
 pub mod elementwise;
 pub mod gemm;
