@@ -625,8 +625,9 @@ fn tiny_llama_config_tensors_and_tokenizer() {
     let embed = find("model.embed_tokens.weight");
     assert_eq!(embed.1, [5, 4]);
     assert_eq!(embed.2[4..8], [4.0, 5.0, 6.0, 7.0]); // row 1
-                                                     // q: 2 heads of dim 2 -> each head's two rows are one RoPE pair; with head_dim 2 the
-                                                     // interleave is the identity.
+
+    // q: 2 heads of dim 2 -> each head's two rows are one RoPE pair; with head_dim 2 the
+    // interleave is the identity.
     assert_eq!(
         find("model.layers.0.self_attn.q_proj.weight").2,
         (0..16).map(|i| i as f32).collect::<Vec<_>>()

@@ -218,8 +218,10 @@ fn lora_linear_backward(g: &Tensor, needs: &[bool], s: &Saved) -> Result<Vec<Opt
     // The thin products that read g first, while it is in cache (the frozen product below
     // streams W through it).
     let db = need_b.then(|| up_projection_grad(gd, s)).transpose()?;
-    let dh = (need_x || need_a).then(|| hidden_grad(gd, s)).transpose()?; // (m, r)
-                                                                          // The frozen path: dx = g W, and W's (and the bias's) own gradients if they train.
+    // dh (m, r), the gradient of the adapter's intermediate.
+    let dh = (need_x || need_a).then(|| hidden_grad(gd, s)).transpose()?;
+
+    // The frozen path: dx = g W, and W's (and the bias's) own gradients if they train.
     let mut base_needs = vec![need_x, needs[1]];
     base_needs.extend(needs.get(4));
     let mut base = linear_backward(g, &base_needs, &s.x, &s.w, (m, n, k))?.into_iter();

@@ -414,7 +414,8 @@ fn backward_block(isa: Isa, dims: &Dims, x: &Operands, up: Upstream, blk: &Block
     product(isa, (true, false), (keys, d, n), 1.0, (p, keys), (d_out, ldq), 1.0, (dv, d)); // dV += P^T dO
     #[rustfmt::skip]
     product(isa, (false, true), (n, keys, d), 1.0, (d_out, ldq), (v, ldkv), 0.0, (ds, keys)); // dP = dO V^T
-                                                                                              // delta_i = sum_j p_ij dP_ij = dO_i . O_i, since O_i = sum_j p_ij v_j.
+
+    // delta_i = sum_j p_ij dP_ij = dO_i . O_i, since O_i = sum_j p_ij v_j.
     let delta: Vec<f32> = (0..n)
         .map(|r| {
             row_dot(

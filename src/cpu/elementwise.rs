@@ -244,13 +244,15 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75; // 0x3f317200: 15 significant bits, so n * LN2_HI is exact
     const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
-                                        // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer in plain f32 arithmetic
-                                        // (no `round()` call, which would stop vectorisation); valid for |v| < 2^22.
+
+    // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer in plain f32 arithmetic
+    // (no `round()` call, which would stop vectorisation); valid for |v| < 2^22.
     const ROUND_MAGIC: f32 = 12_582_912.0;
 
     let x_in = x;
     let x = x.clamp(-87.0, 88.0); // NaN passes through clamp unchanged
-                                  // t = 1.5 * 2^23 + n exactly, so n sits in t's low mantissa bits (used for 2^n below).
+
+    // t = 1.5 * 2^23 + n exactly, so n sits in t's low mantissa bits (used for 2^n below).
     let t = x * LOG2_E + ROUND_MAGIC;
     let n = t - ROUND_MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
