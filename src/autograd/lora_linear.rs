@@ -37,7 +37,6 @@
 use super::dropout::{check_probability, DropoutMask};
 use super::linalg::{count_weight_gradient_product, linear_backward, linear_dims, linear_product};
 use super::tape::{Tape, Var};
-use crate::cpu::gemm::ONE_DEPTH_BLOCK;
 use crate::cpu::isa::Isa;
 use crate::cpu::thin::{expand, project, reduce, Keep};
 use crate::error::{Error, Result};
@@ -165,41 +164,12 @@ fn scaled_down_projection(s: &Saved) -> Result<Vec<f32>> {
     Ok(hs)
 }
 
-/// `out += hs B^T` (m, n).
+/// `out += hs B^T` (m, n): `expand` adds the finished product, the same bits as a separate sum.
 fn add_up_projection(s: &Saved, out: &mut [f32]) -> Result<()> {
     let Dims { m, n, r, .. } = s.dims;
     let b_t = transpose(s.b.data()?, n, r); // (r, n)
-    if r <= ONE_DEPTH_BLOCK {
-        // One depth block: the product is added onto `out` once, the same bits as a separate sum.
-        expand(
-            Isa::detect(),
-            (m, n, r),
-            &s.hs,
-            r,
-            &b_t,
-            n,
-            true,
-            None,
-            out,
-            n,
-        );
-        return Ok(());
-    }
-    // A rank beyond one depth block would be added onto `out` in parts: form it alone first.
-    let mut update = vec![0.0f32; m * n];
-    expand(
-        Isa::detect(),
-        (m, n, r),
-        &s.hs,
-        r,
-        &b_t,
-        n,
-        false,
-        None,
-        &mut update,
-        n,
-    );
-    out.iter_mut().zip(&update).for_each(|(o, u)| *o += u);
+    #[rustfmt::skip]
+    expand(Isa::detect(), (m, n, r), &s.hs, r, &b_t, n, true, None, out, n);
     Ok(())
 }
 

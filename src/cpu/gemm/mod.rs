@@ -276,14 +276,6 @@ struct Problem<'a> {
     ldc: usize,
 }
 
-/// Products of depth k <= this are one depth block for every kernel (KC is 256 or more; the
-/// `ILREC_GEMM_BLOCKING` tuning override aside): each element of C is then one unbroken chain
-/// of multiply-adds, combined with `beta * C` once at the end. So `beta = 1` gives exactly
-/// `C + (the product computed on its own)`, bit for bit, and a caller may add a thin product
-/// onto an existing result instead of adding two tensors (LoRA's update onto the frozen
-/// projection's output).
-pub const ONE_DEPTH_BLOCK: usize = 256;
-
 /// Smallest row range of a part when C is split by rows into more parts than threads: each
 /// part packs all of B once, so parts must be tall enough to amortise that (~1% here).
 const PART_MIN_ROWS: usize = 3072;

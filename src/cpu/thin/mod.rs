@@ -26,7 +26,9 @@
 //! the same depth blocks ([`depth_block`]) whose sums are added onto C in order, and the mask is
 //! applied to the finished value as `x * keep_scale` or 0 (as `cpu::dropout::apply_mask`). So
 //! swapping `sgemm` (+ `apply_mask`) for these changes no result, and the output is the same for
-//! any thread count (threads split C into disjoint tiles).
+//! any thread count (threads split C into disjoint tiles). One exception, on purpose: `expand`
+//! adds a product of several depth blocks onto Y whole, as a separate addition would, where
+//! `sgemm` with beta = 1 adds it block by block.
 //!
 //! Dropout: the big operand of project and reduce can come with a dropout mask ([`Keep`]): its
 //! values are then read as `x * keep_scale` or 0, the very values `cpu::dropout::draw_and_apply`
@@ -41,6 +43,7 @@ mod kernel_avx2;
 mod kernel_avx512;
 mod kernel_scalar;
 
+use super::dropout::apply_mask;
 use super::gemm::depth_block;
 use super::isa::Isa;
 use super::pool;
@@ -121,7 +124,9 @@ pub fn reduce(
 /// `Y (m, n) = [Y +] dropout'(H (m, r) . Q (r, n))`: the product, masked by `keep` (over Y's
 /// (m, n), `keep.row_len == n`) if given, written or added onto Y (`add`); rows of H `ldh`
 /// apart, of Q `ldq`, of Y `ldy`. Masking before adding lets LoRA's backward add the adapter's
-/// dx (masked) straight onto the frozen path's dx.
+/// dx (masked) straight onto the frozen path's dx. Y always gets the finished product in one
+/// addition, whatever r (see [`whole_then_added`]): LoRA adds its update onto the frozen
+/// output, the same bits as adding two tensors.
 #[allow(clippy::too_many_arguments)]
 pub fn expand(
     isa: Isa,
@@ -139,8 +144,8 @@ pub fn expand(
     check("Q", q.len(), r, n, ldq);
     check("Y", y.len(), m, n, ldy);
     check_keep("Y", keep, m, n);
-    if let Some(keep) = keep.filter(|_| r > depth_block(isa, r)) {
-        return masked_in_parts(isa, (m, n, r), (h, ldh), (q, ldq), add, keep, (y, ldy));
+    if (add || keep.is_some()) && r > depth_block(isa, r) {
+        return whole_then_added(isa, (m, n, r), (h, ldh), (q, ldq), add, keep, (y, ldy));
     }
     let product = Product {
         rows: m,
@@ -158,27 +163,29 @@ pub fn expand(
     product.run(isa, Split::Rows, y, ldy);
 }
 
-/// [`expand`] with a mask when r spans several depth blocks: the tiles add each block's sum
-/// onto C, so C holds the whole product only after the last one, and the mask must wait for
-/// it. The product is formed alone first (a rank beyond one depth block is rare: LoRA's r is
-/// 8 to 64), then masked as it is written or added.
-fn masked_in_parts(
+/// [`expand`] when r spans several depth blocks and the product is added or masked: the tiles
+/// add each block's sum onto C, so C would get the product in parts, and hold the whole of it
+/// (which the mask must see) only after the last one. The product is formed alone first (a
+/// rank beyond one depth block is rare: LoRA's r is 8 to 64), masked as `apply_mask` does,
+/// then written or added.
+fn whole_then_added(
     isa: Isa,
     (m, n, r): (usize, usize, usize),
     (h, ldh): (&[f32], usize),
     (q, ldq): (&[f32], usize),
     add: bool,
-    keep: Keep<'_>,
+    keep: Option<Keep<'_>>,
     (y, ldy): (&mut [f32], usize),
 ) {
     let mut whole = vec![0.0f32; m * n];
     expand(isa, (m, n, r), h, ldh, q, ldq, false, None, &mut whole, n);
-    for (i, (y_row, w_row)) in y.chunks_mut(ldy).zip(whole.chunks(n)).enumerate() {
-        for (c, (y_v, &w)) in y_row[..n].iter_mut().zip(w_row).enumerate() {
-            let bit = i * keep.row_len + c;
-            let kept = (keep.bits[bit / 64] >> (bit % 64)) & 1 == 1;
-            let v = if kept { w * keep.scale } else { 0.0 };
-            *y_v = if add { *y_v + v } else { v };
+    if let Some(keep) = keep {
+        // `whole` has Y's (m, n) layout with rows n apart, which is the mask's (row_len == n).
+        apply_mask(&mut whole, &keep.bits[..(m * n).div_ceil(64)], keep.scale);
+    }
+    for (y_row, w_row) in y.chunks_mut(ldy).zip(whole.chunks(n)) {
+        for (y_v, &w) in y_row[..n].iter_mut().zip(w_row) {
+            *y_v = if add { *y_v + w } else { w };
         }
     }
 }
@@ -291,8 +298,8 @@ impl KeepAt<'_> {
 
 /// One tile for a kernel: C[0..rows, 0..cols] (rows <= MR, cols <= the kernel's width) `=` or
 /// `+=` the sum over `depth` of a(i, p) * b(p, c), the sum masked (`c_keep`) before it is
-/// added. Pointers are to the tile's
-/// first element of each operand, masks (if any) start at the same elements.
+/// added. Pointers are to the tile's first element of each operand, masks (if any) start at the
+/// same elements.
 #[derive(Clone, Copy)]
 pub(super) struct Tile<'a> {
     depth: usize,
