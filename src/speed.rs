@@ -241,24 +241,28 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// User + system CPU seconds of this process so far (/proc/self/stat, 10 ms ticks; Linux only).
 pub fn process_cpu_seconds() -> Option<f64> {
     // utime and stime: fields 14 and 15 of the line.
-    let ticks: f64 = stat_field(14)?.parse::<f64>().ok()? + stat_field(15)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    let [utime, stime] = stat_fields([14, 15])?;
+    Some((utime as f64 + stime as f64) / 100.0)
 }
 
 /// Minor page faults of this process so far (/proc/self/stat field 10; Linux only).
 pub fn process_minor_faults() -> Option<u64> {
-    stat_field(10)?.parse().ok()
+    let [minflt] = stat_fields([10])?;
+    Some(minflt)
 }
 
-/// Field `n` (1-based, as proc(5) numbers them) of /proc/self/stat. Field 2, the command name,
-/// is parenthesised and may hold spaces, so fields are counted after its closing parenthesis.
-fn stat_field(n: usize) -> Option<String> {
+/// Numeric fields of /proc/self/stat, numbered from 1 as proc(5) numbers them, from one read
+/// of the file. Field 2, the command name, is parenthesised and may hold spaces, so fields are
+/// counted after its closing parenthesis.
+fn stat_fields<const N: usize>(numbers: [usize; N]) -> Option<[u64; N]> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..]; // starts at field 3
-    after_name
-        .split_whitespace()
-        .nth(n.checked_sub(3)?)
-        .map(str::to_string)
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let mut out = [0u64; N];
+    for (value, n) in out.iter_mut().zip(numbers) {
+        *value = fields.get(n.checked_sub(3)?)?.parse().ok()?;
+    }
+    Some(out)
 }
 
 /// What `bench train-step` trains: the objective, the synthetic items of the trainer's step,

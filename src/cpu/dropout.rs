@@ -62,11 +62,7 @@ pub fn draw_and_apply(
                         out_w.range(r.clone()),
                     )
                 };
-                let bits = if r.len() == BLOCK {
-                    bits
-                } else {
-                    bits & ((1 << r.len()) - 1)
-                };
+                let bits = first_bits(bits, r.len());
                 for (i, (o, &v)) in o.iter_mut().zip(&x[r]).enumerate() {
                     o.write(if (bits >> i) & 1 == 1 {
                         v * keep_scale
@@ -101,12 +97,7 @@ pub fn draw_mask(rng: &mut Rng, drop_below: u64, n: usize) -> Vec<u64> {
                 }
                 // SAFETY: as in `draw_and_apply`, this block of 64 draws owns one mask word.
                 let word = unsafe { keep_w.range(start / 64..start / 64 + 1) };
-                // Draws past the chunk's end belong to no element: their bits stay clear.
-                word[0] = if len == BLOCK {
-                    bits
-                } else {
-                    bits & ((1 << len) - 1)
-                };
+                word[0] = first_bits(bits, len);
             }
         }
     });
@@ -193,6 +184,16 @@ fn for_each_chunk_group(rng: &mut Rng, n: usize, f: impl Fn(&[Range<usize>], &mu
             end.next_u64();
         });
         *rng = end;
+    }
+}
+
+/// The first `len` (<= 64) bits of a keep word: draws past a chunk's end belong to no element,
+/// so their bits stay clear.
+fn first_bits(bits: u64, len: usize) -> u64 {
+    if len >= 64 {
+        bits
+    } else {
+        bits & ((1 << len) - 1)
     }
 }
 
