@@ -231,8 +231,10 @@ fn softmax_rows(s: &mut [f32], keys: usize, lse: &mut [f32]) {
     softmax_rows_impl(s, keys, lse)
 }
 
-/// [`softmax_rows`] compiled with AVX2 (a closure passed to [`with_avx2`] was not inlined
-/// into it here, and its exponentials ran 4 wide: 12% of the op's time).
+/// [`softmax_rows`] compiled with AVX2: its loops run 8 lanes wide. An explicit twin, not a
+/// closure handed to a `#[target_feature]` function: such a closure was not inlined into it,
+/// and its exponentials ran 4 wide (12% of the op's time). Plain f32 arithmetic (no fused
+/// multiply-adds), so both builds give the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn softmax_rows_avx2(s: &mut [f32], keys: usize, lse: &mut [f32]) {
@@ -254,25 +256,6 @@ fn softmax_rows_impl(s: &mut [f32], keys: usize, lse: &mut [f32]) {
         row.iter_mut().for_each(|v| *v *= inv);
         *lse = max + sum.ln();
     }
-}
-
-/// Runs `f` compiled with AVX2 enabled when the CPU has it and the environment allows it
-/// (`cpu::isa`): the row loops then run 8 lanes wide. Plain f32 arithmetic (no fused
-/// multiply-adds), so the bits are the same either way.
-#[inline(always)]
-fn with_avx2(f: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    if Isa::detect() >= Isa::Avx2 {
-        // SAFETY: the CPU has AVX2 (Isa::detect checks it at run time).
-        return unsafe { avx2(f) };
-    }
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn avx2(f: impl FnOnce()) {
-    f()
 }
 
 /// What backward reads: the forward inputs, output and row log-sum-exp.
@@ -427,35 +410,66 @@ fn backward_block(isa: Isa, dims: &Dims, x: &Operands, up: Upstream, blk: &Block
     score_gradients(p, ds, keys, &delta, dims.scale);
     #[rustfmt::skip]
     product(isa, (false, false), (n, d, keys), 1.0, (ds, keys), (k, ldkv), 0.0, (dq, d)); // dQ = dS K
+
+    // dK += dS^T Q
     #[rustfmt::skip]
     product(isa, (true, false), (keys, d, n), 1.0, (ds, keys), (q, ldq), 1.0, (dk, d));
-    // dK += dS^T Q
 }
 
 /// Scores -> probabilities exp(s - lse) in place (0 for hidden keys and for rows that saw no
 /// key: their log-sum-exp is -inf and they get no gradient).
 fn probabilities(s: &mut [f32], keys: usize, lse: &[f32]) {
-    with_avx2(|| {
-        for (row, &lse) in s.chunks_exact_mut(keys).zip(lse) {
-            if lse == f32::NEG_INFINITY {
-                row.fill(0.0);
-            } else {
-                row.iter_mut().for_each(|v| *v = exp_f32(*v - lse));
-            }
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 (Isa::detect checks it at run time).
+        return unsafe { probabilities_avx2(s, keys, lse) };
+    }
+    probabilities_impl(s, keys, lse)
+}
+
+/// [`probabilities`] compiled with AVX2 (as [`softmax_rows_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn probabilities_avx2(s: &mut [f32], keys: usize, lse: &[f32]) {
+    probabilities_impl(s, keys, lse)
+}
+
+#[inline(always)]
+fn probabilities_impl(s: &mut [f32], keys: usize, lse: &[f32]) {
+    for (row, &lse) in s.chunks_exact_mut(keys).zip(lse) {
+        if lse == f32::NEG_INFINITY {
+            row.fill(0.0);
+        } else {
+            row.iter_mut().for_each(|v| *v = exp_f32(*v - lse));
         }
-    });
+    }
 }
 
 /// dP -> dS = P * (dP - delta_row) * scale in place.
 fn score_gradients(p: &[f32], ds: &mut [f32], keys: usize, delta: &[f32], scale: f32) {
-    with_avx2(|| {
-        let rows = p.chunks_exact(keys).zip(ds.chunks_exact_mut(keys));
-        for ((p_row, ds_row), &delta) in rows.zip(delta) {
-            for (g, &p) in ds_row.iter_mut().zip(p_row) {
-                *g = p * (*g - delta) * scale;
-            }
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 (Isa::detect checks it at run time).
+        return unsafe { score_gradients_avx2(p, ds, keys, delta, scale) };
+    }
+    score_gradients_impl(p, ds, keys, delta, scale)
+}
+
+/// [`score_gradients`] compiled with AVX2 (as [`softmax_rows_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn score_gradients_avx2(p: &[f32], ds: &mut [f32], keys: usize, delta: &[f32], scale: f32) {
+    score_gradients_impl(p, ds, keys, delta, scale)
+}
+
+#[inline(always)]
+fn score_gradients_impl(p: &[f32], ds: &mut [f32], keys: usize, delta: &[f32], scale: f32) {
+    let rows = p.chunks_exact(keys).zip(ds.chunks_exact_mut(keys));
+    for ((p_row, ds_row), &delta) in rows.zip(delta) {
+        for (g, &p) in ds_row.iter_mut().zip(p_row) {
+            *g = p * (*g - delta) * scale;
         }
-    });
+    }
 }
 
 #[cfg(test)]
