@@ -544,13 +544,18 @@ fn cpd_row(
     coef: f32,
     grad: Option<&mut [f32]>,
 ) -> f32 {
-    let student: Vec<f32> = match item_vocab {
-        ItemVocab::All | ItemVocab::Columns(_) => lens.to_vec(),
-        ItemVocab::Tokens(ts) => ts.iter().map(|&v| lens[v as usize]).collect(),
+    // The lens row is already the item vocabulary's logits unless only some of its columns are.
+    let gathered: Vec<f32>;
+    let student: &[f32] = match item_vocab {
+        ItemVocab::All | ItemVocab::Columns(_) => lens,
+        ItemVocab::Tokens(ts) => {
+            gathered = ts.iter().map(|&v| lens[v as usize]).collect();
+            &gathered
+        }
     };
-    let (lse_t, lse_s) = (teacher.lse, log_sum_exp(&student));
+    let (lse_t, lse_s) = (teacher.lse, log_sum_exp(student));
     let mut kl = 0.0f32;
-    for ((&t, &p_t), &s) in teacher.logits.iter().zip(&teacher.probs).zip(&student) {
+    for ((&t, &p_t), &s) in teacher.logits.iter().zip(&teacher.probs).zip(student) {
         kl += p_t * ((t - lse_t) - (s - lse_s));
     }
     if let Some(g) = grad {
@@ -559,7 +564,7 @@ fn cpd_row(
             ItemVocab::All | ItemVocab::Columns(_) => i,
             ItemVocab::Tokens(ts) => ts[i] as usize,
         };
-        for (i, (&p_t, &s)) in teacher.probs.iter().zip(&student).enumerate() {
+        for (i, (&p_t, &s)) in teacher.probs.iter().zip(student).enumerate() {
             g[index(i)] += coef * (exp_f32(s - lse_s) - p_t);
         }
     }
