@@ -14,7 +14,7 @@ use super::negatives::{
 };
 use crate::cpu::par::DisjointMut;
 use crate::cpu::pool::parallel_for;
-use crate::model::llama::{ForwardOutput, Llama};
+use crate::model::llama::{BlockOutputs, Llama};
 use crate::tensor::Tensor;
 use crate::{Result, Tape, Var};
 
@@ -22,11 +22,13 @@ use crate::{Result, Tape, Var};
 /// all layers' rows stacked into one final-norm + head call and split back (one head-weight
 /// gradient instead of one per layer). `columns`: compute only these vocabulary columns
 /// (token ids, ascending; the item tokens in SID mode), else every column. Returns the lens in
-/// the order of `layers`, each (rows, V) or (rows, columns.len()).
+/// the order of `layers`, each (rows, V) or (rows, columns.len()). The top layer L may be one
+/// of `layers`: its lens is the model's logits, so a caller that needs every column of both
+/// stacks them here rather than applying the 113 MB head twice.
 pub fn stacked_lens(
     model: &Llama,
     tape: &mut Tape,
-    out: &ForwardOutput,
+    out: &BlockOutputs,
     rows: &[usize],
     layers: &[usize],
     columns: Option<&[u32]>,
@@ -207,5 +209,38 @@ mod tests {
             candidates: Some(vec![0, items[0]]),
         }];
         assert!(mine_negatives(&z, &[&narrow], &bad, settings(Some(&items))).is_err());
+    }
+
+    /// Stacking layers into one head call (the top layer with them, as the title-mode step does)
+    /// gives each layer exactly the logits of its own head call: a row of a product depends on
+    /// that row alone, and the split puts each layer's rows back in order.
+    #[test]
+    fn stacked_lens_equals_one_head_call_per_layer() {
+        let dir = crate::fixtures::root().join("tiny-llama");
+        let model = Llama::from_dir(&dir)
+            .unwrap_or_else(|e| panic!("fixture {} must load: {e}", dir.display()));
+        let top = model.config.num_hidden_layers;
+        let (b, t) = (2, 7);
+        let ids: Vec<u32> = (0..(b * t) as u32).map(|i| (i * 37 + 5) % 200).collect();
+        let input = crate::model::llama::BatchInput::new(ids, b, t).unwrap();
+        let rows = [2, 3, 9, 13];
+        let layers: Vec<usize> = std::iter::once(top).chain(1..top).collect();
+        let mut tape = Tape::inference();
+        let blocks = model.forward_blocks(&mut tape, &input).unwrap();
+        let stacked = stacked_lens(&model, &mut tape, &blocks, &rows, &layers, None).unwrap();
+        let out = model.forward(&mut tape, &input, Some(&rows)).unwrap();
+        assert_eq!(stacked.len(), layers.len());
+        for (&l, &var) in layers.iter().zip(&stacked) {
+            let alone = model.lens(&mut tape, &out, l, Some(&rows)).unwrap();
+            assert_eq!(
+                tape.value(var).to_vec(),
+                tape.value(alone).to_vec(),
+                "layer {l}"
+            );
+        }
+        assert_eq!(
+            tape.value(stacked[0]).to_vec(),
+            tape.value(out.logits).to_vec()
+        );
     }
 }

@@ -187,6 +187,15 @@ struct Embedded {
     h: Var,
 }
 
+/// The decoder's blocks without the head: what [`Llama::forward_blocks`] produces, for callers
+/// that apply the head themselves (the ILRec step stacks the final rows with the lens rows).
+pub struct BlockOutputs {
+    /// hidden[0] = embedding output (B,T,D); hidden[l] = raw output of block l, l = 1..=L.
+    pub hidden: Vec<Var>,
+    /// The head parameters on this tape.
+    pub head: HeadVars,
+}
+
 /// What the forward produces.
 pub struct ForwardOutput {
     /// hidden[0] = embedding output (B,T,D); hidden[l] = raw output of block l, l = 1..=L.
@@ -513,6 +522,20 @@ impl Llama {
         input: &BatchInput,
         logit_rows: Option<&[usize]>,
     ) -> Result<ForwardOutput> {
+        let BlockOutputs { hidden, head } = self.forward_blocks(tape, input)?;
+        let last = *hidden
+            .last()
+            .expect("hidden holds the embedding output at least");
+        let logits = self.apply_head(tape, head, last, logit_rows)?;
+        Ok(ForwardOutput {
+            hidden,
+            logits,
+            head,
+        })
+    }
+
+    /// The embedding and every block on `input`, without the final norm and head.
+    pub fn forward_blocks(&self, tape: &mut Tape, input: &BatchInput) -> Result<BlockOutputs> {
         self.check_input(input)?;
         let (b, t, d) = (input.batch, input.seq, self.config.hidden_size);
         let default_positions: Vec<usize>;
@@ -542,12 +565,7 @@ impl Llama {
         }
         debug_assert_eq!(tape.shape(h), &[b, t, d]);
         let head = self.head_vars(tape, &embedded);
-        let logits = self.apply_head(tape, head, h, logit_rows)?;
-        Ok(ForwardOutput {
-            hidden,
-            logits,
-            head,
-        })
+        Ok(BlockOutputs { hidden, head })
     }
 
     /// The token embeddings of `ids` (B, T): the table's rows, with trainable token rows (if
