@@ -9,7 +9,7 @@
 //! gradient accumulation over micro-batches works.
 
 use super::params::{ParamId, Params};
-use super::pieces::{add_pieces, add_slice, Piece, Placement};
+use super::pieces::{add_pieces, add_slice, tiled_runs, Piece, Placement};
 use super::profile;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -298,7 +298,8 @@ impl Tape {
     }
 
     /// Node i's whole gradient, now that every consumer has run: the dense sum that arrived
-    /// plus its deferred pieces (on zeros when only pieces arrived). None when nothing arrived.
+    /// plus its deferred pieces (when only pieces arrived: copied side by side if they are split
+    /// runs tiling the input, else added onto zeros). None when nothing arrived.
     fn complete_grad(
         &self,
         i: usize,
@@ -311,8 +312,21 @@ impl Tape {
             return Ok(dense);
         }
         let started = profile::enabled().then(Instant::now);
-        let mut g = dense.unwrap_or_else(|| Tensor::zeros(self.shape(Var(i))));
-        add_pieces(&mut g, &arrived)?;
+        let shape = self.shape(Var(i));
+        let g = match dense {
+            Some(mut g) => {
+                add_pieces(&mut g, &arrived)?;
+                g
+            }
+            None => match tiled_runs(shape.iter().product(), &arrived)? {
+                Some(whole) => Tensor::from_vec(whole, shape)?,
+                None => {
+                    let mut g = Tensor::zeros(shape);
+                    add_pieces(&mut g, &arrived)?;
+                    g
+                }
+            },
+        };
         if let Some(t) = started {
             profile::backward_time(arrived[0].op, t.elapsed().as_secs_f64());
         }
