@@ -384,8 +384,9 @@ fn summarise(
 }
 
 /// Seconds spent in each phase of one step. The trainer's step (`sft`, `ilrec`) runs forward
-/// and backward inside one call (`compute_gradients`, two micro-batches on two threads): its
-/// `forward` is that call and its `backward` is 0.
+/// and backward inside one call (`compute_gradients`: two micro-batches on two threads for a
+/// narrow model, the whole batch on one tape for a wide one): its `forward` is that call and
+/// its `backward` is 0.
 struct StepPhases {
     forward: f64,
     backward: f64,

@@ -129,23 +129,37 @@ pub struct StepOutcome {
     pub tokens: usize,
 }
 
-/// How many micro-batches a batch is cut into. Each runs forward and backward on its own tape;
-/// their gradients are summed in a fixed order. The count is a constant (not the number of
-/// threads), so the result does not depend on how many threads run it, nor on whether the
-/// micro-batches run side by side or one after the other (see [`CONCURRENT_BELOW_HIDDEN`]).
-const MICRO_BATCHES: usize = 2;
+/// How many micro-batches a batch of a model `hidden` wide is cut into: two below
+/// [`CONCURRENT_BELOW_HIDDEN`] (side by side when there is a second thread), else one. Each
+/// runs forward and backward on its own tape; their gradients are summed in a fixed order. The
+/// count depends on the model alone, never on the number of threads, so the result does not
+/// depend on how many threads run it, nor on whether the parts run side by side or one after
+/// the other.
+///
+/// Why one for wide models: there the parts ran one after the other anyway, and one tape over
+/// the whole batch gives every product twice the rows (a 256-row GEMM runs below the 512-row
+/// rate) and no second set of gradients to add (SmolLM2: a 540 MB pass of ~43 ms, and 540 MB
+/// of peak memory): the trainer's SmolLM2 step 9-15% faster (BENCHMARKS.md, "One tape for
+/// the whole batch").
+fn micro_batches(hidden: usize) -> usize {
+    if hidden < CONCURRENT_BELOW_HIDDEN {
+        2
+    } else {
+        1
+    }
+}
 
-/// Micro-batches run side by side, each on its own thread, only for models narrower than this
-/// (the presets, 32-192 wide): their products are too small for the pool to split, per-op
+/// Micro-batches (two) run side by side, each on its own thread, only for models narrower than
+/// this (the presets, 32-192 wide): their products are too small for the pool to split, per-op
 /// overhead dominates, and data parallelism is what uses the second core (tiny preset shape:
-/// ~26 ms a step side by side against ~32 one after the other). For wider models each
-/// micro-batch runs alone with the whole pool: side by side, a micro-batch thread whose
-/// `parallel_for` finds the pool busy runs its GEMMs serially next to the pool's two threads
-/// (three threads on two cores), and whatever one thread does between products slows the
-/// other's. That was ILRec's "extra cost" on SmolLM2: its step adds little work, but the
-/// lens, mining and objective phases of one micro-batch land beside the other's backward
-/// GEMMs (BENCHMARKS.md, "ILRec overhead"). Measured crossover: 192 wide faster side by side
-/// (297-300 vs 315-330 ms), 384 wide faster one after the other (744-749 vs 781-784 ms).
+/// ~26 ms a step side by side against ~32 one after the other). Wider models run the batch as
+/// one part with the whole pool: side by side, a micro-batch thread whose `parallel_for` finds
+/// the pool busy runs its GEMMs serially next to the pool's two threads (three threads on two
+/// cores), and whatever one thread does between products slows the other's. That was ILRec's
+/// "extra cost" on SmolLM2: its step adds little work, but the lens, mining and objective
+/// phases of one micro-batch landed beside the other's backward GEMMs (BENCHMARKS.md, "ILRec
+/// overhead"). Measured crossover: 192 wide faster side by side (297-300 vs 315-330 ms), 384
+/// wide faster one after the other (744-749 vs 781-784 ms), and faster still as one part.
 const CONCURRENT_BELOW_HIDDEN: usize = 256;
 
 /// Forward + objective + backward on one batch; gradients are left in `model.params`
@@ -166,7 +180,8 @@ pub fn compute_gradients(
         positions: lengths.iter().sum(),
         cpd_terms: lengths.iter().map(|n| n - 1).sum::<usize>() * cfg.lens_layers.len(),
     };
-    let part_len = batch.len().div_ceil(MICRO_BATCHES).max(1);
+    let hidden = model.config.hidden_size;
+    let part_len = batch.len().div_ceil(micro_batches(hidden)).max(1);
     let parts: Vec<&[&TrainExample]> = batch.chunks(part_len).collect();
     let model_ref: &Llama = model;
     // Each micro-batch draws its own dropout masks (a stream per part).
@@ -176,8 +191,7 @@ pub fn compute_gradients(
             ..cfg.clone()
         })
         .collect();
-    let concurrent = crate::cpu::pool::num_threads() > 1
-        && model_ref.config.hidden_size < CONCURRENT_BELOW_HIDDEN;
+    let concurrent = crate::cpu::pool::num_threads() > 1 && parts.len() > 1;
     let results: Vec<Result<(Grads, StepOutcome)>> = if concurrent {
         std::thread::scope(|scope| {
             let handles: Vec<_> = parts
