@@ -20,6 +20,7 @@ use super::schedule::Schedule;
 use super::step::{mine_negatives, stacked_lens, MiningRow, MiningSettings};
 use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
+use crate::model::config::LlamaConfig;
 use crate::model::llama::{BatchInput, BlockOutputs, Llama};
 use crate::model::weights::{save_params, SafetensorsFile};
 use crate::optim::{clip_factor, grad_norm, AdamW, AdamWConfig, CosineSchedule};
@@ -129,25 +130,34 @@ pub struct StepOutcome {
     pub tokens: usize,
 }
 
-/// How many micro-batches a batch of a model `hidden` wide is cut into: two below
-/// [`CONCURRENT_BELOW_HIDDEN`] (side by side when there is a second thread), else one. Each
-/// runs forward and backward on its own tape; their gradients are summed in a fixed order. The
-/// count depends on the model alone, never on the number of threads, so the result does not
-/// depend on how many threads run it, nor on whether the parts run side by side or one after
-/// the other.
+/// How many micro-batches a batch is cut into: two for a model narrower than
+/// [`CONCURRENT_BELOW_HIDDEN`] (side by side when there is a second thread); for a wider one,
+/// as few as keep each part's activations (tokens x hidden x blocks) within
+/// [`PART_ACTIVATIONS`]: one for the SmolLM2 benchmark step. Each part runs forward and
+/// backward on its own tape; their gradients are summed in a fixed order. The count depends on
+/// the model and the batch alone, never on the number of threads, so the result does not
+/// depend on how many threads run it, nor on whether the parts run side by side.
 ///
-/// Why one for wide models: there the parts ran one after the other anyway, and one tape over
-/// the whole batch gives every product twice the rows (a 256-row GEMM runs below the 512-row
-/// rate) and no second set of gradients to add (SmolLM2: a 540 MB pass of ~43 ms, and 540 MB
-/// of peak memory): the trainer's SmolLM2 step 9-15% faster (BENCHMARKS.md, "One tape for
-/// the whole batch").
-fn micro_batches(hidden: usize) -> usize {
-    if hidden < CONCURRENT_BELOW_HIDDEN {
-        2
-    } else {
-        1
+/// Why as few as memory allows for wide models: their parts run one after the other anyway,
+/// and one tape over more rows gives every product more of them (a 256-row GEMM runs below
+/// the 512-row rate) and fewer sets of gradients to add (SmolLM2: each is a 540 MB pass of
+/// ~43 ms, and 540 MB of peak memory): one part instead of two made the trainer's SmolLM2 step
+/// 8-12% faster (BENCHMARKS.md, "One tape for the whole batch").
+fn micro_batches(config: &LlamaConfig, tokens: usize, sequences: usize) -> usize {
+    if config.hidden_size < CONCURRENT_BELOW_HIDDEN {
+        return sequences.clamp(1, 2);
     }
+    let activations = tokens * config.hidden_size * config.num_hidden_layers;
+    activations
+        .div_ceil(PART_ACTIVATIONS)
+        .clamp(1, sequences.max(1))
 }
+
+/// The most activations (tokens x hidden x blocks) one part of a wide model's batch holds:
+/// 2^24, about twice the SmolLM2 benchmark step's 512 x 576 x 30, so that a part's tape stays
+/// within 1-2 GB whatever the batch (a SmolLM2 `train` batch of 16 prompts, ~2,400 tokens, is
+/// cut into 3 parts; a 1B model's, 2,048 wide and 16 blocks deep, into 5).
+const PART_ACTIVATIONS: usize = 1 << 24;
 
 /// Micro-batches (two) run side by side, each on its own thread, only for models narrower than
 /// this (the presets, 32-192 wide): their products are too small for the pool to split, per-op
@@ -180,8 +190,13 @@ pub fn compute_gradients(
         positions: lengths.iter().sum(),
         cpd_terms: lengths.iter().map(|n| n - 1).sum::<usize>() * cfg.lens_layers.len(),
     };
-    let hidden = model.config.hidden_size;
-    let part_len = batch.len().div_ceil(micro_batches(hidden)).max(1);
+    let tokens: usize = batch
+        .iter()
+        .zip(&lengths)
+        .map(|(ex, n)| ex.prompt.len() + n)
+        .sum();
+    let parts = micro_batches(&model.config, tokens, batch.len());
+    let part_len = batch.len().div_ceil(parts).max(1);
     let parts: Vec<&[&TrainExample]> = batch.chunks(part_len).collect();
     let model_ref: &Llama = model;
     // Each micro-batch draws its own dropout masks (a stream per part).
@@ -698,6 +713,28 @@ pub fn run_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A narrow model's batch is cut in two whatever its size; a wide one's into as few parts
+    /// as keep each within the activation budget (the SmolLM2 benchmark step: one), and never
+    /// into more parts than it has sequences.
+    #[test]
+    fn wide_models_cut_the_batch_by_activations_narrow_ones_in_two() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/smollm2-135m.json");
+        let wide = LlamaConfig::from_file(&path).unwrap();
+        let per_token = wide.hidden_size * wide.num_hidden_layers;
+        let fits = PART_ACTIVATIONS / per_token; // tokens that fill one part
+        assert_eq!(micro_batches(&wide, 512, 4), 1);
+        assert_eq!(micro_batches(&wide, fits, 16), 1);
+        assert_eq!(micro_batches(&wide, fits + 1, 16), 2);
+        assert_eq!(micro_batches(&wide, 5 * fits, 16), 5);
+        assert_eq!(micro_batches(&wide, 100 * fits, 16), 16);
+        let narrow = LlamaConfig {
+            hidden_size: CONCURRENT_BELOW_HIDDEN - 1,
+            ..wide.clone()
+        };
+        assert_eq!(micro_batches(&narrow, 100 * fits, 16), 2);
+        assert_eq!(micro_batches(&narrow, 10, 1), 1);
+    }
 
     #[test]
     fn batch_order_covers_each_epoch_once_and_is_seeded() {
