@@ -155,17 +155,18 @@ fn micro_batches(config: &LlamaConfig, tokens: usize, sequences: usize) -> usize
 
 /// The most activations (tokens x hidden x blocks) one part of a wide model's batch holds:
 /// 2^24, about twice the SmolLM2 benchmark step's 512 x 576 x 30, so that a part's tape stays
-/// within 1-2 GB whatever the batch (a SmolLM2 `train` batch of 16 prompts, ~2,400 tokens, is
+/// within 1-2 GB whatever the batch (a SmolLM2 `train` batch of 16 prompts of ~150 tokens is
 /// cut into 3 parts; a 1B model's, 2,048 wide and 16 blocks deep, into 5).
 const PART_ACTIVATIONS: usize = 1 << 24;
 
 /// Micro-batches (two) run side by side, each on its own thread, only for models narrower than
 /// this (the presets, 32-192 wide): their products are too small for the pool to split, per-op
 /// overhead dominates, and data parallelism is what uses the second core (tiny preset shape:
-/// ~26 ms a step side by side against ~32 one after the other). Wider models run the batch as
-/// one part with the whole pool: side by side, a micro-batch thread whose `parallel_for` finds
-/// the pool busy runs its GEMMs serially next to the pool's two threads (three threads on two
-/// cores), and whatever one thread does between products slows the other's. That was ILRec's
+/// ~26 ms a step side by side against ~32 one after the other). Wider models run their parts
+/// (one, unless the batch is large: [`micro_batches`]) one after the other, each with the whole
+/// pool: side by side, a micro-batch thread whose `parallel_for` finds the pool busy runs its
+/// GEMMs serially next to the pool's two threads (three threads on two cores), and whatever
+/// one thread does between products slows the other's. That was ILRec's
 /// "extra cost" on SmolLM2: its step adds little work, but the lens, mining and objective
 /// phases of one micro-batch landed beside the other's backward GEMMs (BENCHMARKS.md, "ILRec
 /// overhead"). Measured crossover: 192 wide faster side by side (297-300 vs 315-330 ms), 384
