@@ -17,11 +17,11 @@
 use super::loss::{ItemVocab, Normalizer, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
 use super::negatives::{crr_tokens, Ensemble};
 use super::schedule::Schedule;
-use super::step::{mine_negatives, stacked_lens, MiningRow, MiningSettings};
+use super::step::{final_and_lens, mine_negatives, MiningRow, MiningSettings};
 use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
 use crate::model::config::LlamaConfig;
-use crate::model::llama::{BatchInput, BlockOutputs, Llama};
+use crate::model::llama::{BatchInput, Llama};
 use crate::model::weights::{save_params, SafetensorsFile};
 use crate::optim::{clip_factor, grad_norm, AdamW, AdamWConfig, CosineSchedule};
 use crate::rec::ItemTrie;
@@ -313,32 +313,6 @@ fn part_gradients(
         tape.ilrec_objective_part(z, &lens, &positions, item_vocab, &cfg.weights, norm)?;
     let grads = tape.backward(loss)?;
     Ok((grads, StepOutcome { terms, tokens }))
-}
-
-/// The final logits z (rows, V) and the lens of `layers` (each (rows, V), or (rows, C) with
-/// `columns`). When the lens is over every column (title mode) the final rows join the lens
-/// rows in one head call: the tied (V, D) head is then packed, multiplied and given a weight
-/// gradient once per micro-batch, not twice (SmolLM2: a 113 MB gradient and a pass adding it
-/// saved). Each row's logits have the same bits either way (a product's row depends on that
-/// row alone); the head's weight gradient is one sum over all rows instead of two added.
-fn final_and_lens(
-    model: &Llama,
-    tape: &mut Tape,
-    out: &BlockOutputs,
-    rows: &[usize],
-    layers: &[usize],
-    columns: Option<&[u32]>,
-) -> Result<(Var, Vec<Var>)> {
-    let top = model.config.num_hidden_layers;
-    if columns.is_none() && !layers.is_empty() {
-        let with_final: Vec<usize> = std::iter::once(top).chain(layers.iter().copied()).collect();
-        let mut all = stacked_lens(model, tape, out, rows, &with_final, None)?;
-        let z = all.remove(0);
-        return Ok((z, all));
-    }
-    let z = model.apply_head(tape, out.head, out.hidden[top], Some(rows))?; // (rows, V)
-    let lens = stacked_lens(model, tape, out, rows, layers, columns)?;
-    Ok((z, lens))
 }
 
 /// The vocabulary columns the lens is computed on: the item tokens in SID mode with trie
