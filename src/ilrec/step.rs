@@ -5,8 +5,6 @@
 //!   LM-head call (the layers' rows stacked into (L n_t, D) and split back), so the head's
 //!   weight gradient is produced once instead of once per layer; in SID mode only the item-token
 //!   columns of the head are computed (CPD and trie negatives read no other lens column);
-//!   [`final_and_lens`] puts the final logits into the same call when they need the same
-//!   columns (title mode);
 //! - [`mine_negatives`]: the self-hard negatives of every response position, one pool task per
 //!   position (each position is independent; results land in position order, so they do not
 //!   depend on the thread count).
@@ -59,32 +57,6 @@ pub fn stacked_lens(
         None => model.apply_head(tape, out.head, stacked, None)?, // (k n_t, V)
     };
     tape.split(heads, 0, &vec![rows.len(); layers.len()]) // k x (n_t, V or C)
-}
-
-/// The final logits z (rows, V) and the lens of `layers` (each (rows, V), or (rows, C) with
-/// `columns`). When the lens is over every column (title mode) the final rows join the lens
-/// rows in one head call: the tied (V, D) head is then packed, multiplied and given a weight
-/// gradient once per micro-batch, not twice (SmolLM2: a 113 MB gradient and a pass adding it
-/// saved). Each row's logits have the same bits either way (a product's row depends on that
-/// row alone); the head's weight gradient is one sum over all rows instead of two added.
-pub fn final_and_lens(
-    model: &Llama,
-    tape: &mut Tape,
-    out: &BlockOutputs,
-    rows: &[usize],
-    layers: &[usize],
-    columns: Option<&[u32]>,
-) -> Result<(Var, Vec<Var>)> {
-    let top = model.config.num_hidden_layers;
-    if columns.is_none() && !layers.is_empty() {
-        let with_final: Vec<usize> = std::iter::once(top).chain(layers.iter().copied()).collect();
-        let mut all = stacked_lens(model, tape, out, rows, &with_final, None)?;
-        let z = all.remove(0);
-        return Ok((z, all));
-    }
-    let z = model.apply_head(tape, out.head, out.hidden[top], Some(rows))?; // (rows, V)
-    let lens = stacked_lens(model, tape, out, rows, layers, columns)?;
-    Ok((z, lens))
 }
 
 /// One response position to mine: its target token and where negatives may come from.

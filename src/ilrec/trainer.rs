@@ -17,7 +17,7 @@
 use super::loss::{ItemVocab, Normalizer, ObjectiveTerms, ObjectiveWeights, ResponsePosition};
 use super::negatives::{crr_tokens, Ensemble};
 use super::schedule::Schedule;
-use super::step::{final_and_lens, mine_negatives, MiningRow, MiningSettings};
+use super::step::{mine_negatives, stacked_lens, MiningRow, MiningSettings};
 use crate::autograd::{Grads, Params, Tape};
 use crate::cf::{token_log_rewards, SasRec};
 use crate::model::config::LlamaConfig;
@@ -283,21 +283,38 @@ fn part_gradients(
     // The lens of every layer the step reads (CPD's S, and the mining layers when they differ),
     // in one stacked head call. SID mode with trie negatives reads the lens only at the item
     // tokens (CPD over V_item; every trie child is an item token, or EOS where EOS is the
-    // target): there only those columns are computed, for the final block too. Otherwise the
-    // final block's lens is the logits themselves.
+    // target): there only those columns are computed, for the final block too, and the final
+    // logits z (every column) are a head call of their own. Otherwise the final block's lens is
+    // z itself, and its rows go first into the same stacked call: the tied (V, D) head is then
+    // packed, multiplied and given a weight gradient once a step, not twice (each row's logits
+    // have the same bits either way; the head's gradient is one sum over all rows).
     let columns = lens_columns(cfg);
     let top = model.config.num_hidden_layers;
     let mining_layers = cfg.negative_layers.as_deref().unwrap_or(&cfg.lens_layers);
-    let mut layers: Vec<usize> = Vec::new();
-    for &l in cfg.lens_layers.iter().chain(mining_layers) {
-        if (l != top || columns.is_some()) && !layers.contains(&l) {
+    let read: Vec<usize> = cfg
+        .lens_layers
+        .iter()
+        .chain(mining_layers)
+        .copied()
+        .collect();
+    let z_stacked = columns.is_none() && !read.is_empty();
+    let mut layers: Vec<usize> = if z_stacked { vec![top] } else { Vec::new() };
+    for l in read {
+        if !layers.contains(&l) {
             layers.push(l);
         }
     }
-    let (z, stacked) = final_and_lens(model, &mut tape, &out, &rows, &layers, columns)?;
-    let lens_of = |l: usize| match layers.iter().position(|&x| x == l) {
-        Some(i) => stacked[i],
-        None => z,
+    let stacked = stacked_lens(model, &mut tape, &out, &rows, &layers, columns)?;
+    let z = if z_stacked {
+        stacked[0]
+    } else {
+        model.apply_head(&mut tape, out.head, out.hidden[top], Some(&rows))? // (rows, V)
+    };
+    let lens_of = |l: usize| {
+        layers
+            .iter()
+            .position(|&x| x == l)
+            .map_or(z, |i| stacked[i])
     };
     let lens: Vec<Var> = cfg.lens_layers.iter().map(|&l| lens_of(l)).collect();
     let mining: Vec<Var> = mining_layers.iter().map(|&l| lens_of(l)).collect();
