@@ -37,24 +37,24 @@ impl Lanes {
         }
     }
 
-    /// The next `out.len()` draws of every lane, `out[i][l]` = draw i of lane l as
-    /// [`Rng::next_u24`] returns it (the steps of [`Rng::next_u64`], lane by lane). Inlined, so
-    /// that a caller compiled for wide vectors steps all lanes in them.
+    /// The next draw of every lane as [`Rng::next_u24`] returns it (the steps of
+    /// [`Rng::next_u64`], lane by lane). Inlined, so that a caller compiled for wide vectors
+    /// steps all lanes in them, and can use the draws while they are in registers.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // one lane index over five arrays is the point
-    pub fn fill_u24(&mut self, out: &mut [[u64; LANES]]) {
-        for row in out.iter_mut() {
-            for l in 0..LANES {
-                row[l] = self.s1[l].wrapping_mul(5).rotate_left(7).wrapping_mul(9) >> 40;
-                let t = self.s1[l] << 17;
-                self.s2[l] ^= self.s0[l];
-                self.s3[l] ^= self.s1[l];
-                self.s1[l] ^= self.s2[l];
-                self.s0[l] ^= self.s3[l];
-                self.s2[l] ^= t;
-                self.s3[l] = self.s3[l].rotate_left(45);
-            }
+    pub fn next_u24(&mut self) -> [u64; LANES] {
+        let mut row = [0u64; LANES];
+        for l in 0..LANES {
+            row[l] = self.s1[l].wrapping_mul(5).rotate_left(7).wrapping_mul(9) >> 40;
+            let t = self.s1[l] << 17;
+            self.s2[l] ^= self.s0[l];
+            self.s3[l] ^= self.s1[l];
+            self.s1[l] ^= self.s2[l];
+            self.s0[l] ^= self.s3[l];
+            self.s2[l] ^= t;
+            self.s3[l] = self.s3[l].rotate_left(45);
         }
+        row
     }
 }
 
@@ -67,10 +67,8 @@ mod tests {
         let streams: Vec<Rng> = (0..5).map(Rng::new).collect();
         let mut lanes = Lanes::new(&streams);
         let mut serial = streams.clone();
-        let mut drawn = [[0u64; LANES]; 1000];
-        lanes.fill_u24(&mut drawn[..400]);
-        lanes.fill_u24(&mut drawn[400..]);
-        for row in &drawn {
+        for _ in 0..1000 {
+            let row = lanes.next_u24();
             for (l, stream) in serial.iter_mut().enumerate() {
                 assert_eq!(row[l], stream.next_u24(), "lane {l}");
             }
