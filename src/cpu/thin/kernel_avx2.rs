@@ -66,11 +66,12 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
         Some(keep) => dropped_a_sums(t, keep, &masks),
     };
     for (i, acc_row) in acc.iter().enumerate().take(t.rows) {
+        let kept_row = t.c_keep.map(|keep| keep.bits(i, 0, t.cols));
         for (v, &sum) in acc_row.iter().enumerate() {
             let dst = t.c.add(i * t.ldc + 8 * v);
             let mut out = sum;
-            if let Some(keep) = &t.c_keep {
-                out = dropped(out, keep.bits(i, 8 * v, 8), keep.keep.scale);
+            if let (Some(keep), Some(kept)) = (&t.c_keep, kept_row) {
+                out = dropped(out, (kept >> (8 * v)) as u32, keep.keep.scale);
             }
             if t.add {
                 // C + sum: what sgemm's fma(1, C, sum) rounds to.
@@ -113,8 +114,9 @@ unsafe fn sums_with<const NV: usize, const B_KEEP: bool>(
         let mut bv: [__m256; NV] =
             std::array::from_fn(|v| _mm256_maskload_ps(b.add(8 * v), masks[v]));
         if let (true, Some(keep)) = (B_KEEP, &t.b_keep) {
+            let kept = keep.bits(p, 0, t.cols);
             for (v, b_v) in bv.iter_mut().enumerate() {
-                *b_v = dropped(*b_v, keep.bits(p, 8 * v, 8), keep.keep.scale);
+                *b_v = dropped(*b_v, (kept >> (8 * v)) as u32, keep.keep.scale);
             }
         }
         for (row, acc_row) in rows.iter().zip(acc.iter_mut()) {
@@ -147,11 +149,15 @@ unsafe fn dropped_a_sums<const NV: usize>(
         for i in 0..t.rows {
             // a's rows are contiguous (a_step 1) wherever it carries a mask.
             let src = t.a.add(i * t.a_row + p0);
-            for q in (0..depth).step_by(8) {
-                let n = (depth - q).min(8);
-                let values = _mm256_maskload_ps(src.add(q), first_lanes(n));
-                let out = dropped(values, keep.bits(i, p0 + q, n), keep.keep.scale);
-                _mm256_storeu_ps(buf.as_mut_ptr().add(i * STAGE + q), out);
+            for q0 in (0..depth).step_by(64) {
+                // The mask of up to 64 values, zero past the piece's end.
+                let run = keep.bits(i, p0 + q0, (depth - q0).min(64));
+                for q in (q0..depth.min(q0 + 64)).step_by(8) {
+                    let n = (depth - q).min(8);
+                    let values = _mm256_maskload_ps(src.add(q), first_lanes(n));
+                    let out = dropped(values, (run >> (q - q0)) as u32, keep.keep.scale);
+                    _mm256_storeu_ps(buf.as_mut_ptr().add(i * STAGE + q), out);
+                }
             }
         }
         let piece = Tile {

@@ -45,11 +45,12 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
         Some(keep) => dropped_a_sums(t, keep, &masks),
     };
     for (i, acc_row) in acc.iter().enumerate().take(t.rows) {
+        let kept_row = t.c_keep.map(|keep| keep.bits(i, 0, t.cols));
         for (v, &sum) in acc_row.iter().enumerate() {
             let dst = t.c.add(i * t.ldc + 16 * v);
             let mut out = sum;
-            if let Some(keep) = &t.c_keep {
-                let bits = keep.bits(i, 16 * v, 16) as __mmask16;
+            if let (Some(keep), Some(kept)) = (&t.c_keep, kept_row) {
+                let bits = (kept >> (16 * v)) as __mmask16;
                 out = _mm512_maskz_mul_ps(bits, out, _mm512_set1_ps(keep.keep.scale));
             }
             if t.add {
@@ -96,8 +97,9 @@ unsafe fn sums_with<const NV: usize, const B_KEEP: bool>(
         let mut bv: [__m512; NV] =
             std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], b.add(16 * v)));
         if let (true, Some(keep)) = (B_KEEP, &t.b_keep) {
+            let kept = keep.bits(p, 0, t.cols);
             for (v, b_v) in bv.iter_mut().enumerate() {
-                let bits = keep.bits(p, 16 * v, 16) as __mmask16;
+                let bits = (kept >> (16 * v)) as __mmask16;
                 *b_v = _mm512_maskz_mul_ps(bits, *b_v, _mm512_set1_ps(keep.keep.scale));
             }
         }
@@ -135,12 +137,17 @@ unsafe fn dropped_a_sums<const NV: usize>(
         for i in 0..t.rows {
             // a's rows are contiguous (a_step 1) wherever it carries a mask.
             let src = t.a.add(i * t.a_row + p0);
-            for q in (0..depth).step_by(16) {
-                let n = (depth - q).min(16);
-                let values = _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, src.add(q));
-                let kept = keep.bits(i, p0 + q, n) as __mmask16;
-                let dst = buf.as_mut_ptr().add(i * STAGE + q);
-                _mm512_storeu_ps(dst, _mm512_maskz_mul_ps(kept, values, scale));
+            for q0 in (0..depth).step_by(64) {
+                // The mask of up to 64 values, zero past the piece's end.
+                let run = keep.bits(i, p0 + q0, (depth - q0).min(64));
+                for q in (q0..depth.min(q0 + 64)).step_by(16) {
+                    let n = (depth - q).min(16);
+                    let load = ((1u32 << n) - 1) as __mmask16;
+                    let values = _mm512_maskz_loadu_ps(load, src.add(q));
+                    let kept = (run >> (q - q0)) as __mmask16;
+                    let dst = buf.as_mut_ptr().add(i * STAGE + q);
+                    _mm512_storeu_ps(dst, _mm512_maskz_mul_ps(kept, values, scale));
+                }
             }
         }
         let piece = Tile {

@@ -275,8 +275,12 @@ impl KeepAt<'_> {
         })
     }
 
-    /// The `count` (<= 32) bits of elements (i, j), (i, j + 1), ... of the tile, bit 0 first.
-    fn bits(&self, i: usize, j: usize, count: usize) -> u32 {
+    /// The `count` (1 to 64) bits of elements (i, j), (i, j + 1), ... of the tile, bit 0
+    /// first. The kernels take a row's bits in one call (up to 64 elements) and shift them
+    /// out per vector: working out a word and an offset per vector of 16 (8) values cost as
+    /// much as the multiply-adds a dropped input feeds.
+    fn bits(&self, i: usize, j: usize, count: usize) -> u64 {
+        debug_assert!((1..=64).contains(&count));
         let at = self.at + i * self.keep.row_len + j;
         let (w, s) = (at / 64, at % 64);
         let mut bits = self.keep.bits[w] >> s;
@@ -284,7 +288,7 @@ impl KeepAt<'_> {
             // The next word; past the mask's end only for columns beyond the tile's.
             bits |= self.keep.bits.get(w + 1).map_or(0, |next| next << (64 - s));
         }
-        (bits & ((1u64 << count) - 1)) as u32
+        bits & (u64::MAX >> (64 - count))
     }
 
     /// The same mask from `rows` rows further down.
