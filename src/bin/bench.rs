@@ -7,16 +7,20 @@
 //!                  [--objective lm|sft|ilrec] [--items sid|title]
 //!                  [--lora SPEC [--base-dtype f32|bf16]] [--json]
 //! bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
+//! bench adapter --config PATH/config.json [--batch B] [--seq T] [--rank R] [--dropout P] [--threads K] [--reps N] [--json]
 //! ```
 //! Each subcommand is one function taking its own argument list. `train-step` times the training
 //! step that BENCHMARKS.md compares with PyTorch (`bench/pytorch_step.py`); its logic lives in
 //! `ilrec::speed`.
 
 use ilrec::cli::Flags;
+use ilrec::cpu::dropout::draw_mask;
 use ilrec::cpu::gemm::{sgemm_batched_with_isa, sgemm_with_isa, Isa};
+use ilrec::cpu::thin::{expand, project, reduce, Keep};
 use ilrec::cpu::{peak, pool};
 use ilrec::lora::LoraConfig;
 use ilrec::model::config::LlamaConfig;
+use ilrec::rng::Rng;
 use ilrec::speed::{process_cpu_seconds, time_forward_backward, time_train_step};
 use ilrec::speed::{StepObjective, StepSetup, SyntheticItems};
 use ilrec::{DType, Error, Result};
@@ -26,7 +30,8 @@ const USAGE: &str = "usage:
   bench gemm --m M --n N --k K [--ta] [--tb] [--threads T] [--reps R] [--batch B] [--isa scalar|avx2|avx512] [--json]
   bench peak [--threads T] [--json]
   bench train-step --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--objective lm|sft|ilrec] [--items sid|title] [--lora SPEC [--base-dtype f32|bf16]] [--json]
-  bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]";
+  bench decoder --config PATH/config.json [--batch B] [--seq T] [--steps N] [--threads K] [--json]
+  bench adapter --config PATH/config.json [--batch B] [--seq T] [--rank R] [--dropout P] [--threads K] [--reps N] [--json]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +40,7 @@ fn main() {
         Some("peak") => bench_peak(&args[1..]),
         Some("train-step") => bench_train_step(&args[1..]),
         Some("decoder") => bench_decoder(&args[1..]),
+        Some("adapter") => bench_adapter(&args[1..]),
         Some(other) => Err(usage_error(format!("unknown subcommand `{other}`"))),
         None => Err(usage_error("missing subcommand".to_string())),
     };
@@ -374,4 +380,213 @@ fn bench_decoder(args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a LoRA adapter adds to one block's frozen products, piece by piece (BENCHMARKS.md
+/// "LoRA step"): the dropout masks and the six thin products of `Tape::lora_linear`, each over
+/// the block's seven projections (sizes from the config), timed alone (median of `--reps`).
+fn bench_adapter(args: &[String]) -> Result<()> {
+    let (mut config, mut batch, mut seq, mut rank) = (None, 4, 128, 16);
+    let (mut dropout, mut reps, mut json) = (0.05f32, None, false);
+    let mut flags = Flags::new(USAGE, args.to_vec());
+    while let Some(flag) = flags.next_flag() {
+        let flag = flag.as_str();
+        match flag {
+            "--config" => config = Some(flags.value(flag)?),
+            "--batch" => batch = flags.positive(flag)?,
+            "--seq" => seq = flags.positive(flag)?,
+            "--rank" => rank = flags.positive(flag)?,
+            "--dropout" => dropout = flags.num(flag)?,
+            "--threads" => pool::set_num_threads(flags.positive(flag)?),
+            "--reps" => reps = Some(flags.positive(flag)?),
+            "--json" => json = true,
+            other => return Err(flags.unknown(other)),
+        }
+    }
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(usage_error(format!(
+            "adapter: --dropout {dropout} is outside [0, 1)"
+        )));
+    }
+    let path = config.ok_or_else(|| usage_error("adapter: --config is required".into()))?;
+    let cfg = LlamaConfig::from_file(path)?;
+    // (inputs, outputs) of q, k, v, o, gate, up, down
+    let (h, q, kv, f) = (
+        cfg.hidden_size,
+        cfg.q_dim(),
+        cfg.kv_dim(),
+        cfg.intermediate_size,
+    );
+    let shapes = [(h, q), (h, kv), (h, kv), (q, h), (h, f), (h, f), (f, h)];
+    let mut adapters: Vec<Adapter> = (0..shapes.len())
+        .map(|i| Adapter::new(batch * seq, shapes[i], rank, dropout, i as u64))
+        .collect();
+    let pieces = time_adapter_pieces(&mut adapters, dropout, reps);
+    let layers = cfg.num_hidden_layers;
+    let total: f64 = pieces.iter().map(|p| p.1).sum();
+    let threads = pool::num_threads();
+    if json {
+        let fields: Vec<String> = pieces
+            .iter()
+            .map(|((key, _), ms)| format!("\"{key}\":{ms:.4}"))
+            .collect();
+        #[rustfmt::skip]
+        println!(
+            "{{\"batch\":{batch},\"seq\":{seq},\"rank\":{rank},\"dropout\":{dropout},\"threads\":{threads},\"layers\":{layers},\"ms_per_block\":{{{}}},\"ms_per_block_total\":{total:.4},\"ms_per_step_total\":{:.2}}}",
+            fields.join(","), total * layers as f64
+        );
+    } else {
+        println!("adapter pieces, B={batch} T={seq} r={rank} dropout={dropout} threads={threads}, ms per block (7 projections; median):");
+        for ((_, label), ms) in &pieces {
+            println!("  {label:<26} {ms:7.3}");
+        }
+        println!(
+            "  total {total:.3} ms a block, {:.1} ms a step ({layers} blocks)",
+            total * layers as f64
+        );
+    }
+    Ok(())
+}
+
+/// One projection's adapter operands (m rows, k inputs, n outputs, rank r), as `lora_linear`
+/// holds them: x and the output gradient g, the factors in both layouts, hs and dh, the mask.
+struct Adapter {
+    dims: (usize, usize, usize, usize),
+    x: Vec<f32>,
+    g: Vec<f32>,
+    y: Vec<f32>,
+    dx: Vec<f32>,
+    a: Vec<f32>,
+    a_t: Vec<f32>,
+    b: Vec<f32>,
+    b_t: Vec<f32>,
+    hs: Vec<f32>,
+    dh: Vec<f32>,
+    keep: Option<Vec<u64>>,
+}
+
+impl Adapter {
+    fn new(m: usize, (k, n): (usize, usize), r: usize, dropout: f32, seed: u64) -> Adapter {
+        let mut rng = Rng::new(seed);
+        let keep = (dropout > 0.0)
+            .then(|| draw_mask(&mut rng, Rng::uniform_below_threshold(dropout), m * k));
+        let s = seed * 16;
+        Adapter {
+            dims: (m, k, n, r),
+            x: pseudo_random(m * k, s),
+            g: pseudo_random(m * n, s + 1),
+            y: pseudo_random(m * n, s + 2),
+            dx: pseudo_random(m * k, s + 3),
+            a: pseudo_random(r * k, s + 4),
+            a_t: pseudo_random(k * r, s + 5),
+            b: pseudo_random(n * r, s + 6),
+            b_t: pseudo_random(r * n, s + 7),
+            hs: pseudo_random(m * r, s + 8),
+            dh: pseudo_random(m * r, s + 9),
+            keep,
+        }
+    }
+
+    /// The mask over x as the thin products read it.
+    fn x_keep(&self, dropout: f32) -> Option<Keep<'_>> {
+        self.keep.as_ref().map(|bits| Keep {
+            bits,
+            row_len: self.dims.1,
+            scale: 1.0 / (1.0 - dropout),
+        })
+    }
+}
+
+/// A piece's JSON key and its label.
+type Piece = (&'static str, &'static str);
+
+/// (piece, median ms over all projections) for the mask draws and the six products, in the
+/// order `lora_linear` runs them (forward: mask, x A^T, y += hs B^T; backward: dB, dh, dA, dx).
+fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<(Piece, f64)> {
+    let isa = Isa::detect();
+    let mut rng = Rng::new(7);
+    let mut out = Vec::new();
+    let mut time = |name: Piece, run: &mut dyn FnMut(&mut Adapter)| {
+        let t = time_reps(reps, || ads.iter_mut().for_each(&mut *run));
+        out.push((name, t.median * 1e3));
+    };
+    // Without dropout `lora_linear` draws no mask.
+    time(("mask", "dropout mask"), &mut |ad| {
+        let (m, k, ..) = ad.dims;
+        if p > 0.0 {
+            std::hint::black_box(draw_mask(&mut rng, Rng::uniform_below_threshold(p), m * k));
+        }
+    });
+    time(("project_x", "hs = xd A^T (project)"), &mut |ad| {
+        let (m, k, _, r) = ad.dims;
+        let mut hs = vec![0.0f32; m * r];
+        project(
+            isa,
+            (m, k, r),
+            (&ad.x, k, ad.x_keep(p)),
+            &ad.a_t,
+            r,
+            &mut hs,
+            r,
+        );
+    });
+    time(("expand_y", "y += hs B^T (expand)"), &mut |ad| {
+        let (m, _, n, r) = ad.dims;
+        expand(
+            isa,
+            (m, n, r),
+            &ad.hs,
+            r,
+            &ad.b_t,
+            n,
+            true,
+            None,
+            &mut ad.y,
+            n,
+        );
+    });
+    time(("reduce_db", "dB = g^T hs (reduce)"), &mut |ad| {
+        let (m, _, n, r) = ad.dims;
+        let mut db_t = vec![0.0f32; r * n];
+        reduce(isa, (m, n, r), &ad.hs, r, (&ad.g, n, None), &mut db_t, n);
+    });
+    time(("project_dh", "dh = g B (project)"), &mut |ad| {
+        let (m, _, n, r) = ad.dims;
+        let mut dh = vec![0.0f32; m * r];
+        project(isa, (m, n, r), (&ad.g, n, None), &ad.b, r, &mut dh, r);
+    });
+    time(("reduce_da", "dA = dh^T xd (reduce)"), &mut |ad| {
+        let (m, k, _, r) = ad.dims;
+        let mut da = vec![0.0f32; r * k];
+        reduce(
+            isa,
+            (m, k, r),
+            &ad.dh,
+            r,
+            (&ad.x, k, ad.x_keep(p)),
+            &mut da,
+            k,
+        );
+    });
+    time(("expand_dx", "dx += mask(dh A) (expand)"), &mut |ad| {
+        let (m, k, _, r) = ad.dims;
+        let keep = ad.keep.as_ref().map(|bits| Keep {
+            bits,
+            row_len: k,
+            scale: 1.0 / (1.0 - p),
+        });
+        expand(
+            isa,
+            (m, k, r),
+            &ad.dh,
+            r,
+            &ad.a,
+            k,
+            true,
+            keep,
+            &mut ad.dx,
+            k,
+        );
+    });
+    out
 }
