@@ -500,24 +500,44 @@ impl Adapter {
 /// A piece's JSON key and its label.
 type Piece = (&'static str, &'static str);
 
+/// Times pieces over every projection's adapter, collecting (piece, median ms).
+struct PieceTimer<'a> {
+    ads: &'a mut [Adapter],
+    reps: Option<usize>,
+    times: Vec<(Piece, f64)>,
+}
+
+impl PieceTimer<'_> {
+    fn time(&mut self, piece: Piece, run: &mut dyn FnMut(&mut Adapter)) {
+        let ads = &mut *self.ads;
+        let t = time_reps(self.reps, || ads.iter_mut().for_each(&mut *run));
+        self.times.push((piece, t.median * 1e3));
+    }
+}
+
 /// (piece, median ms over all projections) for the mask draws and the six products, in the
 /// order `lora_linear` runs them (forward: mask, x A^T, y += hs B^T; backward: dB, dh, dA, dx).
 fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<(Piece, f64)> {
-    let isa = Isa::detect();
-    let mut rng = Rng::new(7);
-    let mut out = Vec::new();
-    let mut time = |name: Piece, run: &mut dyn FnMut(&mut Adapter)| {
-        let t = time_reps(reps, || ads.iter_mut().for_each(&mut *run));
-        out.push((name, t.median * 1e3));
+    let mut timer = PieceTimer {
+        ads,
+        reps,
+        times: Vec::new(),
     };
+    time_forward_pieces(&mut timer, p);
+    time_backward_pieces(&mut timer, p);
+    timer.times
+}
+
+fn time_forward_pieces(timer: &mut PieceTimer, p: f32) {
+    let (isa, mut rng) = (Isa::detect(), Rng::new(7));
     // Without dropout `lora_linear` draws no mask.
-    time(("mask", "dropout mask"), &mut |ad| {
+    timer.time(("mask", "dropout mask"), &mut |ad| {
         let (m, k, ..) = ad.dims;
         if p > 0.0 {
             std::hint::black_box(draw_mask(&mut rng, Rng::uniform_below_threshold(p), m * k));
         }
     });
-    time(("project_x", "hs = xd A^T (project)"), &mut |ad| {
+    timer.time(("project_x", "hs = xd A^T (project)"), &mut |ad| {
         let (m, k, _, r) = ad.dims;
         let mut hs = vec![0.0f32; m * r];
         project(
@@ -530,7 +550,7 @@ fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<
             r,
         );
     });
-    time(("expand_y", "y += hs B^T (expand)"), &mut |ad| {
+    timer.time(("expand_y", "y += hs B^T (expand)"), &mut |ad| {
         let (m, _, n, r) = ad.dims;
         expand(
             isa,
@@ -545,17 +565,21 @@ fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<
             n,
         );
     });
-    time(("reduce_db", "dB = g^T hs (reduce)"), &mut |ad| {
+}
+
+fn time_backward_pieces(timer: &mut PieceTimer, p: f32) {
+    let isa = Isa::detect();
+    timer.time(("reduce_db", "dB = g^T hs (reduce)"), &mut |ad| {
         let (m, _, n, r) = ad.dims;
         let mut db_t = vec![0.0f32; r * n];
         reduce(isa, (m, n, r), &ad.hs, r, (&ad.g, n, None), &mut db_t, n);
     });
-    time(("project_dh", "dh = g B (project)"), &mut |ad| {
+    timer.time(("project_dh", "dh = g B (project)"), &mut |ad| {
         let (m, _, n, r) = ad.dims;
         let mut dh = vec![0.0f32; m * r];
         project(isa, (m, n, r), (&ad.g, n, None), &ad.b, r, &mut dh, r);
     });
-    time(("reduce_da", "dA = dh^T xd (reduce)"), &mut |ad| {
+    timer.time(("reduce_da", "dA = dh^T xd (reduce)"), &mut |ad| {
         let (m, k, _, r) = ad.dims;
         let mut da = vec![0.0f32; r * k];
         reduce(
@@ -568,7 +592,7 @@ fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<
             k,
         );
     });
-    time(("expand_dx", "dx += mask(dh A) (expand)"), &mut |ad| {
+    timer.time(("expand_dx", "dx += mask(dh A) (expand)"), &mut |ad| {
         let (m, k, _, r) = ad.dims;
         let keep = ad.keep.as_ref().map(|bits| Keep {
             bits,
@@ -588,5 +612,4 @@ fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<
             k,
         );
     });
-    out
 }
