@@ -274,31 +274,83 @@ fn parse_named<T>(flags: &mut Flags, flag: &str, parse: fn(&str) -> Option<T>) -
     parse(&name).ok_or_else(|| flags.error(format!("train-step: {flag} `{name}` is unknown")))
 }
 
-fn bench_train_step(args: &[String]) -> Result<()> {
-    let (mut config, mut batch, mut seq, mut steps) = (None, 4, 128, 3);
-    let (mut objective, mut json, mut lora) = (StepObjective::Lm, false, None);
-    let mut items = SyntheticItems::Sid;
-    let mut base_dtype = DType::F32;
-    let mut flags = Flags::new(USAGE, args.to_vec());
-    while let Some(flag) = flags.next_flag() {
-        let flag = flag.as_str();
-        match flag {
-            "--config" => config = Some(flags.value(flag)?),
-            "--batch" => batch = flags.positive(flag)?,
-            "--seq" => seq = flags.positive(flag)?,
-            "--steps" => steps = flags.positive(flag)?,
-            "--threads" => pool::set_num_threads(flags.positive(flag)?),
-            "--objective" => objective = parse_named(&mut flags, flag, StepObjective::parse)?,
-            "--items" => items = parse_named(&mut flags, flag, SyntheticItems::parse)?,
-            "--json" => json = true,
-            // LoRA on the random model (`train --lora`'s syntax): only the adapter trains.
-            "--lora" => lora = Some(flags.value(flag)?),
-            "--base-dtype" => base_dtype = parse_base_dtype(&mut flags, flag)?,
-            other => return Err(flags.unknown(other)),
+/// The flags every model-step subcommand takes: the config, the batch shape, threads, --json.
+struct StepFlags {
+    config: Option<String>,
+    batch: usize,
+    seq: usize,
+    json: bool,
+}
+
+impl StepFlags {
+    fn new() -> StepFlags {
+        StepFlags {
+            config: None,
+            batch: 4,
+            seq: 128,
+            json: false,
         }
     }
-    let path = config.ok_or_else(|| usage_error("train-step: --config is required".into()))?;
-    let cfg = LlamaConfig::from_file(path)?;
+
+    /// Takes `flag` if it is one of these (true), else leaves it to the subcommand (false).
+    fn take(&mut self, flags: &mut Flags, flag: &str) -> Result<bool> {
+        match flag {
+            "--config" => self.config = Some(flags.value(flag)?),
+            "--batch" => self.batch = flags.positive(flag)?,
+            "--seq" => self.seq = flags.positive(flag)?,
+            "--threads" => pool::set_num_threads(flags.positive(flag)?),
+            "--json" => self.json = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads `args`: these flags here, the subcommand's own through `own` (true when it took
+    /// the flag); any other flag is an error.
+    fn parse(
+        args: &[String],
+        mut own: impl FnMut(&mut Flags, &str) -> Result<bool>,
+    ) -> Result<StepFlags> {
+        let mut step = StepFlags::new();
+        let mut flags = Flags::new(USAGE, args.to_vec());
+        while let Some(flag) = flags.next_flag() {
+            if !step.take(&mut flags, &flag)? && !own(&mut flags, &flag)? {
+                return Err(flags.unknown(&flag));
+            }
+        }
+        Ok(step)
+    }
+
+    /// The model config (`--config` is required).
+    fn model(&self, subcommand: &str) -> Result<LlamaConfig> {
+        let path = self
+            .config
+            .as_ref()
+            .ok_or_else(|| usage_error(format!("{subcommand}: --config is required")))?;
+        LlamaConfig::from_file(path)
+    }
+}
+
+fn bench_train_step(args: &[String]) -> Result<()> {
+    let (mut steps, mut lora) = (3, None);
+    let (mut objective, mut items) = (StepObjective::Lm, SyntheticItems::Sid);
+    let mut base_dtype = DType::F32;
+    let step = StepFlags::parse(args, |flags, flag| {
+        match flag {
+            "--steps" => steps = flags.positive(flag)?,
+            "--objective" => objective = parse_named(flags, flag, StepObjective::parse)?,
+            "--items" => items = parse_named(flags, flag, SyntheticItems::parse)?,
+            // LoRA on the random model (`train --lora`'s syntax): only the adapter trains.
+            "--lora" => lora = Some(flags.value(flag)?),
+            "--base-dtype" => base_dtype = parse_base_dtype(flags, flag)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let cfg = step.model("train-step")?;
+    let StepFlags {
+        batch, seq, json, ..
+    } = step;
     let lora_cfg = lora.as_deref().map(LoraConfig::parse).transpose()?;
     let setup = StepSetup {
         objective,
@@ -351,22 +403,18 @@ fn bench_train_step(args: &[String]) -> Result<()> {
 /// Decoder throughput (BENCHMARKS.md "Llama decoder"): forward tokens/s (no tape) and
 /// forward+backward tokens/s (all-row logits, next-token loss, gradients into the parameters).
 fn bench_decoder(args: &[String]) -> Result<()> {
-    let (mut config, mut batch, mut seq, mut steps, mut json) = (None, 4, 128, 3, false);
-    let mut flags = Flags::new(USAGE, args.to_vec());
-    while let Some(flag) = flags.next_flag() {
-        let flag = flag.as_str();
+    let mut steps = 3;
+    let step = StepFlags::parse(args, |flags, flag| {
         match flag {
-            "--config" => config = Some(flags.value(flag)?),
-            "--batch" => batch = flags.positive(flag)?,
-            "--seq" => seq = flags.positive(flag)?,
             "--steps" => steps = flags.positive(flag)?,
-            "--threads" => pool::set_num_threads(flags.positive(flag)?),
-            "--json" => json = true,
-            other => return Err(flags.unknown(other)),
+            _ => return Ok(false),
         }
-    }
-    let path = config.ok_or_else(|| usage_error("decoder: --config is required".into()))?;
-    let cfg = LlamaConfig::from_file(path)?;
+        Ok(true)
+    })?;
+    let cfg = step.model("decoder")?;
+    let StepFlags {
+        batch, seq, json, ..
+    } = step;
     let (fwd, fwd_bwd) = time_forward_backward(&cfg, batch, seq, steps)?;
     let threads = pool::num_threads();
     if json {
@@ -386,30 +434,25 @@ fn bench_decoder(args: &[String]) -> Result<()> {
 /// "LoRA step"): the dropout masks and the six thin products of `Tape::lora_linear`, each over
 /// the block's seven projections (sizes from the config), timed alone (median of `--reps`).
 fn bench_adapter(args: &[String]) -> Result<()> {
-    let (mut config, mut batch, mut seq, mut rank) = (None, 4, 128, 16);
-    let (mut dropout, mut reps, mut json) = (0.05f32, None, false);
-    let mut flags = Flags::new(USAGE, args.to_vec());
-    while let Some(flag) = flags.next_flag() {
-        let flag = flag.as_str();
+    let (mut rank, mut dropout, mut reps) = (16, 0.05f32, None);
+    let step = StepFlags::parse(args, |flags, flag| {
         match flag {
-            "--config" => config = Some(flags.value(flag)?),
-            "--batch" => batch = flags.positive(flag)?,
-            "--seq" => seq = flags.positive(flag)?,
             "--rank" => rank = flags.positive(flag)?,
             "--dropout" => dropout = flags.num(flag)?,
-            "--threads" => pool::set_num_threads(flags.positive(flag)?),
             "--reps" => reps = Some(flags.positive(flag)?),
-            "--json" => json = true,
-            other => return Err(flags.unknown(other)),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if !(0.0..1.0).contains(&dropout) {
         return Err(usage_error(format!(
             "adapter: --dropout {dropout} is outside [0, 1)"
         )));
     }
-    let path = config.ok_or_else(|| usage_error("adapter: --config is required".into()))?;
-    let cfg = LlamaConfig::from_file(path)?;
+    let cfg = step.model("adapter")?;
+    let StepFlags {
+        batch, seq, json, ..
+    } = step;
     // (inputs, outputs) of q, k, v, o, gate, up, down
     let (h, q, kv, f) = (
         cfg.hidden_size,
@@ -523,6 +566,11 @@ fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<
         reps,
         times: Vec::new(),
     };
+    // A whole pass first, its times dropped: whichever piece came first was timed up to 3x
+    // slower than on a second pass (this VM's second vCPU and the pool waking up).
+    time_forward_pieces(&mut timer, p);
+    time_backward_pieces(&mut timer, p);
+    timer.times.clear();
     time_forward_pieces(&mut timer, p);
     time_backward_pieces(&mut timer, p);
     timer.times
