@@ -12,8 +12,10 @@
 //! each), so the results are bit for bit those of llama.cpp's Python reference. Rust never fuses
 //! `a * b - c` into an FMA on its own, which that equality relies on.
 
-use super::gguf_quant::QK_K;
 use half::f16;
+
+/// Elements per super-block of the k-quant formats (Q2_K .. Q8_K).
+pub const QK_K: usize = 256;
 
 /// A little-endian f16 at `bytes[at..at + 2]`, widened to f32.
 fn f16_at(bytes: &[u8], at: usize) -> f32 {

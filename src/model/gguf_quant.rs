@@ -7,14 +7,12 @@
 //! cannot decode; [`dequantize`] decodes the plain types, the classic 32-element formats here
 //! and the 256-element k-quants of [`super::gguf_kquant`] (what Q4_K_M, Q5_K_M, ... files mix).
 
-use super::gguf_kquant;
+use super::gguf_kquant::{self, QK_K};
 use crate::{Error, Result};
 use half::{bf16, f16};
 
 /// Elements per block of the classic quantisation formats (Q4_0, Q4_1, Q8_0, ...).
 pub const QK: usize = 32;
-/// Elements per block of the k-quant formats (Q2_K .. Q8_K).
-pub const QK_K: usize = 256;
 
 /// Decodes one block's bytes into its elements (the output holds one block of f32).
 type BlockDecoder = fn(&[u8], &mut [f32]);
