@@ -131,7 +131,7 @@ pub struct PipelineConfig {
     pub ensemble: Ensemble,
     /// The two ILRec stages [joint].
     pub schedule: Schedule,
-    /// Ablation variants to run as well, by short name (`pipeline::variants::ABLATIONS`);
+    /// Ablation variants to run as well, by short name (`pipeline::ablations::ABLATIONS`);
     /// `--ablation` = all five [none].
     pub ablations: Vec<String>,
     /// Also fine-tune ILRec with the sequential schedule from the same warm-up, row
@@ -453,7 +453,7 @@ impl JsonFields<'_> {
     fn ablations(&self) -> Result<Vec<String>> {
         if self.0.get("ablations").is_none() {
             return Ok(match self.flag_or("ablation", false)? {
-                true => super::variants::all_ablations(),
+                true => super::ablations::all_ablations(),
                 false => Vec::new(),
             });
         }
@@ -462,7 +462,7 @@ impl JsonFields<'_> {
             .as_array()
             .and_then(|xs| xs.iter().map(|x| x.as_str()).collect());
         let names = names.ok_or_else(|| Self::bad("ablations", "a list of ablation names"))?;
-        super::variants::parse_ablations(&names.join(","))
+        super::ablations::parse_ablations(&names.join(","))
     }
 
     fn flag(&self, key: &str) -> Result<bool> {
@@ -587,7 +587,7 @@ mod tests {
         let mut v = unusual().to_json(&[1], json!({}));
         v.as_object_mut().unwrap().remove("ablations");
         for (switch, want) in [
-            (true, crate::pipeline::variants::all_ablations()),
+            (true, crate::pipeline::ablations::all_ablations()),
             (false, vec![]),
         ] {
             v["ablation"] = json!(switch);

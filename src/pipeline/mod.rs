@@ -19,6 +19,7 @@
 //! Every hyper-parameter is a field of [`config::PipelineConfig`] with a documented default;
 //! [`flags`] is its command line (`train --help`).
 
+pub mod ablations;
 pub mod cf;
 pub mod config;
 pub mod data;

@@ -2,6 +2,7 @@
 //! with `--ablation` one variant per removed part (`--ablations` a chosen few of them), and with
 //! `--also-sequential` ILRec under the sequential schedule.
 
+use super::ablations::ABLATIONS;
 use super::config::PipelineConfig;
 use crate::ilrec::schedule::Schedule;
 use crate::ilrec::trainer::StepConfig;
@@ -31,45 +32,6 @@ pub fn ilrec_step(cfg: &PipelineConfig, top: usize, item_vocab: Option<Vec<u32>>
 /// S: by default the four blocks below the top, clipped to >= 1 (validated by `plan_model`).
 pub fn lens_layers(cfg: &PipelineConfig, top: usize) -> Vec<usize> {
     cfg.lens_layers.resolve(top).unwrap_or_else(|_| vec![top])
-}
-
-/// The ablations, as (short name of `--ablations`, table row), in table order.
-pub const ABLATIONS: [(&str, &str); 5] = [
-    ("wo-cpo", "ilrec w/o cpo"),
-    ("wo-crr", "ilrec w/o crr"),
-    ("wo-cpd", "ilrec w/o cpd"),
-    ("final-cpd0", "final-layer negatives, CPD 0 (S = {L})"),
-    ("final-cpd-kept", "final-layer negatives, CPD kept"),
-];
-
-/// The short names of every ablation (`--ablation`).
-pub fn all_ablations() -> Vec<String> {
-    ABLATIONS.iter().map(|(key, _)| key.to_string()).collect()
-}
-
-/// Parses `--ablations wo-cpo,wo-crr` into short names in table order (each once); an unknown
-/// name is an error that lists the known ones.
-pub fn parse_ablations(list: &str) -> crate::Result<Vec<String>> {
-    let wanted: Vec<&str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .collect();
-    if let Some(bad) = wanted
-        .iter()
-        .find(|w| ABLATIONS.iter().all(|(key, _)| key != *w))
-    {
-        let known: Vec<&str> = ABLATIONS.iter().map(|(key, _)| *key).collect();
-        return Err(crate::Error::config(
-            format!("--ablations: unknown ablation `{bad}`"),
-            format!("known: {}", known.join(", ")),
-        ));
-    }
-    Ok(ABLATIONS
-        .iter()
-        .filter(|(key, _)| wanted.contains(key))
-        .map(|(key, _)| key.to_string())
-        .collect())
 }
 
 /// The row of `--also-sequential`: ILRec fine-tuned with the sequential schedule.
@@ -132,6 +94,7 @@ pub fn variants(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::ablations::{all_ablations, parse_ablations};
 
     #[test]
     fn also_sequential_adds_ilrec_under_the_sequential_schedule_only() {
@@ -179,12 +142,5 @@ mod tests {
         assert_eq!(all[2].1.weights.alpha, all[1].1.weights.alpha);
         assert_eq!(all[3].1.negative_layers, Some(vec![4]));
         assert_eq!(all[3].1.lens_layers, all[1].1.lens_layers);
-        let e = parse_ablations("wo-crr,wo-everything")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("wo-everything") && e.contains("final-cpd-kept"),
-            "{e}"
-        );
     }
 }

@@ -379,7 +379,8 @@ pub fn parse_protocols(words: &[String]) -> Result<Vec<Protocol>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::variants::{all_ablations, variants, ABLATIONS};
+    use crate::pipeline::ablations::{all_ablations, ABLATIONS};
+    use crate::pipeline::variants::variants;
 
     #[test]
     fn every_trained_method_is_a_pipeline_row() {
