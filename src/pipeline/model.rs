@@ -220,16 +220,18 @@ pub fn build_model(
     })
 }
 
-/// The run's model from the prepared data: [`build_model`] with `--lora`'s adapter, the item
-/// tokens' rows included ([`run_adapter`]).
+/// The run's model for the prepared data's vocabulary map, EOS and item tokens (the SIDs; None
+/// in title mode): [`build_model`] with `--lora`'s adapter, the item tokens' rows included
+/// ([`run_adapter`]).
 pub fn build_run_model(
     cfg: &PipelineConfig,
     plan: &ModelPlan,
-    d: &super::data::PreparedData,
+    (vocab, model_eos): (&VocabMap, u32),
+    item_tokens: Option<&[u32]>,
 ) -> Result<BuiltModel> {
     let tied = plan.config.tie_word_embeddings;
-    let lora = (cfg.lora.as_ref()).map(|l| run_adapter(l, d.item_vocab.as_deref(), tied));
-    build_model(plan, &d.vocab, d.model_eos, cfg.seed, lora.as_ref())
+    let lora = (cfg.lora.as_ref()).map(|l| run_adapter(l, item_tokens, tied));
+    build_model(plan, vocab, model_eos, cfg.seed, lora.as_ref())
 }
 
 /// Saves a trained model to `dir`: a full HF checkpoint, or under LoRA the PEFT adapter folder

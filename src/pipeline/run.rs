@@ -250,7 +250,8 @@ fn fine_tune_all(
 ) -> Result<(Vec<(String, StepConfig)>, Finetuned)> {
     let d = llm.d;
     // With --lora: adapters on the frozen checkpoint, the SID token rows training with them.
-    let built = model::build_run_model(cfg, llm.plan, d)?;
+    let vocab = (&d.vocab, d.model_eos);
+    let built = model::build_run_model(cfg, llm.plan, vocab, d.item_vocab.as_deref())?;
     let lora = built.lora.clone();
     let inputs = StageInputs {
         examples: &d.train,
