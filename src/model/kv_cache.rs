@@ -7,9 +7,9 @@
 //!
 //! Beam search also needs to *reorder* the cache: after each step the surviving beams may descend
 //! from any of the previous beams, so row i of the new cache is row `parents[i]` of the old one.
-//! The cache is inference-only: it is used on a `Tape::inference()` tape.
+//! The cache is inference-only: it is used on a `Tape::inference()` tape. The decoding step that
+//! fills it is `Llama::forward_cached` (`forward_cached.rs`).
 
-use super::llama::{BlockInput, Llama};
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -42,6 +42,22 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// An empty cache of `blocks` blocks for `batch` sequences.
+    pub fn new(blocks: usize, batch: usize) -> KvCache {
+        KvCache {
+            layers: vec![LayerKv::default(); blocks],
+            len: 0,
+            batch,
+        }
+    }
+
+    /// Each block's keys and values, for a step that appends `seq` new positions: the cache
+    /// counts them as encoded from here on.
+    pub(super) fn advance(&mut self, seq: usize) -> &mut [LayerKv] {
+        self.len += seq;
+        &mut self.layers
+    }
+
     /// Number of positions already in the cache.
     pub fn len(&self) -> usize {
         self.len
@@ -72,57 +88,6 @@ impl KvCache {
         }
         self.batch = parents.len();
         Ok(())
-    }
-}
-
-impl Llama {
-    /// An empty cache for `batch` sequences.
-    pub fn new_cache(&self, batch: usize) -> KvCache {
-        KvCache {
-            layers: vec![LayerKv::default(); self.blocks().len()],
-            len: 0,
-            batch,
-        }
-    }
-
-    /// Runs the decoder on `ids` (batch x `seq` new tokens, at positions cache.len()..), appending
-    /// their keys/values to the cache. Returns the logits at the last new position of each row,
-    /// (batch, V). Use an inference tape.
-    pub fn forward_cached(
-        &self,
-        tape: &mut Tape,
-        ids: &[u32],
-        seq: usize,
-        cache: &mut KvCache,
-    ) -> Result<Var> {
-        let batch = cache.batch;
-        if seq == 0 || ids.len() != batch * seq {
-            return Err(Error::shape(
-                "Llama::forward_cached",
-                format!("{} ids for batch {batch} x {seq} new tokens", ids.len()),
-            ));
-        }
-        let vocab = self.config.vocab_size;
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(Error::Index {
-                op: "Llama::forward_cached",
-                index: bad as i64,
-                bound: vocab,
-            });
-        }
-        let positions: Vec<usize> = (cache.len..cache.len + seq).collect();
-        let mut h = self.embed_ids(tape, ids, batch, seq)?; // (B,T,D)
-        let ctx = BlockInput {
-            positions: &positions,
-            key_valid: None,
-            dropout_seed: None, // decoding: no dropout
-        };
-        for (block, layer) in self.blocks().iter().zip(cache.layers.iter_mut()) {
-            h = self.block(tape, block, h, &ctx, Some(layer))?; // (B,T,D)
-        }
-        cache.len += seq;
-        let last_rows: Vec<usize> = (0..batch).map(|b| b * seq + seq - 1).collect();
-        self.head(tape, h, Some(&last_rows)) // (B,V)
     }
 }
 

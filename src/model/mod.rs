@@ -12,12 +12,15 @@
 //! - [`gguf_kquant`] the 256-element k-quant blocks (Q2_K .. Q6_K) decoded to f32
 //! - [`gguf_tokenizer`] tokenizer.json from GGUF metadata (gpt2 byte-level BPE, llama SentencePiece)
 //! - [`load`]        one entry point: an HF directory or a GGUF file -> model (+ tokenizer)
+//! - [`kv_cache`]    the keys and values of earlier positions, kept for decoding
+//! - [`forward_cached`] one decoding step: the decoder on new tokens against the cache
 //! - [`generate`]    greedy decoding with the KV cache
 //! - [`gguf_hf`]     llama.cpp conventions -> Hugging Face: tensor names, q/k row order,
 //!   config.json and tokenizer.json as plain `serde_json::Value`s
 
 pub mod adapter;
 pub mod config;
+pub mod forward_cached;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_hf;
