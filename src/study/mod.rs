@@ -9,6 +9,7 @@
 //!   layers (by ILRec), frozen before any test number
 //! - [`cell`]     one data set and seed = one run folder, every method from one warm-up, rows
 //!   from its per-user ranks
+//! - [`record`]   a run's settings as the rows and trials record them (select and cell)
 //! - [`results`]  `results.jsonl`: one line per data set x method x seed x protocol with every
 //!   metric and the per-user ranks; unfinished cells dropped on reading
 //! - [`stats`]    mean +- std, per-user metrics from ranks, the paired bootstrap
@@ -26,6 +27,7 @@ pub mod flags;
 pub mod grid;
 pub mod negatives;
 pub mod negatives_report;
+pub mod record;
 pub mod report;
 pub mod results;
 pub mod select;

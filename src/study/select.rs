@@ -20,7 +20,7 @@
 //! tokenised (as in every run, their words enter the compact vocabulary, which the items'
 //! tokens already cover), so the selection's models are the final cells' models.
 
-use super::cell::{hyper, short};
+use super::record::{hyper, short};
 use crate::ilrec::LensLayers;
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::model::plan_model;
