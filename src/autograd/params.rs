@@ -3,7 +3,7 @@
 //! Names are the checkpoint's names (`model.layers.0.self_attn.q_proj.weight`), so loading,
 //! saving and error messages all speak the same language.
 
-use super::tape::{add_into, Grads};
+use super::pieces::add_into;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -103,9 +103,13 @@ impl Params {
         self.trainable[id.0] = trainable;
     }
 
-    /// Adds the gradients of one backward pass into the stored ones (gradient accumulation).
-    pub fn accumulate(&mut self, grads: &Grads) -> Result<()> {
-        for (id, g) in grads.params() {
+    /// Adds the gradients of one backward pass into the stored ones (gradient accumulation):
+    /// `params.accumulate(&grads)` with the tape's `Grads`, or any (parameter, gradient) pairs.
+    pub fn accumulate<'a>(
+        &mut self,
+        grads: impl IntoIterator<Item = (ParamId, &'a Tensor)>,
+    ) -> Result<()> {
+        for (id, g) in grads {
             match &mut self.grads[id.0] {
                 slot @ None => *slot = Some(g.clone()),
                 Some(acc) => add_into(acc, g)?,

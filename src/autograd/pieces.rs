@@ -100,6 +100,13 @@ fn add_rows(dst: &mut [f32], row_len: usize, idx: &[usize], src: &[f32]) -> Resu
     Ok(())
 }
 
+/// acc += g (same shape), in fixed chunks over the pool (elementwise: the same bits with any
+/// thread count).
+pub(super) fn add_into(acc: &mut Tensor, g: &Tensor) -> Result<()> {
+    add_slice(acc.data_mut()?, g.data()?);
+    Ok(())
+}
+
 /// dst += src over their common length, in fixed chunks over the pool (elementwise: the same
 /// bits with any thread count).
 pub(super) fn add_slice(dst: &mut [f32], src: &[f32]) {

@@ -9,7 +9,7 @@
 //! gradient accumulation over micro-batches works.
 
 use super::params::{ParamId, Params};
-use super::pieces::{add_pieces, add_slice, tiled_runs, Piece, Placement};
+use super::pieces::{add_into, add_pieces, tiled_runs, Piece, Placement};
 use super::profile;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -371,13 +371,6 @@ impl Tape {
     }
 }
 
-/// acc += g (same shape), in fixed chunks over the pool (elementwise: the same bits with any
-/// thread count).
-pub(crate) fn add_into(acc: &mut Tensor, g: &Tensor) -> Result<()> {
-    add_slice(acc.data_mut()?, g.data()?);
-    Ok(())
-}
-
 /// The gradients `backward` produced for the leaves of the tape.
 pub struct Grads {
     leaves: Vec<(Var, Option<ParamId>, Tensor)>,
@@ -394,6 +387,23 @@ impl Grads {
 
     /// (parameter, gradient) pairs; a parameter used twice on the tape appears twice.
     pub fn params(&self) -> impl Iterator<Item = (ParamId, &Tensor)> {
+        self.into_iter()
+    }
+}
+
+/// A leaf's (parameter, gradient) pair, if the leaf is a parameter.
+type ParamGrad<'a> = Option<(ParamId, &'a Tensor)>;
+
+/// Iterating `&Grads` gives its (parameter, gradient) pairs, as [`Grads::params`] does: what
+/// `Params::accumulate` adds up (so that `params.rs` need not know the tape's types).
+impl<'a> IntoIterator for &'a Grads {
+    type Item = (ParamId, &'a Tensor);
+    type IntoIter = std::iter::FilterMap<
+        std::slice::Iter<'a, (Var, Option<ParamId>, Tensor)>,
+        fn(&'a (Var, Option<ParamId>, Tensor)) -> ParamGrad<'a>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
         self.leaves.iter().filter_map(|(_, p, g)| p.map(|p| (p, g)))
     }
 }
