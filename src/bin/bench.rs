@@ -567,7 +567,7 @@ fn time_adapter_pieces(ads: &mut [Adapter], p: f32, reps: Option<usize>) -> Vec<
         times: Vec::new(),
     };
     // A whole pass first, its times dropped: whichever piece came first was timed up to 3x
-    // slower than on a second pass (this VM's second vCPU and the pool waking up).
+    // slower than on a second pass (the unmasked project first: 1.25 ms a block, then 0.39).
     time_forward_pieces(&mut timer, p);
     time_backward_pieces(&mut timer, p);
     timer.times.clear();

@@ -10,8 +10,8 @@
 //!   state the serial loop would be in there, reached by jumping ([`Jump`]: one jump per group
 //!   of chunks on the calling thread, one per chunk inside its group's task);
 //! - lanes: a task draws its group of [`LANES`] chunks side by side ([`Lanes`], in vector
-//!   registers: ~0.35 ns a draw on one thread with AVX-512), a block of draws at a time, then writes each
-//!   chunk's decisions and values;
+//!   registers: ~0.35 ns a draw on one thread with AVX-512), a block of draws at a time, then
+//!   writes each chunk's decisions and values;
 //! - integers: `uniform() >= p` is `next_u24() >= ceil(p * 2^24)`, exactly
 //!   ([`Rng::uniform_below_threshold`]).
 
@@ -203,8 +203,8 @@ fn first_bits(bits: u64, len: usize) -> u64 {
 /// are packed lane-inner, so that each draw position is one vector compare over the lanes (the
 /// lane-outer fold it replaced, a scalar compare, shift and or per draw, was three quarters of
 /// the mask's time), and each row of draws is compared as it is made, while in registers
-/// (writing the block's 512 draws out first and comparing them after cost a third more: a
-/// SmolLM2 layer's seven masks 0.83 -> 0.55 ms on 2 threads).
+/// (writing the block's 512 draws out first and comparing them after cost half as much again:
+/// a SmolLM2 block's seven masks 0.72 -> 0.47 ms on 2 threads, `bench adapter`).
 fn next_keep_words(lanes: &mut Lanes, drop_below: u64) -> [u64; LANES] {
     match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
