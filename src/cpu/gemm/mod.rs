@@ -603,9 +603,10 @@ struct Tile {
 
 /// The cache blocking of `isa`'s kernel (one the CPU supports).
 ///
-/// Zen 5: 48 KB L1d, 1 MB L2 per core, 32 MB L3: KC 576 was measured fastest (256 left the
-/// logits GEMM ~20% slower: three passes over its 100 MB C); an A block MC x KC (~300 KB) sits
-/// in L2; a B block KC x NC (~7 MB) in L3. Override for tuning with ILREC_GEMM_BLOCKING=kc,mc,nc.
+/// Zen 5: 48 KB L1d, 1 MB L2 per core, 32 MB L3: KC 576 was measured fastest for the AVX-512
+/// kernel (256 left the logits GEMM ~20% slower: three passes over its 100 MB C); an A block
+/// MC x KC (~300 KB) sits in L2; a B block KC x NC (~7 MB) in L3. The AVX2 kernel's KC follows
+/// the L1d ([`avx2_depth`]). Override for tuning with ILREC_GEMM_BLOCKING=kc,mc,nc.
 fn blocking_for(isa: Isa) -> Blocking {
     match isa {
         Isa::Avx512 => tuned_blocking(Blocking {
@@ -615,7 +616,7 @@ fn blocking_for(isa: Isa) -> Blocking {
             simd_pack: true,
         }),
         Isa::Avx2 => tuned_blocking(Blocking {
-            kc: 576,
+            kc: avx2_depth(cache::l1d_bytes()),
             mc: 144,
             nc: 3072,
             simd_pack: true,
@@ -626,6 +627,25 @@ fn blocking_for(isa: Isa) -> Blocking {
             nc: 2048,
             simd_pack: false,
         },
+    }
+}
+
+/// The AVX2 kernel's depth block KC for an L1 data cache of `l1d` bytes.
+///
+/// Its B sliver is KC x 16 floats, read once per microkernel call while an A sliver (KC x 6)
+/// streams past it. With a 48 KB L1d (the Intel Xeon), KC 576 makes the sliver 36 KB and the
+/// two do not fit together; KC 384 (so k = 576 in two blocks of 288) keeps the sliver in half
+/// the L1d: q/o, k/v and the LM head's dX 2-9% faster, the rest level (BENCHMARKS.md, "The AVX2
+/// depth block from the L1d"). With 32 KB (Zen 3) KC 288 was measured before and lost 12-18% on
+/// the LM head's and gate/up's forward (a second pass over their large C), so a smaller L1d
+/// keeps 576. KC changes the depth blocks, hence the rounding of every AVX2 product (the same
+/// for any thread count).
+fn avx2_depth(l1d: usize) -> usize {
+    const NR: usize = 16; // the AVX2 kernel's sliver width (`kernel_avx2::NR`)
+    if l1d >= 2 * 384 * NR * std::mem::size_of::<f32>() {
+        384
+    } else {
+        576
     }
 }
 
