@@ -6,7 +6,7 @@
 //! (`sgemm_with_isa`), never a process env var.
 
 use ilrec::cpu::gemm::{
-    sgemm, sgemm_batched, sgemm_batched_with_isa, sgemm_new, sgemm_with_isa, Isa,
+    depth_split, sgemm, sgemm_batched, sgemm_batched_with_isa, sgemm_new, sgemm_with_isa, Isa,
 };
 use ilrec::cpu::pool::{num_threads, parallel_for, set_num_threads};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -390,6 +390,53 @@ fn results_do_not_depend_on_thread_count() {
             "{cs:?}: 1 vs 2 threads differ bitwise"
         );
         assert_close(cs, "threads", &one, &naive(cs, &o), &o.c, o.ldc);
+    }
+}
+
+/// A deep product (the LM head's dX shape class: k >= 8192, C at least 256 x 256) is summed
+/// in two depth segments; with every transpose, alpha, beta and padded strides, the second
+/// segment must read the right depths of A and B (a wrong offset sums other elements: errors
+/// of order sqrt(k), far beyond the tolerance), and 1 and 2 threads must give the same bits
+/// (two threads run the segments side by side, one runs them in turn).
+#[test]
+fn deep_products_are_split_in_depth_correctly_and_independently_of_threads() {
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        let cs = Case {
+            m: 256,
+            n: 262,
+            k: 8229,
+            ta,
+            tb,
+            alpha: 0.5,
+            beta: 0.75,
+            pad: 3,
+        };
+        let o = operands(cs, 11);
+        let want = naive(cs, &o);
+        for isa in Isa::all_supported() {
+            assert!(
+                depth_split(isa, cs.m, cs.n, cs.k).is_some(),
+                "{cs:?} is not split with {}: the test no longer covers the split",
+                isa.name()
+            );
+            let run = |threads| {
+                let mut c = o.c.clone();
+                with_threads(threads, || {
+                    #[rustfmt::skip]
+                    sgemm_with_isa(isa, ta, tb, cs.m, cs.n, cs.k, cs.alpha, &o.a, o.lda, &o.b, o.ldb, cs.beta, &mut c, o.ldc);
+                });
+                c
+            };
+            let (one, two) = (run(1), run(2));
+            assert_close(cs, isa.name(), &two, &want, &o.c, o.ldc);
+            assert!(
+                one.iter()
+                    .zip(&two)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{cs:?} {}: 1 vs 2 threads differ bitwise",
+                isa.name()
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! and 1 and 2 threads.
 
 use ilrec::cpu::dropout::{apply_mask, masked};
-use ilrec::cpu::gemm::{sgemm_with_isa, Isa};
+use ilrec::cpu::gemm::{depth_split, sgemm_with_isa, Isa};
 use ilrec::cpu::pool::{num_threads, set_num_threads};
 use ilrec::cpu::thin::{expand, project, reduce, Keep};
 use std::sync::Mutex;
@@ -101,6 +101,66 @@ fn reduce_matches_naive_and_sgemm() {
         #[rustfmt::skip]
         sgemm_with_isa(isa, true, false, r, n, m, 1.0, &h, ldh, &g, ldg, 0.0, &mut want, ldc);
         assert_bits(&c, &want, ldc, n, isa, (m, n, r));
+    });
+}
+
+/// Products deep enough for `sgemm` to sum in two depth segments (two sides of 256 or more,
+/// depth >= 8192: a LoRA rank of 256 over 8192 rows) follow the same split, so they keep
+/// sgemm's bits, read through a mask too; naive sums check the second segment's offsets.
+#[test]
+fn deep_products_follow_sgemms_depth_split() {
+    // project: C (m, r) = Xd (m, k) P (k, r); reduce: C (r, m) = P^T Gd with G = X^T (k, m).
+    let (m, k, r) = (256, 8229, 257);
+    let (x, p) = (pseudo_random(m * k, 21), pseudo_random(k * r, 22));
+    let g: Vec<f32> = (0..k * m).map(|e| x[(e % m) * k + e / m]).collect();
+    let (x_bits, g_bits) = (random_mask(m * k, 23), random_mask(k * m, 24));
+    let x_keep = Keep {
+        bits: &x_bits,
+        row_len: k,
+        scale: 1.25,
+    };
+    let g_keep = Keep {
+        bits: &g_bits,
+        row_len: m,
+        scale: 1.25,
+    };
+    let (xd, gd) = (masked(&x, &x_bits, 1.25), masked(&g, &g_bits, 1.25));
+    // Naive sums (value, magnitude) once: project's (i, j), reduce's (j, col).
+    let sum = |terms: &mut dyn Iterator<Item = f64>| {
+        terms.fold((0.0, 0.0), |(s, b), t| (s + t, b + t.abs()))
+    };
+    let naive_project: Vec<(f64, f64)> = (0..m * r)
+        .map(|e| {
+            sum(&mut (0..k).map(|q| f64::from(xd[e / r * k + q]) * f64::from(p[q * r + e % r])))
+        })
+        .collect();
+    let naive_reduce: Vec<(f64, f64)> = (0..r * m)
+        .map(|e| {
+            sum(&mut (0..k).map(|i| f64::from(p[i * r + e / m]) * f64::from(gd[i * m + e % m])))
+        })
+        .collect();
+    each_case_of(&[(m, k, r)], |isa, (m, k, r)| {
+        assert!(
+            depth_split(isa, m, r, k).is_some(),
+            "not split: the test covers nothing"
+        );
+        let mut c = vec![f32::NAN; m * r];
+        project(isa, (m, k, r), (&x, k, Some(x_keep)), &p, r, &mut c, r);
+        check_close(&c, r, m, r, |i, j| naive_project[i * r + j]);
+        let mut want = vec![f32::NAN; m * r];
+        sgemm_with_isa(
+            isa, false, false, m, r, k, 1.0, &xd, k, &p, r, 0.0, &mut want, r,
+        );
+        assert_bits(&c, &want, r, r, isa, (m, k, r));
+
+        let mut c = vec![f32::NAN; r * m];
+        reduce(isa, (k, m, r), &p, r, (&g, m, Some(g_keep)), &mut c, m);
+        check_close(&c, m, r, m, |j, col| naive_reduce[j * m + col]);
+        let mut want = vec![f32::NAN; r * m];
+        sgemm_with_isa(
+            isa, true, false, r, m, k, 1.0, &p, r, &gd, m, 0.0, &mut want, m,
+        );
+        assert_bits(&c, &want, m, m, isa, (k, m, r));
     });
 }
 

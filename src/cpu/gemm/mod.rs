@@ -18,8 +18,10 @@
 //! Threads: C is split into `threads` contiguous column ranges (or row ranges, whichever
 //! dimension has more microkernel tiles), aligned to NR (MR); very wide or tall C into more
 //! parts, handed out dynamically (see `run_threads`). Each thread packs its own
-//! operands into thread-local buffers (reused, so no allocation after warm-up). Because the
-//! depth blocking depends only on k, every element of C is accumulated in the same order
+//! operands into thread-local buffers (reused, so no allocation after warm-up). A deep product
+//! (k >= 8192, C at least 256 x 256: the LM head's dX) is instead summed as two depth segments,
+//! one per thread, added at the end ([`depth_split`]). Because the depth blocking and the
+//! segments depend only on the shape, every element of C is accumulated in the same order
 //! whatever the thread count: results are bitwise identical for 1 and N threads.
 
 #[cfg(target_arch = "x86_64")]
@@ -377,6 +379,14 @@ impl<'a> Problem<'a> {
             threads
         };
         let isa = isa.min(Isa::best_supported());
+        match depth_split(isa, self.m, self.n, self.k) {
+            Some(k0) => self.run_in_two_segments(isa, threads, k0, c),
+            None => self.run_unsplit(isa, threads, c),
+        }
+    }
+
+    /// The product in one depth segment, on the kernel of `isa` (one the CPU supports).
+    fn run_unsplit(&self, isa: Isa, threads: usize, c: SharedMut) {
         let blocking = blocking_for(isa);
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -392,6 +402,43 @@ impl<'a> Problem<'a> {
             _ => {
                 use kernel_scalar::{kernel_4x8, MR, NR};
                 self.run_threads::<MR, NR>(kernel_4x8, &blocking, threads, c)
+            }
+        }
+    }
+
+    /// A deep product as two depth segments (see [`depth_split`]): C = beta C + alpha op(A) op(B)
+    /// over depths 0..k0, a partial P = alpha op(A) op(B) over k0..k, then C += P. With two
+    /// threads each segment runs on its own, so each packs half of A and half of B once; split
+    /// by rows, both threads would pack all of B. Any other thread count runs them one after the
+    /// other, so the sums and their order, hence the bits, are the same for every count.
+    fn run_in_two_segments(&self, isa: Isa, threads: usize, k0: usize, c: SharedMut) {
+        let (m, n) = (self.m, self.n);
+        let first = Problem { k: k0, ..*self };
+        let second = Problem {
+            k: self.k - k0,
+            a: self.a.skip_cols(k0),
+            b: self.b.skip_rows(k0),
+            beta: 0.0,
+            ldc: n,
+            ..*self
+        };
+        let mut partial = Vec::<f32>::with_capacity(m * n);
+        let p = SharedMut(partial.as_mut_ptr());
+        if threads == 2 {
+            pool::parallel_for(2, &|segment| match segment {
+                0 => first.run_unsplit(isa, 1, c),
+                _ => second.run_unsplit(isa, 1, p),
+            });
+        } else {
+            first.run_unsplit(isa, threads, c);
+            second.run_unsplit(isa, threads, p);
+        }
+        // SAFETY: with beta = 0 the second segment wrote every one of the m * n elements.
+        unsafe { partial.set_len(m * n) };
+        for (i, p_row) in partial.chunks_exact(n).enumerate() {
+            for (j, &v) in p_row.iter().enumerate() {
+                // SAFETY: (i, j) is inside C, which `Problem::new` checked against its length.
+                unsafe { *c.get().add(i * self.ldc + j) += v };
             }
         }
     }
@@ -676,6 +723,26 @@ fn block_cols<const NR: usize>(blocking: &Blocking, rows: usize, cols: usize, kc
 /// chains (`cpu::thin`) gets the same bits as `sgemm`.
 pub fn depth_block(isa: Isa, k: usize) -> usize {
     even_block(k, blocking_for(isa.min(Isa::best_supported())).kc, 1)
+}
+
+/// Products at least this deep may be cut into two depth segments ([`depth_split`]).
+const DEEP_MIN_K: usize = 8192;
+
+/// ... when C is at least this many rows and columns: then a split by rows has every thread
+/// pack a B of k x n >= 2M floats (the LM head's dX: 49152 x 576, 113 MB, packed by both).
+const DEEP_MIN_SIDE: usize = 256;
+
+/// The depth at which `sgemm` with kernel `isa` cuts a product (m, n, k) into two segments
+/// (summed separately, then added: see `Problem::run_in_two_segments`), or None. It depends on
+/// the shape alone, never on the thread count: the split is part of the arithmetic. Deep means
+/// k >= 8192 and at least 8 times C's larger side, with C at least 256 x 256; the cut falls on a
+/// depth block boundary, the first half of the blocks (rounded down) in the first segment.
+pub fn depth_split(isa: Isa, m: usize, n: usize, k: usize) -> Option<usize> {
+    if k < DEEP_MIN_K || m.min(n) < DEEP_MIN_SIDE || k < 8 * m.max(n) {
+        return None;
+    }
+    let kc = depth_block(isa, k);
+    Some(k.div_ceil(kc) / 2 * kc)
 }
 
 /// Splits `len` into the fewest blocks of at most `max`, all the same size rounded up to a

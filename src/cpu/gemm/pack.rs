@@ -20,6 +20,23 @@ pub struct Operand<'a> {
     pub trans: bool,
 }
 
+impl<'a> Operand<'a> {
+    /// The same view without its first `skip` columns (A's depth) ...
+    pub fn skip_cols(self, skip: usize) -> Operand<'a> {
+        self.skip(if self.trans { skip * self.ld } else { skip })
+    }
+    /// ... or rows (B's depth).
+    pub fn skip_rows(self, skip: usize) -> Operand<'a> {
+        self.skip(if self.trans { skip } else { skip * self.ld })
+    }
+    fn skip(self, offset: usize) -> Operand<'a> {
+        Operand {
+            data: &self.data[offset..],
+            ..self
+        }
+    }
+}
+
 /// Packs rows `i0 .. i0+mc` x depth `p0 .. p0+kc` of op(A) into `dst` (MR-row slivers).
 pub fn pack_a<const MR: usize>(
     a: Operand,

@@ -23,7 +23,8 @@
 //!
 //! Same bits as `sgemm`: every output is the chain of multiply-adds over the depth in the order
 //! `sgemm` forms it (fused on AVX-512 / AVX2, `acc += a * b` in the portable kernel), cut into
-//! the same depth blocks ([`depth_block`]) whose sums are added onto C in order, and the mask is
+//! the same depth blocks ([`depth_block`]; a deep product in sgemm's two segments,
+//! [`depth_split`]) whose sums are added onto C in order, and the mask is
 //! applied to the finished value as `x * keep_scale` or 0 (as `cpu::dropout::apply_mask`). So
 //! swapping `sgemm` (+ `apply_mask`) for these changes no result, and the output is the same for
 //! any thread count (threads split C into disjoint tiles). One exception, on purpose: `expand`
@@ -44,7 +45,7 @@ mod kernel_avx512;
 mod kernel_scalar;
 
 use super::dropout::apply_mask;
-use super::gemm::depth_block;
+use super::gemm::{depth_block, depth_split};
 use super::isa::Isa;
 use super::pool;
 
@@ -250,6 +251,30 @@ struct Product<'a> {
     keep: Masks<'a>,
 }
 
+/// How a product's depth is blocked, as `sgemm` blocks it: blocks of `kc` and, for a deep
+/// product ([`depth_split`]), a second segment from depth k0 with its own blocks of kc1 (sgemm
+/// runs it as a product of its own). Only a product of two large sides splits, so in LoRA a
+/// rank of 256 or more over 8192 or more rows; such a product is never added or masked here
+/// (`expand` forms it whole first).
+#[derive(Clone, Copy)]
+struct Depths {
+    kc: usize,
+    split: Option<(usize, usize)>,
+}
+
+impl Depths {
+    fn of(isa: Isa, (rows, cols, depth): (usize, usize, usize)) -> Depths {
+        let split = depth_split(isa, rows, cols, depth);
+        Depths {
+            kc: depth_block(isa, split.unwrap_or(depth).max(1)),
+            split: split.map(|k0| (k0, depth_block(isa, depth - k0))),
+        }
+    }
+}
+
+/// The largest tile of any kernel (AVX-512: 8 x 48).
+const MAX_TILE: usize = 8 * 48;
+
 /// The dropout masks of a product: on a (a(i, p) is bit i * row_len + p; a's rows contiguous),
 /// on b (b(p, c): bit p * row_len + c), on the finished product before it is added onto C
 /// (element (i, c): bit i * row_len + c; one depth block only, see [`expand`]).
@@ -376,7 +401,13 @@ impl Product<'_> {
             return self.empty_sum(c, ldc);
         }
         let kernel = kernel_for(isa);
-        let kc = depth_block(isa, self.depth.max(1));
+        let depths = Depths::of(isa, (self.rows, self.cols, self.depth));
+        // A split product's second segment goes through a scratch tile (`run_tile`): only
+        // products written whole, not added or masked, come here split (see `Depths`).
+        assert!(
+            depths.split.is_none() || (!self.add && self.keep.c.is_none()),
+            "thin: a product split in depth must be written whole"
+        );
         let (tiles_r, tiles_c) = (
             self.rows.div_ceil(kernel.mr),
             self.cols.div_ceil(kernel.width),
@@ -408,7 +439,7 @@ impl Product<'_> {
                     t0 * kernel.width..(t1 * kernel.width).min(self.cols),
                 )
             };
-            self.run_block(&kernel, kc, split, (rows, cols), shared, ldc);
+            self.run_block(&kernel, depths, split, (rows, cols), shared, ldc);
         };
         if parts == 1 {
             task(0);
@@ -435,7 +466,7 @@ impl Product<'_> {
     fn run_block(
         &self,
         kernel: &Kernel,
-        kc: usize,
+        depths: Depths,
         split: Split,
         (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
         c: SharedC,
@@ -457,22 +488,59 @@ impl Product<'_> {
                 kernel.mr.min(rows.end - row),
                 kernel.width.min(cols.end - col),
             );
-            self.run_tile(kernel, kc, (row, col), size, c, ldc);
+            self.run_tile(kernel, depths, (row, col), size, c, ldc);
         }
     }
 
-    /// The tile of C at (row, col), `size` = (rows, cols), one kernel call per depth block.
+    /// The tile of C at (row, col), `size` = (rows, cols), one kernel call per depth block; a
+    /// product split in depth as `sgemm` splits it: the first segment's blocks into C, the
+    /// second's into a scratch tile, which is then added onto C.
     fn run_tile(
         &self,
         kernel: &Kernel,
-        kc: usize,
+        depths: Depths,
         (row, col): (usize, usize),
-        (rows, cols): (usize, usize),
+        size: (usize, usize),
         c: SharedC,
         ldc: usize,
     ) {
-        for p0 in (0..self.depth).step_by(kc) {
-            let depth = kc.min(self.depth - p0);
+        // SAFETY: (row, col) lies inside C (see `run_block`).
+        let c_tile = unsafe { c.get().add(row * ldc + col) };
+        let Some((k0, kc1)) = depths.split else {
+            return self.run_depths(
+                kernel,
+                (0..self.depth, depths.kc),
+                (row, col),
+                size,
+                (c_tile, ldc),
+            );
+        };
+        self.run_depths(kernel, (0..k0, depths.kc), (row, col), size, (c_tile, ldc));
+        let (rows, cols) = size;
+        let mut second = [0.0f32; MAX_TILE];
+        #[rustfmt::skip]
+        self.run_depths(kernel, (k0..self.depth, kc1), (row, col), size, (second.as_mut_ptr(), cols));
+        for (r, second_row) in second.chunks_exact(cols).take(rows).enumerate() {
+            for (j, &v) in second_row.iter().enumerate() {
+                // SAFETY: the tile's rows x cols of C belong to this task.
+                unsafe { *c_tile.add(r * ldc + j) += v };
+            }
+        }
+    }
+
+    /// The kernel calls of one depth range, blocks of `kc` from its start, onto the C tile at
+    /// `c_tile` (row stride `ldc`): the first block writes it (or adds, `self.add`), the later
+    /// ones add.
+    fn run_depths(
+        &self,
+        kernel: &Kernel,
+        (range, kc): (std::ops::Range<usize>, usize),
+        (row, col): (usize, usize),
+        (rows, cols): (usize, usize),
+        (c_tile, ldc): (*mut f32, usize),
+    ) {
+        for p0 in range.clone().step_by(kc) {
+            let depth = kc.min(range.end - p0);
             let last = p0 + depth == self.depth;
             let a_offset = row * self.a.row + p0 * self.a.step;
             let tile = Tile {
@@ -486,9 +554,9 @@ impl Product<'_> {
                 b: unsafe { self.b.as_ptr().add(p0 * self.ldb + col) },
                 ldb: self.ldb,
                 cols,
-                c: unsafe { c.get().add(row * ldc + col) },
+                c: c_tile,
                 ldc,
-                add: self.add || p0 > 0,
+                add: self.add || p0 > range.start,
                 a_keep: KeepAt::new(self.keep.a, (row, p0)),
                 b_keep: KeepAt::new(self.keep.b, (p0, col)),
                 c_keep: KeepAt::new(self.keep.c, (row, col)).filter(|_| last),
