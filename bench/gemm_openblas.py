@@ -118,6 +118,8 @@ def main():
     ap.add_argument("--bench", default="target/release/bench")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=0.5,
+                    help="seconds to wait before each of our runs (OpenBLAS's threads spin down)")
     ap.add_argument("--seconds", type=float, default=0.25,
                     help="target time of one round per implementation (sets reps)")
     ap.add_argument("--isa", default=None, help="our kernel (scalar|avx2|avx512), default: detect")
@@ -158,6 +160,10 @@ def main():
         load0 = loadavg()
         t_ours, t_theirs = [], [[] for _ in workers]
         for _ in range(args.rounds):
+            # OpenBLAS's threads busy-wait for a while after each call before they sleep; ours,
+            # started at once, would share both cores with them (seen with its SkylakeX kernel:
+            # our 1 ms products at half speed). Let them go to sleep first.
+            time.sleep(args.settle)
             t_ours.append(ours(args.bench, m, n, k, ta, tb, reps, args.threads, args.isa))
             for w, ts in zip(workers, t_theirs):
                 ts.append(w.time(m, n, k, ta, tb, reps))
