@@ -440,6 +440,47 @@ fn deep_products_are_split_in_depth_correctly_and_independently_of_threads() {
     }
 }
 
+/// A narrow product (64 columns: the AVX-512 path picks its 8x32 kernel) gives the same bits as
+/// the same columns of a wide one (576: the 8x48 kernel): the kernel's width groups columns and
+/// changes no sum, on every ISA, with B stored either way.
+#[test]
+fn narrow_and_wide_products_agree_bitwise_on_shared_columns() {
+    let (m, k, narrow, wide) = (40, 300, 64, 576);
+    let a = pseudo_random(m * k, 31);
+    for tb in [false, true] {
+        // B (k x wide), or B^T stored (wide x k); the narrow product reads its first columns.
+        let b_wide = pseudo_random(k * wide, 32);
+        let b_narrow: Vec<f32> = if tb {
+            b_wide[..narrow * k].to_vec()
+        } else {
+            b_wide
+                .chunks(wide)
+                .flat_map(|row| row[..narrow].to_vec())
+                .collect()
+        };
+        let (ldb_wide, ldb_narrow) = if tb { (k, k) } else { (wide, narrow) };
+        for isa in Isa::all_supported() {
+            let mut c_wide = vec![0.0f32; m * wide];
+            let mut c_narrow = vec![0.0f32; m * narrow];
+            #[rustfmt::skip]
+            sgemm_with_isa(isa, false, tb, m, wide, k, 1.0, &a, k, &b_wide, ldb_wide, 0.0, &mut c_wide, wide);
+            #[rustfmt::skip]
+            sgemm_with_isa(isa, false, tb, m, narrow, k, 1.0, &a, k, &b_narrow, ldb_narrow, 0.0, &mut c_narrow, narrow);
+            for (i, row) in c_narrow.chunks(narrow).enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    assert_eq!(
+                        v.to_bits(),
+                        c_wide[i * wide + j].to_bits(),
+                        "{} tb={tb}: C[{i},{j}] narrow {v} vs wide {}",
+                        isa.name(),
+                        c_wide[i * wide + j]
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "needs")]
 fn short_slice_panics_with_message() {

@@ -11,9 +11,9 @@
 //!       for jr in block cols, NR       B sliver [KC x NR] stays in L1 across the ir loop
 //!         for ir in block rows, MR       microkernel: MR x NR tile of C in registers
 //! ```
-//! The microkernel is picked at run time: AVX-512F 8x48, else AVX2+FMA 6x16, else scalar 4x8
-//! (see [`Isa`]). Edge tiles are packed with zero padding, computed into a scratch tile, and
-//! only their valid part is written back.
+//! The microkernel is picked at run time: AVX-512F 8x48 (8x32 for narrow C, see [`pads_less`]),
+//! else AVX2+FMA 6x16, else scalar 4x8 (see [`Isa`]). Edge tiles are packed with zero padding,
+//! computed into a scratch tile, and only their valid part is written back.
 //!
 //! Threads: C is split into `threads` contiguous column ranges (or row ranges, whichever
 //! dimension has more microkernel tiles), aligned to NR (MR); very wide or tall C into more
@@ -391,8 +391,12 @@ impl<'a> Problem<'a> {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                use kernel_avx512::{kernel_8x48, MR, NR};
-                self.run_threads::<MR, NR>(kernel_8x48, &blocking, threads, c)
+                use kernel_avx512::{kernel_8x32, kernel_8x48, MR, NR, NR_NARROW};
+                if pads_less(self.n, NR_NARROW, NR) {
+                    self.run_threads::<MR, NR_NARROW>(kernel_8x32, &blocking, threads, c)
+                } else {
+                    self.run_threads::<MR, NR>(kernel_8x48, &blocking, threads, c)
+                }
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => {
@@ -633,6 +637,13 @@ impl<'a> Problem<'a> {
             }
         }
     }
+}
+
+/// Whether tiles `narrow` wide cover n columns with at least 10% fewer padded ones than tiles
+/// `wide` wide: n = 64 is 64 against 96, n = 128 is 128 against 144; for n = 576 or 49152 (no
+/// padding either way) the wide kernel's lower load per multiply-add wins.
+fn pads_less(n: usize, narrow: usize, wide: usize) -> bool {
+    10 * n.div_ceil(narrow) * narrow < 9 * n.div_ceil(wide) * wide
 }
 
 /// The largest MR * NR of any kernel (AVX-512: 8 x 48).
