@@ -244,6 +244,53 @@ fn rope_per_token_positions_and_cache_offsets() {
     }
 }
 
+/// The rotation table is reused while positions and frequencies repeat (a thread keeps its
+/// last one): calls that alternate positions, or keep the positions and change theta, or change
+/// only the head size, must each get their own table. Every output (and gradient) is compared
+/// with the f64 reference, so a stale table shows as a wrong rotation.
+#[test]
+fn rope_calls_in_a_row_never_reuse_another_calls_table() {
+    let (t, h) = (6, 2);
+    let a: Vec<usize> = (0..t).collect();
+    let b: Vec<usize> = (10..10 + t).collect();
+    let calls: [(&[usize], f32, usize); 6] = [
+        (&a, 10_000.0, 8),
+        (&a, 10_000.0, 8),
+        (&b, 10_000.0, 8),
+        (&a, 10_000.0, 8),
+        (&a, 500.0, 8),
+        (&a, 500.0, 4),
+    ];
+    for (i, &(positions, theta, d)) in calls.iter().enumerate() {
+        let x = randn(&[1, t, h * d], 70 + i as u64);
+        let g = randn(&[1, t, h * d], 80 + i as u64);
+        let mut tape = Tape::new();
+        let xv = tape.leaf(x.clone(), true);
+        let y = tape.rope(xv, h, d, positions, theta).unwrap();
+        let grads = tape.backward_from(y, g.clone()).unwrap();
+        let want = rope_ref(
+            &to_f64(&x.to_vec()),
+            h * d,
+            d,
+            |r| positions[r],
+            theta.into(),
+            1.0,
+        );
+        assert_close(&tape.value(y).to_vec(), &want, 1e-5, &format!("call {i}"));
+        // The gradient is the inverse rotation of g, from the same table.
+        let want_g = rope_ref(
+            &to_f64(&g.to_vec()),
+            h * d,
+            d,
+            |r| positions[r],
+            theta.into(),
+            -1.0,
+        );
+        let got_g = grads.of(xv).expect("x has a gradient").to_vec();
+        assert_close(&got_g, &want_g, 1e-5, &format!("call {i} gradient"));
+    }
+}
+
 #[test]
 fn rope_is_undone_by_the_opposite_rotation() {
     let (t, h, d) = (7, 2, 10);
