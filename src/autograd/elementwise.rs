@@ -11,7 +11,7 @@
 
 use super::tape::{Tape, Var};
 use crate::cpu::elementwise as cpu;
-use crate::cpu::par::{for_each_chunk, DisjointMut, CHUNK};
+use crate::cpu::par::{new_vec_in_chunks, new_vec_pair_in_chunks, CHUNK};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -75,16 +75,19 @@ fn zip_broadcast(
 /// the adapter outputs of LoRA are megabytes each; elementwise, so the bits do not depend on the
 /// thread count).
 fn zip_chunks(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    let dst = DisjointMut::new(&mut out);
-    for_each_chunk(x.len(), CHUNK, |r| {
-        // SAFETY: chunks are disjoint.
-        let o = unsafe { dst.range(r.clone()) };
-        for ((o, &p), &q) in o.iter_mut().zip(&x[r.clone()]).zip(&y[r]) {
-            *o = f(p, q);
-        }
-    });
-    out
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "zip_chunks: operands of different lengths"
+    );
+    // SAFETY: the loop writes every slot of `o` (x and y are as long as the output).
+    unsafe {
+        new_vec_in_chunks(x.len(), CHUNK, |r, o| {
+            for ((o, &p), &q) in o.iter_mut().zip(&x[r.clone()]).zip(&y[r]) {
+                o.write(f(p, q));
+            }
+        })
+    }
 }
 
 /// Sums a full-shape gradient back to `b`'s shape.
@@ -228,31 +231,22 @@ impl Tape {
             ));
         }
         let (g_val, u_val) = (self.value(gate).clone(), self.value(up).clone());
-        let mut out = vec![0.0f32; g_val.numel()]; // same shape as gate
-        {
-            let (gs, us) = (g_val.data()?, u_val.data()?);
-            let dst = DisjointMut::new(&mut out);
-            for_each_chunk(gs.len(), CHUNK, |r| {
-                // SAFETY: chunks are disjoint.
-                let o = unsafe { dst.range(r.clone()) };
-                cpu::swiglu(&gs[r.clone()], &us[r], o);
-            });
-        }
+        let (gs, us) = (g_val.data()?, u_val.data()?);
+        // SAFETY: `swiglu_into` writes every element of its output. (Same shape as gate.)
+        let out = unsafe {
+            new_vec_in_chunks(gs.len(), CHUNK, |r, o| {
+                cpu::swiglu_into(&gs[r.clone()], &us[r], o)
+            })
+        };
         let out = Tensor::from_vec(out, g_val.shape())?;
         Ok(self.record("swiglu", out, &[gate, up], move |g, needs| {
             let (gs, us, go) = (g_val.data()?, u_val.data()?, g.data()?);
-            let n = gs.len();
-            let mut d_gate = vec![0.0f32; if needs[0] { n } else { 0 }];
-            let mut d_up = vec![0.0f32; if needs[1] { n } else { 0 }];
-            {
-                let (dg, du) = (DisjointMut::new(&mut d_gate), DisjointMut::new(&mut d_up));
-                for_each_chunk(n, CHUNK, |r| {
-                    // SAFETY: chunks are disjoint; an unneeded gradient is empty.
-                    let (a, b) =
-                        unsafe { (dg.range_or_empty(r.clone()), du.range_or_empty(r.clone())) };
-                    cpu::swiglu_backward(&gs[r.clone()], &us[r.clone()], &go[r], a, b);
-                });
-            }
+            // SAFETY: `swiglu_backward_into` writes every element of each non-empty output.
+            let (d_gate, d_up) = unsafe {
+                new_vec_pair_in_chunks(gs.len(), CHUNK, (needs[0], needs[1]), |r, dg, du| {
+                    cpu::swiglu_backward_into(&gs[r.clone()], &us[r.clone()], &go[r], dg, du)
+                })
+            };
             let wrap = |need: bool, v: Vec<f32>| -> Result<Option<Tensor>> {
                 need.then(|| Tensor::from_vec(v, g_val.shape())).transpose()
             };

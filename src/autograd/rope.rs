@@ -10,10 +10,11 @@
 //! Positions are passed explicitly, which is how decoding with a KV cache offsets new tokens.
 
 use super::tape::{Tape, Var};
-use crate::cpu::par::{for_each_chunk, DisjointMut};
+use crate::cpu::par::new_vec_in_chunks;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Rows (tokens) per pool task.
@@ -145,18 +146,19 @@ fn rotate(
 ) -> Result<Tensor> {
     let xs = x.data()?;
     let width = x.last_dim();
-    let mut out = vec![0.0f32; xs.len()]; // (B, T, H*D)
     if width == 0 {
-        return Tensor::from_vec(out, x.shape());
+        return Tensor::from_vec(Vec::new(), x.shape());
     }
-    let out_w = DisjointMut::new(&mut out);
-    // Rows are independent: fixed row ranges on the pool.
-    for_each_chunk(xs.len() / width, ROW_CHUNK, |rows| {
-        // SAFETY: each task owns rows `rows` of out.
-        let out = unsafe { out_w.range(rows.start * width..rows.end * width) };
-        let xs = &xs[rows.start * width..rows.end * width];
-        rotate_rows(xs, out, rows.start, width, table, seq, per_token, sin_sign);
-    });
+    // Rows are independent: fixed row ranges on the pool. SAFETY: `rotate_rows` writes every
+    // element of its rows (each head's two halves; the width is heads x head_dim, checked).
+    let out = unsafe {
+        new_vec_in_chunks(xs.len(), ROW_CHUNK * width, |r, out| {
+            let first_row = r.start / width;
+            rotate_rows(
+                &xs[r], out, first_row, width, table, seq, per_token, sin_sign,
+            );
+        })
+    }; // (B, T, H*D)
     Tensor::from_vec(out, x.shape())
 }
 
@@ -164,7 +166,7 @@ fn rotate(
 #[allow(clippy::too_many_arguments)]
 fn rotate_rows(
     xs: &[f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     first: usize,
     width: usize,
     table: &RopeTable,
@@ -183,8 +185,8 @@ fn rotate_rows(
             let (o1, o2) = oh.split_at_mut(half);
             for i in 0..half {
                 let (c, s) = (cos[i], sin_sign * sin[i]);
-                o1[i] = x1[i] * c - x2[i] * s;
-                o2[i] = x2[i] * c + x1[i] * s;
+                o1[i].write(x1[i] * c - x2[i] * s);
+                o2[i].write(x2[i] * c + x1[i] * s);
             }
         }
     }

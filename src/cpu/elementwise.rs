@@ -11,6 +11,8 @@
 
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::isa::Isa;
+use crate::cpu::par::as_slots;
+use std::mem::MaybeUninit;
 
 /// Panics with a message naming `kernel` if the two lengths differ.
 #[inline]
@@ -125,6 +127,11 @@ unsafe fn silu_backward_avx2(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) {
 
 /// `out = silu(gate) * up`: the SwiGLU gate of the Llama MLP in one pass (no SiLU temporary).
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    swiglu_into(gate, up, as_slots(out));
+}
+
+/// [`swiglu`] into slots not yet written: every element of `out` is written.
+pub fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     assert_same_len("swiglu", "up", gate.len(), up.len());
     assert_same_len("swiglu", "out", gate.len(), out.len());
     #[cfg(target_arch = "x86_64")]
@@ -144,6 +151,18 @@ pub fn swiglu_backward(
     d_gate: &mut [f32],
     d_up: &mut [f32],
 ) {
+    swiglu_backward_into(gate, up, grad_out, as_slots(d_gate), as_slots(d_up));
+}
+
+/// [`swiglu_backward`] into slots not yet written: every element of a non-empty output is
+/// written.
+pub fn swiglu_backward_into(
+    gate: &[f32],
+    up: &[f32],
+    grad_out: &[f32],
+    d_gate: &mut [MaybeUninit<f32>],
+    d_up: &mut [MaybeUninit<f32>],
+) {
     let n = gate.len();
     assert_same_len("swiglu_backward", "up", n, up.len());
     assert_same_len("swiglu_backward", "grad_out", n, grad_out.len());
@@ -162,9 +181,9 @@ pub fn swiglu_backward(
 }
 
 #[inline(always)]
-fn swiglu_loop(gate: &[f32], up: &[f32], out: &mut [f32]) {
+fn swiglu_loop(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     for ((o, &x), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = x * sigmoid(x) * u;
+        o.write(x * sigmoid(x) * u);
     }
 }
 
@@ -173,27 +192,27 @@ fn swiglu_backward_loop(
     gate: &[f32],
     up: &[f32],
     grad_out: &[f32],
-    d_gate: &mut [f32],
-    d_up: &mut [f32],
+    d_gate: &mut [MaybeUninit<f32>],
+    d_up: &mut [MaybeUninit<f32>],
 ) {
     match (d_gate.is_empty(), d_up.is_empty()) {
         (false, false) => {
             let it = d_gate.iter_mut().zip(d_up.iter_mut()).zip(gate).zip(up);
             for ((((dg, du), &x), &u), &g) in it.zip(grad_out) {
                 let s = sigmoid(x);
-                *du = g * (x * s);
-                *dg = g * u * (s * (1.0 + x * (1.0 - s)));
+                du.write(g * (x * s));
+                dg.write(g * u * (s * (1.0 + x * (1.0 - s))));
             }
         }
         (false, true) => {
             for (((dg, &x), &u), &g) in d_gate.iter_mut().zip(gate).zip(up).zip(grad_out) {
                 let s = sigmoid(x);
-                *dg = g * u * (s * (1.0 + x * (1.0 - s)));
+                dg.write(g * u * (s * (1.0 + x * (1.0 - s))));
             }
         }
         (true, false) => {
             for ((du, &x), &g) in d_up.iter_mut().zip(gate).zip(grad_out) {
-                *du = g * (x * sigmoid(x));
+                du.write(g * (x * sigmoid(x)));
             }
         }
         (true, true) => {}
@@ -202,7 +221,7 @@ fn swiglu_backward_loop(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
+unsafe fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     swiglu_loop(gate, up, out);
 }
 
@@ -212,8 +231,8 @@ unsafe fn swiglu_backward_avx2(
     gate: &[f32],
     up: &[f32],
     grad_out: &[f32],
-    d_gate: &mut [f32],
-    d_up: &mut [f32],
+    d_gate: &mut [MaybeUninit<f32>],
+    d_up: &mut [MaybeUninit<f32>],
 ) {
     swiglu_backward_loop(gate, up, grad_out, d_gate, d_up);
 }
