@@ -8,7 +8,7 @@
 //! on the thread pool; the weight gradient, which sums over rows, stays serial in row order.
 
 use super::tape::{Tape, Var};
-use crate::cpu::par::{for_each_chunk, DisjointMut};
+use crate::cpu::par::{new_vec_in_chunks, DisjointMut};
 use crate::error::{Error, Result};
 
 /// Rows per pool task of RMSNorm (a task of 32 rows x 576 is ~20 us of work).
@@ -24,24 +24,24 @@ impl Tape {
         let (xt, wt) = (self.value(x).clone(), self.value(weight).clone());
         let (xs, ws) = (xt.data()?, wt.data()?);
         let rows = xt.rows();
-        let mut y = vec![0.0f32; xs.len()]; // (..., D)
         let mut inv_rms = vec![0.0f32; rows]; // (rows): 1 / sqrt(mean(x^2) + eps)
-        {
-            let (y_w, inv_w) = (DisjointMut::new(&mut y), DisjointMut::new(&mut inv_rms));
-            for_each_chunk(rows, ROW_CHUNK, |rs| {
-                // SAFETY: each task owns rows `rs` of y and of inv_rms.
-                let (y, invs) =
-                    unsafe { (y_w.range(rs.start * d..rs.end * d), inv_w.range(rs.clone())) };
-                for (i, r) in rs.enumerate() {
-                    let xr = &xs[r * d..(r + 1) * d];
-                    let inv = 1.0 / (sum_of_squares(xr) / d as f32 + eps).sqrt();
-                    invs[i] = inv;
-                    for ((yi, &xi), &wi) in y[i * d..(i + 1) * d].iter_mut().zip(xr).zip(ws) {
-                        *yi = (xi * inv) * wi;
-                    }
+        let inv_w = DisjointMut::new(&mut inv_rms);
+        // A task's chunk is whole rows of y (ROW_CHUNK * d elements); it writes every element.
+        let fill_rows = |r: std::ops::Range<usize>, y: &mut [std::mem::MaybeUninit<f32>]| {
+            let rs = r.start / d..r.end / d;
+            // SAFETY: each task owns rows `rs` of inv_rms.
+            let invs = unsafe { inv_w.range(rs.clone()) };
+            for (i, (r, y_row)) in rs.zip(y.chunks_mut(d)).enumerate() {
+                let xr = &xs[r * d..(r + 1) * d];
+                let inv = 1.0 / (sum_of_squares(xr) / d as f32 + eps).sqrt();
+                invs[i] = inv;
+                for ((yi, &xi), &wi) in y_row.iter_mut().zip(xr).zip(ws) {
+                    yi.write((xi * inv) * wi);
                 }
-            });
-        }
+            }
+        };
+        // SAFETY: `fill_rows` writes every element of its chunk. (y is (..., D).)
+        let y = unsafe { new_vec_in_chunks(xs.len(), ROW_CHUNK * d.max(1), fill_rows) };
         let out = Tensor::from_vec(y, xt.shape())?;
         Ok(self.record("rms_norm", out, &[x, weight], move |g, needs| {
             rms_norm_backward(&xt, &wt, &inv_rms, g, needs)
@@ -111,25 +111,22 @@ fn rms_norm_backward(
 ) -> Result<Vec<Option<Tensor>>> {
     let (xs, ws, gs) = (x.data()?, w.data()?, g.data()?);
     let d = w.numel();
-    let mut dx = needs[0].then(|| vec![0.0f32; xs.len()]); // (..., D)
     let mut dw = needs[1].then(|| vec![0.0f32; d]); // (D)
-    if let Some(dx) = dx.as_mut() {
-        // Rows are independent: parallel row ranges.
-        let dx_w = DisjointMut::new(dx);
-        for_each_chunk(inv_rms.len(), ROW_CHUNK, |rs| {
-            for r in rs {
-                let inv = inv_rms[r];
-                let (xr, gr) = (&xs[r * d..(r + 1) * d], &gs[r * d..(r + 1) * d]);
+                                                    // Rows are independent: parallel row ranges. SAFETY: each chunk is whole rows of dx, every
+                                                    // element of each row written. (dx is (..., D).)
+    let dx = needs[0].then(|| unsafe {
+        new_vec_in_chunks(xs.len(), ROW_CHUNK * d.max(1), |r, dx| {
+            for (row, dxr) in (r.start / d..r.end / d).zip(dx.chunks_mut(d)) {
+                let inv = inv_rms[row];
+                let (xr, gr) = (&xs[row * d..(row + 1) * d], &gs[row * d..(row + 1) * d]);
                 let x_dot_gw: f32 = lanes_sum(d, |i| xr[i] * gr[i] * ws[i]);
                 let c = inv * inv * inv * x_dot_gw / d as f32;
-                // SAFETY: each task owns rows `rs` of dx.
-                let dxr = unsafe { dx_w.range(r * d..(r + 1) * d) };
                 for (((o, &xi), &gi), &wi) in dxr.iter_mut().zip(xr).zip(gr).zip(ws) {
-                    *o = inv * gi * wi - xi * c;
+                    o.write(inv * gi * wi - xi * c);
                 }
             }
-        });
-    }
+        })
+    });
     // dweight sums over rows: kept serial, rows in order (the same bits with any thread count).
     for (r, &inv) in inv_rms.iter().enumerate() {
         let (xr, gr) = (&xs[r * d..(r + 1) * d], &gs[r * d..(r + 1) * d]);

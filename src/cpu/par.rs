@@ -166,7 +166,11 @@ mod tests {
                     }
                 })
             };
-            assert_eq!(v, (0..len).map(index).collect::<Vec<_>>(), "len {len} chunk {chunk}");
+            assert_eq!(
+                v,
+                (0..len).map(index).collect::<Vec<_>>(),
+                "len {len} chunk {chunk}"
+            );
             for wanted in [(true, true), (true, false), (false, true)] {
                 // SAFETY: as above, for each non-empty output.
                 let (a, b) = unsafe {
