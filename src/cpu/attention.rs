@@ -41,7 +41,16 @@ use crate::cpu::pool::parallel_for;
 use crate::cpu::softmax::{row_dot, row_max, row_sum};
 use crate::error::Result;
 use crate::tensor::Tensor;
+use std::mem::MaybeUninit;
 use std::ops::Range;
+
+/// Copies a finished row into its place in an output being filled.
+fn write_row(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "attention: a row of the wrong width");
+    for (d, &v) in dst.iter_mut().zip(src) {
+        d.write(v);
+    }
+}
 
 /// The sizes of one attention call and the index arithmetic on its row-major tensors.
 #[derive(Clone, Copy, Debug)]
@@ -188,10 +197,11 @@ pub(crate) fn attention_forward(
         v: v.data()?,
         key_valid,
     };
-    let mut out = vec![0.0f32; q.numel()]; // (B, Tq, Hq*D)
+    let mut out = Vec::with_capacity(q.numel()); // (B, Tq, Hq*D), every row written below
     let mut lse = vec![f32::NEG_INFINITY; dims.batch * dims.hq * dims.tq]; // (B, Hq, Tq)
     {
-        let (out_w, lse_w) = (DisjointMut::new(&mut out), DisjointMut::new(&mut lse));
+        let out_w = DisjointMut::new(&mut out.spare_capacity_mut()[..q.numel()]);
+        let lse_w = DisjointMut::new(&mut lse);
         // One task per (sequence, kv head): it writes only the output rows and log-sum-exps of
         // that sequence's query heads in the kv head's group, disjoint from every other task.
         parallel_for(dims.batch * dims.hkv, &|task| {
@@ -212,11 +222,14 @@ pub(crate) fn attention_forward(
                 for (i, o_row) in blk.rows.clone().zip(o.chunks_exact(dims.d)) {
                     let at = dims.q_offset(b, i, blk.h);
                     // SAFETY: output row (b, i, h) belongs to this task only.
-                    unsafe { out_w.range(at..at + dims.d) }.copy_from_slice(o_row);
+                    write_row(unsafe { out_w.range(at..at + dims.d) }, o_row);
                 }
             }
         });
     }
+    // SAFETY: every output row (b, i, h) was written: task (b, g) covers rows 0..Tq of each
+    // head of g's group, and the tasks cover every (b, g). (A task's panic propagates above.)
+    unsafe { out.set_len(q.numel()) };
     Ok((Tensor::from_vec(out, q.shape())?, lse))
 }
 
@@ -278,9 +291,9 @@ struct Upstream<'a> {
 
 /// The backward's writes: dQ (B, Tq, Hq*D), dK and dV (B, Tk, Hkv*D).
 struct Grads<'a> {
-    dq: DisjointMut<'a, f32>,
-    dk: DisjointMut<'a, f32>,
-    dv: DisjointMut<'a, f32>,
+    dq: DisjointMut<'a, MaybeUninit<f32>>,
+    dk: DisjointMut<'a, MaybeUninit<f32>>,
+    dv: DisjointMut<'a, MaybeUninit<f32>>,
 }
 
 /// Gradients of q, k, v (None for those not needed) from the output gradient `g`. All three are
@@ -304,14 +317,15 @@ pub(crate) fn attention_backward(
         d_out: g.data()?,
         lse: saved.lse,
     };
-    let mut dq = vec![0.0f32; x.q.len()]; // (B, Tq, Hq*D)
-    let mut dk = vec![0.0f32; x.k.len()]; // (B, Tk, Hkv*D)
-    let mut dv = vec![0.0f32; x.v.len()]; // (B, Tk, Hkv*D)
+    // Every row of the three is written below (see the SAFETY note after the tasks).
+    let mut dq = Vec::with_capacity(x.q.len()); // (B, Tq, Hq*D)
+    let mut dk = Vec::with_capacity(x.k.len()); // (B, Tk, Hkv*D)
+    let mut dv = Vec::with_capacity(x.v.len()); // (B, Tk, Hkv*D)
     {
         let grads = Grads {
-            dq: DisjointMut::new(&mut dq),
-            dk: DisjointMut::new(&mut dk),
-            dv: DisjointMut::new(&mut dv),
+            dq: DisjointMut::new(&mut dq.spare_capacity_mut()[..x.q.len()]),
+            dk: DisjointMut::new(&mut dk.spare_capacity_mut()[..x.k.len()]),
+            dv: DisjointMut::new(&mut dv.spare_capacity_mut()[..x.v.len()]),
         };
         // One task per (sequence, kv head): it writes the dQ rows of its group's query heads and
         // the dK, dV rows of its kv head, disjoint from every other task.
@@ -319,6 +333,13 @@ pub(crate) fn attention_backward(
             let (b, g) = (task / dims.hkv, task % dims.hkv);
             backward_task(isa, dims, &x, up, b, g, &grads);
         });
+    }
+    // SAFETY: every row was written: task (b, g) writes the dQ rows 0..Tq of each head of
+    // g's group and the dK, dV rows 0..Tk of kv head g, and the tasks cover every (b, g).
+    unsafe {
+        dq.set_len(x.q.len());
+        dk.set_len(x.k.len());
+        dv.set_len(x.v.len());
     }
     let pick = |need: bool, data: Vec<f32>, shape: &[usize]| -> Result<Option<Tensor>> {
         need.then(|| Tensor::from_vec(data, shape)).transpose()
@@ -363,14 +384,14 @@ fn backward_task(
         for (i, dq_row) in blk.rows.clone().zip(w.dq.chunks_exact(d)) {
             let at = dims.q_offset(b, i, blk.h);
             // SAFETY: dQ row (b, i, h) belongs to this task only (h in g's group).
-            unsafe { grads.dq.range(at..at + d) }.copy_from_slice(dq_row);
+            write_row(unsafe { grads.dq.range(at..at + d) }, dq_row);
         }
     }
     for (block, dst) in [(&w.dk, &grads.dk), (&w.dv, &grads.dv)] {
         for (j, src) in block.chunks_exact(d).enumerate() {
             let at = dims.kv_offset(b, j, g);
             // SAFETY: row (b, j, g) is written by the task of (b, g) alone.
-            unsafe { dst.range(at..at + d) }.copy_from_slice(src);
+            write_row(unsafe { dst.range(at..at + d) }, src);
         }
     }
 }
