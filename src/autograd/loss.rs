@@ -12,11 +12,12 @@
 
 use super::tape::{Tape, Var};
 use crate::cpu::elementwise::exp_f32;
-use crate::cpu::par::DisjointMut;
+use crate::cpu::par::{new_vec_in_chunks, DisjointMut};
 use crate::cpu::pool::parallel_for;
 use crate::cpu::softmax::log_sum_exp;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::mem::MaybeUninit;
 
 /// The target value that marks a row as ignored (Hugging Face's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
@@ -107,28 +108,23 @@ impl Tape {
             let scale = g.data()?[0] / count as f32;
             // (N, V); ignored rows are zero. Every row is written once by its task, so the
             // buffer is not zero-filled first (a serial pass over 100 MB for SmolLM2's head).
-            let mut dx = Vec::with_capacity(rows * vocab);
-            if vocab > 0 {
-                let xs = x.data()?;
-                let dx_w = DisjointMut::new(&mut dx.spare_capacity_mut()[..rows * vocab]);
-                parallel_for(rows, &|r| {
-                    let (t, l) = (targets[r], lse[r]);
-                    // SAFETY: one row per task.
-                    let drow = unsafe { dx_w.range(r * vocab..(r + 1) * vocab) };
-                    if t == IGNORE_INDEX {
-                        drow.iter_mut().for_each(|d| {
-                            d.write(0.0);
-                        });
-                        return;
-                    }
-                    for (d, &v) in drow.iter_mut().zip(&xs[r * vocab..][..vocab]) {
-                        d.write(scale * exp_f32(v - l));
-                    }
-                    drow[t as usize].write(scale * exp_f32(xs[r * vocab + t as usize] - l) - scale);
-                });
-            }
-            // SAFETY: the tasks wrote every element of every row (none when vocab is 0).
-            unsafe { dx.set_len(rows * vocab) };
+            let xs = x.data()?;
+            let fill_row = |cols: std::ops::Range<usize>, drow: &mut [MaybeUninit<f32>]| {
+                let r = cols.start / vocab; // one row per chunk
+                let (t, l) = (targets[r], lse[r]);
+                if t == IGNORE_INDEX {
+                    drow.iter_mut().for_each(|d| {
+                        d.write(0.0);
+                    });
+                    return;
+                }
+                for (d, &v) in drow.iter_mut().zip(&xs[cols]) {
+                    d.write(scale * exp_f32(v - l));
+                }
+                drow[t as usize].write(scale * exp_f32(xs[r * vocab + t as usize] - l) - scale);
+            };
+            // SAFETY: `fill_row` writes every element of its row (none when vocab is 0).
+            let dx = unsafe { new_vec_in_chunks(rows * vocab, vocab.max(1), fill_row) };
             Ok(vec![Some(Tensor::from_vec(dx, &[rows, vocab])?)])
         }))
     }
