@@ -14,53 +14,23 @@ use std::arch::x86_64::*;
 
 /// Rows of C per call.
 pub const MR: usize = 8;
-/// Columns of C per call of [`kernel_8x48`] (three zmm vectors).
+/// Columns of C per call of the wide kernel (three zmm vectors).
 pub const NR: usize = 48;
-/// Columns of C per call of [`kernel_8x32`] (two zmm vectors).
+/// Columns of C per call of the narrow kernel (two zmm vectors).
 pub const NR_NARROW: usize = 32;
 /// How many k steps ahead the B sliver is prefetched.
 const PREFETCH_K: usize = 8;
 
-/// C[0..8, 0..48] (row stride `ldc`) = alpha * (packed A sliver . packed B sliver) + beta * C.
-/// `beta == 0` overwrites C without reading it.
+/// C[0..8, 0..16 V] (row stride `ldc`) = alpha * (packed A sliver . packed B sliver) + beta * C,
+/// V zmm vectors per row of the tile: `kernel_8x16v::<3>` is the 8 x 48 kernel ([`NR`]),
+/// `kernel_8x16v::<2>` the 8 x 32 one ([`NR_NARROW`]). `beta == 0` overwrites C without
+/// reading it.
 ///
 /// # Safety
-/// The CPU supports AVX-512F; `a` holds `kc * 8` floats, `b` holds `kc * 48` floats and is
-/// 64-byte aligned; `c` points at an 8 x 48 tile with rows `ldc` floats apart.
+/// The CPU supports AVX-512F; `a` holds `kc * 8` floats, `b` holds `kc * 16 V` floats and is
+/// 64-byte aligned; `c` points at an 8 x 16 V tile with rows `ldc` floats apart.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn kernel_8x48(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    kernel_8xv::<3>(kc, a, b, c, ldc, alpha, beta)
-}
-
-/// [`kernel_8x48`] on an 8 x 32 tile: `b` holds `kc * 32` floats.
-///
-/// # Safety
-/// As [`kernel_8x48`], with 32 for 48.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn kernel_8x32(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    kernel_8xv::<2>(kc, a, b, c, ldc, alpha, beta)
-}
-
-/// The 8 x (16 V) kernel: V zmm vectors per row of the tile.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn kernel_8xv<const V: usize>(
+pub unsafe fn kernel_8x16v<const V: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,

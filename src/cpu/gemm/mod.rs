@@ -391,11 +391,13 @@ impl<'a> Problem<'a> {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                use kernel_avx512::{kernel_8x32, kernel_8x48, MR, NR, NR_NARROW};
+                use kernel_avx512::{kernel_8x16v, MR, NR, NR_NARROW};
                 if pads_less(self.n, NR_NARROW, NR) {
-                    self.run_threads::<MR, NR_NARROW>(kernel_8x32, &blocking, threads, c)
+                    let kernel = kernel_8x16v::<{ NR_NARROW / 16 }>;
+                    self.run_threads::<MR, NR_NARROW>(kernel, &blocking, threads, c)
                 } else {
-                    self.run_threads::<MR, NR>(kernel_8x48, &blocking, threads, c)
+                    let kernel = kernel_8x16v::<{ NR / 16 }>;
+                    self.run_threads::<MR, NR>(kernel, &blocking, threads, c)
                 }
             }
             #[cfg(target_arch = "x86_64")]
