@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::fixture;
+use common::{assert_tensors_close, fixture};
 use ilrec::model::config::LlamaConfig;
 use ilrec::model::llama::{causal_lm_loss, BatchInput, Llama};
 use ilrec::model::weights::SafetensorsFile;
@@ -46,32 +46,6 @@ fn load_case(name: &str) -> Case {
     }
 }
 
-/// Max |a - b| over all elements, failing on shape mismatch (after flattening leading axes).
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, abs: f32, rel: f32) {
-    assert_eq!(
-        got.numel(),
-        want.numel(),
-        "{what}: {:?} vs {:?}",
-        got.shape(),
-        want.shape()
-    );
-    assert_eq!(
-        got.last_dim(),
-        want.last_dim(),
-        "{what}: {:?} vs {:?}",
-        got.shape(),
-        want.shape()
-    );
-    let (g, w) = (got.to_vec(), want.to_vec());
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        let tol = abs + rel * b.abs();
-        assert!(
-            (a - b).abs() <= tol && a.is_finite(),
-            "{what}[{i}]: got {a}, reference {b} (tolerance {tol})"
-        );
-    }
-}
-
 fn check_against_reference(name: &str) {
     let case = load_case(name);
     let cfg = LlamaConfig::from_file(case.dir.join("config.json")).unwrap();
@@ -81,7 +55,7 @@ fn check_against_reference(name: &str) {
     assert_eq!(tape.shape(out.logits), &[b * t, v]);
     let want_logits = case.reference.tensor_f32("logits").unwrap();
     assert_eq!(want_logits.shape(), &[b, t, v]);
-    assert_close("logits", tape.value(out.logits), &want_logits, ABS_TOL, 0.0);
+    assert_tensors_close("logits", tape.value(out.logits), &want_logits, ABS_TOL, 0.0);
 
     // hidden.0 = embedding output, hidden.l = raw output of block l (HF stores up to L-1).
     let layers = cfg.num_hidden_layers;
@@ -89,7 +63,7 @@ fn check_against_reference(name: &str) {
     for l in 0..layers {
         let want = case.reference.tensor_f32(&format!("hidden.{l}")).unwrap();
         assert_eq!(tape.shape(out.hidden[l]), want.shape(), "hidden.{l}");
-        assert_close(
+        assert_tensors_close(
             &format!("hidden.{l}"),
             tape.value(out.hidden[l]),
             &want,
@@ -100,12 +74,12 @@ fn check_against_reference(name: &str) {
     for l in 1..layers {
         let lens = case.model.lens(&mut tape, &out, l, None).unwrap();
         let want = case.reference.tensor_f32(&format!("lens.{l}")).unwrap();
-        assert_close(&format!("lens.{l}"), tape.value(lens), &want, ABS_TOL, 0.0);
+        assert_tensors_close(&format!("lens.{l}"), tape.value(lens), &want, ABS_TOL, 0.0);
     }
 
     let loss = causal_lm_loss(&mut tape, out.logits, &case.labels, b, t).unwrap();
     let want_loss = case.reference.tensor_f32("loss").unwrap();
-    assert_close("loss", tape.value(loss), &want_loss, ABS_TOL, 0.0);
+    assert_tensors_close("loss", tape.value(loss), &want_loss, ABS_TOL, 0.0);
 
     let grads = tape.backward(loss).unwrap();
     let mut params = case.model.params.clone();
@@ -128,7 +102,7 @@ fn check_against_reference(name: &str) {
             .grad(id)
             .unwrap_or_else(|| panic!("{pname} got no gradient"));
         assert_eq!(got.shape(), want.shape(), "grad.{pname}");
-        assert_close(&format!("grad.{pname}"), got, &want, ABS_TOL, GRAD_REL_TOL);
+        assert_tensors_close(&format!("grad.{pname}"), got, &want, ABS_TOL, GRAD_REL_TOL);
     }
 }
 
@@ -163,7 +137,7 @@ fn loss_on_selected_rows_equals_reference_loss() {
             .lm_loss(&mut tape, &case.input, &case.labels)
             .unwrap();
         let want = case.reference.tensor_f32("loss").unwrap();
-        assert_close(
+        assert_tensors_close(
             &format!("{name} loss"),
             tape.value(loss),
             &want,

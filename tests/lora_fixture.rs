@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::fixture;
+use common::{assert_tensors_close, fixture};
 use ilrec::autograd::weight_gradient_products;
 use ilrec::lora::{adapter_params, load_adapter, merged, save_adapter, LoraConfig};
 use ilrec::model::adapter::Proj;
@@ -43,23 +43,6 @@ fn load_case() -> Case {
         reference,
         input,
         labels,
-    }
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, abs: f32, rel: f32) {
-    assert_eq!(
-        got.numel(),
-        want.numel(),
-        "{what}: {:?} vs {:?}",
-        got.shape(),
-        want.shape()
-    );
-    for (i, (a, b)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        let tol = abs + rel * b.abs();
-        assert!(
-            (a - b).abs() <= tol && a.is_finite(),
-            "{what}[{i}]: got {a}, reference {b} (tolerance {tol})"
-        );
     }
 }
 
@@ -104,10 +87,10 @@ fn logits_loss_and_every_lora_gradient_match_peft() {
     let mut tape = Tape::new();
     let out = case.model.forward(&mut tape, &case.input, None).unwrap();
     let want_logits = case.reference.tensor_f32("logits").unwrap();
-    assert_close("logits", tape.value(out.logits), &want_logits, ABS_TOL, 0.0);
+    assert_tensors_close("logits", tape.value(out.logits), &want_logits, ABS_TOL, 0.0);
     let loss = causal_lm_loss(&mut tape, out.logits, &case.labels, b, t).unwrap();
     let want_loss = case.reference.tensor_f32("loss").unwrap();
-    assert_close("loss", tape.value(loss), &want_loss, ABS_TOL, 0.0);
+    assert_tensors_close("loss", tape.value(loss), &want_loss, ABS_TOL, 0.0);
 
     let products_before = weight_gradient_products();
     let grads = tape.backward(loss).unwrap();
@@ -144,7 +127,7 @@ fn logits_loss_and_every_lora_gradient_match_peft() {
             .unwrap();
         let got = case.model.params.grad(*id).unwrap();
         assert_eq!(got.shape(), want.shape(), "{name}");
-        assert_close(&format!("grad.{name}"), got, &want, ABS_TOL, GRAD_REL_TOL);
+        assert_tensors_close(&format!("grad.{name}"), got, &want, ABS_TOL, GRAD_REL_TOL);
     }
 }
 
@@ -198,14 +181,14 @@ fn three_adamw_steps_on_the_lora_parameters_and_the_merged_logits_match_peft() {
 
     let after = logits_of(&case.model, &case.input);
     let want_after = case.reference.tensor_f32("logits_after_adamw").unwrap();
-    assert_close("logits after AdamW", &after, &want_after, ABS_TOL, 0.0);
+    assert_tensors_close("logits after AdamW", &after, &want_after, ABS_TOL, 0.0);
     let folded = merged(&case.model).unwrap();
     assert!(adapter_params(&folded).is_empty());
     let want_merged = case
         .reference
         .tensor_f32("merged_logits_after_adamw")
         .unwrap();
-    assert_close(
+    assert_tensors_close(
         "merged logits",
         &logits_of(&folded, &case.input),
         &want_merged,
@@ -321,7 +304,7 @@ fn the_merge_binary_writes_the_adapted_model_as_one_checkpoint() {
     );
     let loaded = Llama::from_dir(&out).unwrap();
     let want = case.reference.tensor_f32("logits").unwrap();
-    assert_close(
+    assert_tensors_close(
         "merged checkpoint logits",
         &logits_of(&loaded, &case.input),
         &want,

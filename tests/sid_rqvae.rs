@@ -34,15 +34,10 @@ fn fixture_config() -> RqVaeConfig {
     }
 }
 
+/// The reference's exact shape, then [`common::assert_tensors_close`].
 fn assert_close(what: &str, got: &Tensor, want: &Tensor, abs: f32, rel: f32) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (a, b)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        let tol = abs + rel * b.abs();
-        assert!(
-            (a - b).abs() <= tol && a.is_finite(),
-            "{what}[{i}]: got {a}, reference {b} (tolerance {tol})"
-        );
-    }
+    common::assert_tensors_close(what, got, want, abs, rel);
 }
 
 #[test]

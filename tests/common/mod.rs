@@ -67,6 +67,31 @@ pub fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
     }
 }
 
+/// Every element of `got` within `abs + rel * |want|` of the reference `want` and finite; the
+/// two hold as many elements with the same last axis (leading axes may be flattened).
+pub fn assert_tensors_close(
+    what: &str,
+    got: &ilrec::Tensor,
+    want: &ilrec::Tensor,
+    abs: f32,
+    rel: f32,
+) {
+    let same_layout = got.numel() == want.numel() && got.last_dim() == want.last_dim();
+    assert!(
+        same_layout,
+        "{what}: {:?} vs {:?}",
+        got.shape(),
+        want.shape()
+    );
+    for (i, (a, b)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
+        let tol = abs + rel * b.abs();
+        assert!(
+            (a - b).abs() <= tol && a.is_finite(),
+            "{what}[{i}]: got {a}, reference {b} (tolerance {tol})"
+        );
+    }
+}
+
 /// Runs every line of a tokenizer `cases.jsonl` (fixture layout: text, added_tokens, ids,
 /// decoded) against tokenizers made by `make` (a fresh one for cases that add tokens, as
 /// make_cases.py does): ids exact, decode(ids) equal to HF's. Returns the number of cases.
