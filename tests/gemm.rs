@@ -356,9 +356,11 @@ fn sgemm_new_is_sgemm_with_beta_zero() {
 
 #[test]
 fn results_do_not_depend_on_thread_count() {
-    // The second case has few rows and many columns: on 1 thread its B blocks are sized to the
-    // L2, on 2 threads each half is narrower than a block and keeps the usual one. Column
-    // blocking groups columns only, so the bits must not change.
+    // The first case has more row tiles than column tiles but is wider than tall: split by rows
+    // on 2 threads, or by columns with the AVX-512 kernel (`split_by_cols`). The second has few
+    // rows and many columns: on 1 thread its B blocks are sized to the L2, on 2 threads each
+    // half is narrower than a block and keeps the usual one. Neither the split nor column
+    // blocking changes a sum, so the bits must not change.
     let shapes = [(200, 700, 600), (20, 4000, 600)];
     for (m, n, k) in shapes {
         let cs = Case {

@@ -16,7 +16,8 @@
 //! computed into a scratch tile, and only their valid part is written back.
 //!
 //! Threads: C is split into `threads` contiguous column ranges (or row ranges, whichever
-//! dimension has more microkernel tiles), aligned to NR (MR); very wide or tall C into more
+//! dimension has more microkernel tiles; with the AVX-512 kernel any C at least as wide as tall
+//! by columns, see [`split_by_cols`]), aligned to NR (MR); very wide or tall C into more
 //! parts, handed out dynamically (see `run_threads`). Each thread packs its own
 //! operands into thread-local buffers (reused, so no allocation after warm-up). A deep product
 //! (k >= 8192, C at least 256 x 256: the LM head's dX) is instead summed as two depth segments,
@@ -292,6 +293,8 @@ struct Blocking {
     nc: usize,
     /// Packing may use AVX2 transposes.
     simd_pack: bool,
+    /// Split C by columns whenever it is at least as wide as tall (see [`split_by_cols`]).
+    wide_by_cols: bool,
 }
 
 /// An MR x NR microkernel: C tile = alpha * A sliver . B sliver + beta * C tile.
@@ -481,7 +484,7 @@ impl<'a> Problem<'a> {
         c: SharedMut,
     ) {
         let (tiles_m, tiles_n) = (self.m.div_ceil(MR), self.n.div_ceil(NR));
-        let split_cols = tiles_n >= tiles_m;
+        let split_cols = split_by_cols(blocking, (self.m, self.n), (tiles_m, tiles_n), threads);
         let (tiles, min_part_tiles) = if split_cols {
             (tiles_n, blocking.nc.div_ceil(NR))
         } else {
@@ -641,6 +644,28 @@ impl<'a> Problem<'a> {
     }
 }
 
+/// Whether `run_threads` splits C (m x n, in tiles_m x tiles_n microkernel tiles) between
+/// `threads` by columns rather than by rows.
+///
+/// By default along the dimension with more tiles. With `wide_by_cols` (the AVX-512 kernel)
+/// also whenever C is at least as wide as tall and every thread gets two column tiles: split by
+/// rows, each thread packs all of op(B), the whole 576 x 576 or 576 x 1536 weight of a
+/// projection (1.3-3.5 MB of a 2 MB L2) while it computes a half of C; split by columns, half
+/// of it plus all of op(A) (the 512-token activations, just written, so in cache). On the Intel
+/// Xeon that made the full SmolLM2 step 3% faster (median 0.970 over 9 alternated pairs, 8
+/// faster, one level; the LoRA step 0.987); with the AVX2 kernel (6 x 16 tiles, a depth block of 384 there) the full
+/// step was 1% slower, so it keeps the default (BENCHMARKS.md, "Products at least as wide as
+/// tall split by columns"). The split only decides which thread computes which tiles: no sum
+/// changes, so no bits.
+fn split_by_cols(
+    blocking: &Blocking,
+    (m, n): (usize, usize),
+    (tiles_m, tiles_n): (usize, usize),
+    threads: usize,
+) -> bool {
+    tiles_n >= tiles_m || (blocking.wide_by_cols && n >= m && tiles_n >= 2 * threads)
+}
+
 /// Whether tiles `narrow` wide cover n columns with at least 10% fewer padded ones than tiles
 /// `wide` wide: n = 64 is 64 against 96, n = 128 is 128 against 144; for n = 576 or 49152 (no
 /// padding either way) the wide kernel's lower load per multiply-add wins.
@@ -674,18 +699,21 @@ fn blocking_for(isa: Isa) -> Blocking {
             mc: 128,
             nc: 3072,
             simd_pack: true,
+            wide_by_cols: true,
         }),
         Isa::Avx2 => tuned_blocking(Blocking {
             kc: avx2_depth(cache::l1d_bytes()),
             mc: 144,
             nc: 3072,
             simd_pack: true,
+            wide_by_cols: false,
         }),
         Isa::Scalar => Blocking {
             kc: 256,
             mc: 64,
             nc: 2048,
             simd_pack: false,
+            wide_by_cols: false,
         },
     }
 }
