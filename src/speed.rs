@@ -5,14 +5,15 @@
 //!
 //! - `lm`: next-token cross-entropy at every position (what `bench/pytorch_step.py` runs, the
 //!   like-for-like comparison with PyTorch);
-//! - `sft` / `ilrec`: the trainer's step itself (`ilrec::trainer::compute_gradients` then
+//! - `sft` / `ilrec`: the trainer's step itself (`ilrec::gradients::compute_gradients` then
 //!   `apply_update`, the two calls `run_stage` makes) on a synthetic recommendation batch, with the
 //!   default run's ILRec settings, so the ILRec overhead measured here is the one training pays.
 
 use crate::autograd::profile;
 use crate::cf::{SasRec, SasRecConfig};
 use crate::error::Result;
-use crate::ilrec::trainer::{apply_update, compute_gradients, StepConfig, TrainExample};
+use crate::ilrec::gradients::{compute_gradients, StepConfig, TrainExample};
+use crate::ilrec::trainer::apply_update;
 use crate::lora::LoraConfig;
 use crate::model::config::LlamaConfig;
 use crate::model::llama::{causal_lm_loss, BatchInput, Llama};

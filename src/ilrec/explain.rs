@@ -10,9 +10,9 @@
 //! margin}` with `zM` the lens layers' ensemble: the tokens this model would be trained against
 //! there (the trainer's own `mine_negatives`, so the rule cannot drift from training).
 
+use super::gradients::NegativesScope;
 use super::negatives::{Ensemble, PositionNegatives};
 use super::step::{mine_negatives, MiningRow, MiningSettings};
-use super::trainer::NegativesScope;
 use crate::autograd::Tape;
 use crate::cpu::softmax::log_sum_exp;
 use crate::model::llama::{BatchInput, Llama};

@@ -6,8 +6,11 @@
 //! - [`explain`]    one item's response through the lens: each layer's rank of the chosen
 //!   token and the self-hard negatives there (`recommend --explain`)
 //! - [`loss`]       the fused objective op (CPO + CRR + CPD) with its closed-form gradient
+//! - [`gradients`]  one training step's gradients (SFT or ILRec) on a batch
+//! - [`trainer`]    the loop of a stage: batches, update, logging, resumable checkpoints
 
 pub mod explain;
+pub mod gradients;
 pub mod lens;
 pub mod lens_report;
 pub mod loss;

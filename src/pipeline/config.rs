@@ -1,9 +1,9 @@
 //! Every knob of a run, with its documented default; the CLI sets them and `config.json` records
 //! them. Nothing downstream hard-codes a hyper-parameter: it reads this struct.
 
+use crate::ilrec::gradients::NegativesScope;
 use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
-use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
 use crate::lora::LoraConfig;
 use crate::rec::{LoadOptions, Protocol};

@@ -5,7 +5,7 @@
 
 use super::config::{ItemRepr, PipelineConfig};
 use super::model::{vocabulary, ModelPlan};
-use crate::ilrec::trainer::TrainExample;
+use crate::ilrec::gradients::TrainExample;
 use crate::rec::vocab_map::VocabMap;
 use crate::rec::{leave_one_out, load_dataset, sample_prompt, Dataset, ItemTrie};
 use crate::rec::{Exclusions, Sample, Split};

@@ -12,7 +12,7 @@
 
 use crate::eval::evaluate::EvalOutcome;
 use crate::fingerprint::Fingerprint;
-use crate::ilrec::trainer::TrainExample;
+use crate::ilrec::gradients::TrainExample;
 use crate::model::llama::Llama;
 use crate::rec::metrics::RankingMetrics;
 use crate::rec::{Exclusions, ItemTrie};

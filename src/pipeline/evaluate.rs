@@ -5,7 +5,7 @@
 use super::eval_cache::{self, EvalInputs};
 use crate::eval::decode::LlamaScorer;
 use crate::eval::evaluate::{evaluate, EvalOutcome, Queries};
-use crate::ilrec::trainer::TrainExample;
+use crate::ilrec::gradients::TrainExample;
 use crate::model::llama::Llama;
 use crate::rec::{Exclusions, ItemTrie};
 use crate::report::Progress;

@@ -6,9 +6,9 @@
 use super::config::{ItemRepr, PipelineConfig, SidSource};
 use super::data_flags::parse_data_flag;
 use crate::cli::Flags;
+use crate::ilrec::gradients::NegativesScope;
 use crate::ilrec::negatives::Ensemble;
 use crate::ilrec::schedule::Schedule;
-use crate::ilrec::trainer::NegativesScope;
 use crate::ilrec::LensLayers;
 use crate::lora::LoraConfig;
 use crate::rec::Protocol;

@@ -25,7 +25,7 @@ use crate::eval::beam::ScoredItem;
 use crate::eval::decode::LlamaScorer;
 use crate::eval::evaluate::{rank_all, rank_one, Queries};
 use crate::ilrec::explain::{explain_response, ExplainSettings, PositionView};
-use crate::ilrec::trainer::TrainExample;
+use crate::ilrec::gradients::TrainExample;
 use crate::lora::{load_adapter, merged};
 use crate::model::llama::Llama;
 use crate::rec::item_lookup::ItemLookup;

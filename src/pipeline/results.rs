@@ -5,7 +5,7 @@ use super::config::PipelineConfig;
 use super::data::PreparedData;
 use super::model::{trained_config, ModelPlan};
 use super::variants::lens_layers;
-use crate::ilrec::trainer::StepConfig;
+use crate::ilrec::gradients::StepConfig;
 use crate::rec::{MetricsMean, Protocol};
 use crate::report::{line_plot, ResultRow, ResultsTable, RunLog, Series};
 use crate::{Error, Result};

@@ -5,10 +5,9 @@
 use super::config::PipelineConfig;
 use super::evaluate::Evaluator;
 use crate::cf::SasRec;
+use crate::ilrec::gradients::{StepConfig, TrainExample};
 use crate::ilrec::schedule::Schedule;
-use crate::ilrec::trainer::{
-    run_stage, StageCheckpoint, StageConfig, StageState, StepConfig, TrainExample,
-};
+use crate::ilrec::trainer::{run_stage, StageCheckpoint, StageConfig, StageState};
 use crate::model::llama::Llama;
 use crate::rec::{Exclusions, ItemTrie};
 use crate::report::{Progress, RunLog};

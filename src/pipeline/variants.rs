@@ -4,8 +4,8 @@
 
 use super::ablations::ABLATIONS;
 use super::config::PipelineConfig;
+use crate::ilrec::gradients::StepConfig;
 use crate::ilrec::schedule::Schedule;
-use crate::ilrec::trainer::StepConfig;
 use crate::ilrec::ObjectiveWeights;
 
 /// ILRec's step from the config; `top` = the model's number of blocks; `item_vocab` = CPD's

@@ -290,7 +290,7 @@ pub fn resume_stage_config() -> ilrec::ilrec::trainer::StageConfig {
         clip_norm: 1.0,
         weight_decay: 0.01,
         schedule: ilrec::ilrec::schedule::Schedule::Joint,
-        step: ilrec::ilrec::trainer::StepConfig::sft(),
+        step: ilrec::ilrec::gradients::StepConfig::sft(),
         order_seed: 0,
         checkpoint_every: 1,
         validate_at: Vec::new(),
