@@ -189,8 +189,13 @@ struct Timing {
     cpu_seconds: Option<f64>,
 }
 
-/// One warm-up run (thread start, buffer growth, page faults), then `reps` timed runs
-/// (default: as many as fit in ~3 s, between 3 and 50).
+/// How long `time_reps` runs before it times. One run was not enough for short products on 2
+/// threads: on the 2-core VM, 30 reps of a 0.33 ms product (512 x 192 x 576) measured 150 or
+/// 350 GFLOP/s depending on the process, the second vCPU still waking up; 300 reps always 345.
+const WARM_UP_SECONDS: f64 = 0.2;
+
+/// Warm-up runs (thread start, buffer growth, page faults) for at least [`WARM_UP_SECONDS`],
+/// then `reps` timed runs (default: as many as fit in ~3 s, between 3 and 50).
 fn time_reps(reps: Option<usize>, mut run: impl FnMut()) -> Timing {
     let mut timed = || {
         let t = Instant::now();
@@ -198,6 +203,10 @@ fn time_reps(reps: Option<usize>, mut run: impl FnMut()) -> Timing {
         t.elapsed().as_secs_f64()
     };
     let first = timed();
+    let mut warmed = first;
+    while warmed < WARM_UP_SECONDS {
+        warmed += timed();
+    }
     let reps = reps.unwrap_or(((3.0 / first.max(1e-6)) as usize).clamp(3, 50));
     let cpu_before = process_cpu_seconds();
     let mut times: Vec<f64> = (0..reps).map(|_| timed()).collect();
