@@ -44,14 +44,6 @@ use crate::tensor::Tensor;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-/// Copies a finished row into its place in an output being filled.
-fn write_row(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
-    assert_eq!(dst.len(), src.len(), "attention: a row of the wrong width");
-    for (d, &v) in dst.iter_mut().zip(src) {
-        d.write(v);
-    }
-}
-
 /// The sizes of one attention call and the index arithmetic on its row-major tensors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Dims {
@@ -222,7 +214,7 @@ pub(crate) fn attention_forward(
                 for (i, o_row) in blk.rows.clone().zip(o.chunks_exact(dims.d)) {
                     let at = dims.q_offset(b, i, blk.h);
                     // SAFETY: output row (b, i, h) belongs to this task only.
-                    write_row(unsafe { out_w.range(at..at + dims.d) }, o_row);
+                    unsafe { out_w.range(at..at + dims.d) }.write_copy_of_slice(o_row);
                 }
             }
         });
@@ -384,14 +376,14 @@ fn backward_task(
         for (i, dq_row) in blk.rows.clone().zip(w.dq.chunks_exact(d)) {
             let at = dims.q_offset(b, i, blk.h);
             // SAFETY: dQ row (b, i, h) belongs to this task only (h in g's group).
-            write_row(unsafe { grads.dq.range(at..at + d) }, dq_row);
+            unsafe { grads.dq.range(at..at + d) }.write_copy_of_slice(dq_row);
         }
     }
     for (block, dst) in [(&w.dk, &grads.dk), (&w.dv, &grads.dv)] {
         for (j, src) in block.chunks_exact(d).enumerate() {
             let at = dims.kv_offset(b, j, g);
             // SAFETY: row (b, j, g) is written by the task of (b, g) alone.
-            write_row(unsafe { dst.range(at..at + d) }, src);
+            unsafe { dst.range(at..at + d) }.write_copy_of_slice(src);
         }
     }
 }
