@@ -112,8 +112,8 @@ fn rms_norm_backward(
     let (xs, ws, gs) = (x.data()?, w.data()?, g.data()?);
     let d = w.numel();
     let mut dw = needs[1].then(|| vec![0.0f32; d]); // (D)
-                                                    // Rows are independent: parallel row ranges. SAFETY: each chunk is whole rows of dx, every
-                                                    // element of each row written. (dx is (..., D).)
+                                                    // dx (..., D): rows are independent, parallel row ranges. SAFETY: each chunk is whole rows
+                                                    // of dx, and every element of each row is written.
     let dx = needs[0].then(|| unsafe {
         new_vec_in_chunks(xs.len(), ROW_CHUNK * d.max(1), |r, dx| {
             for (row, dxr) in (r.start / d..r.end / d).zip(dx.chunks_mut(d)) {
