@@ -408,6 +408,11 @@ impl Product<'_> {
             depths.split.is_none() || (!self.add && self.keep.c.is_none()),
             "thin: a product split in depth must be written whole"
         );
+        // The second segment's scratch tile is MAX_TILE floats (`run_tile`).
+        assert!(
+            kernel.mr * kernel.width <= MAX_TILE,
+            "thin: a tile larger than MAX_TILE"
+        );
         let (tiles_r, tiles_c) = (
             self.rows.div_ceil(kernel.mr),
             self.cols.div_ceil(kernel.width),
