@@ -149,16 +149,8 @@ unsafe fn dropped_a_sums<const NV: usize>(
         for i in 0..t.rows {
             // a's rows are contiguous (a_step 1) wherever it carries a mask.
             let src = t.a.add(i * t.a_row + p0);
-            for q0 in (0..depth).step_by(64) {
-                // The mask of up to 64 values, zero past the piece's end.
-                let run = keep.bits(i, p0 + q0, (depth - q0).min(64));
-                for q in (q0..depth.min(q0 + 64)).step_by(8) {
-                    let n = (depth - q).min(8);
-                    let values = _mm256_maskload_ps(src.add(q), first_lanes(n));
-                    let out = dropped(values, (run >> (q - q0)) as u32, keep.keep.scale);
-                    _mm256_storeu_ps(buf.as_mut_ptr().add(i * STAGE + q), out);
-                }
-            }
+            let dst = buf.as_mut_ptr().add(i * STAGE);
+            stage_dropped_row(src, dst, (&keep, i, p0), depth);
         }
         let piece = Tile {
             depth,
@@ -172,4 +164,37 @@ unsafe fn dropped_a_sums<const NV: usize>(
         acc = sums(&piece, masks, acc);
     }
     acc
+}
+
+/// Copies `depth` values of row i of a, from depth p0 (at `src`), into `dst` as the dropout
+/// leaves them (`x * scale` or 0): whole runs of 64 with one mask read and plain loads, the
+/// rest 8 at a time with masked loads (see the AVX-512 tile's `stage_dropped_row`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn stage_dropped_row(
+    src: *const f32,
+    dst: *mut f32,
+    (keep, i, p0): (&KeepAt<'_>, usize, usize),
+    depth: usize,
+) {
+    let scale = keep.keep.scale;
+    let whole = depth / 64 * 64;
+    for q0 in (0..whole).step_by(64) {
+        let run = keep.bits(i, p0 + q0, 64);
+        for v in 0..8 {
+            let values = _mm256_loadu_ps(src.add(q0 + 8 * v));
+            let out = dropped(values, (run >> (8 * v)) as u32, scale);
+            _mm256_storeu_ps(dst.add(q0 + 8 * v), out);
+        }
+    }
+    if whole == depth {
+        return;
+    }
+    // The mask of the last values, zero past the piece's end.
+    let run = keep.bits(i, p0 + whole, depth - whole);
+    for q in (whole..depth).step_by(8) {
+        let values = _mm256_maskload_ps(src.add(q), first_lanes(depth - q));
+        let out = dropped(values, (run >> (q - whole)) as u32, scale);
+        _mm256_storeu_ps(dst.add(q), out);
+    }
 }
