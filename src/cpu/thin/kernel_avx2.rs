@@ -72,11 +72,23 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
             if let Some(keep) = &t.c_keep {
                 out = dropped(out, keep.bits(i, 8 * v, 8) as u32, keep.keep.scale);
             }
+            // Whole vectors of C are read and written plainly (a masked store is slow, on AMD
+            // especially); only the right edge's are masked.
+            let whole = t.cols >= 8 * (v + 1);
             if t.add {
                 // C + sum: what sgemm's fma(1, C, sum) rounds to.
-                out = _mm256_add_ps(_mm256_maskload_ps(dst, masks[v]), out);
+                let c = if whole {
+                    _mm256_loadu_ps(dst)
+                } else {
+                    _mm256_maskload_ps(dst, masks[v])
+                };
+                out = _mm256_add_ps(c, out);
             }
-            _mm256_maskstore_ps(dst, masks[v], out);
+            if whole {
+                _mm256_storeu_ps(dst, out);
+            } else {
+                _mm256_maskstore_ps(dst, masks[v], out);
+            }
         }
     }
 }
@@ -85,16 +97,20 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile<'_>) {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn sums<const NV: usize>(t: &Tile<'_>, masks: &[__m256i; NV], init: Acc<NV>) -> Acc<NV> {
-    match t.b_keep {
-        None => sums_with::<NV, false>(t, masks, init),
-        Some(_) => sums_with::<NV, true>(t, masks, init),
+    // A tile of whole vectors loads b plainly: a masked load is two operations on Intel.
+    let full = t.cols == 8 * NV;
+    match (t.b_keep, full) {
+        (None, true) => sums_with::<NV, false, true>(t, masks, init),
+        (None, false) => sums_with::<NV, false, false>(t, masks, init),
+        (Some(_), true) => sums_with::<NV, true, true>(t, masks, init),
+        (Some(_), false) => sums_with::<NV, true, false>(t, masks, init),
     }
 }
 
 /// `init` plus the tile's sums over the depth (accumulators indexed by constants only).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn sums_with<const NV: usize, const B_KEEP: bool>(
+unsafe fn sums_with<const NV: usize, const B_KEEP: bool, const FULL: bool>(
     t: &Tile<'_>,
     masks: &[__m256i; NV],
     init: Acc<NV>,
@@ -110,8 +126,13 @@ unsafe fn sums_with<const NV: usize, const B_KEEP: bool>(
     let mut b = t.b;
     for p in 0..t.depth {
         let off = p * t.a_step;
-        let mut bv: [__m256; NV] =
-            std::array::from_fn(|v| _mm256_maskload_ps(b.add(8 * v), masks[v]));
+        let mut bv: [__m256; NV] = std::array::from_fn(|v| {
+            if FULL {
+                _mm256_loadu_ps(b.add(8 * v))
+            } else {
+                _mm256_maskload_ps(b.add(8 * v), masks[v])
+            }
+        });
         if let (true, Some(keep)) = (B_KEEP, &t.b_keep) {
             // The bits per vector here: one run per row, shifted out as the AVX-512 tile does,
             // made the masked reduce 5-10% slower with AVX2 (`bench adapter`, reduce_da).
