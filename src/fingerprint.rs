@@ -32,7 +32,7 @@ impl Fingerprint {
         self.bytes(&[0xff]);
     }
 
-    /// A length, then the values (little-endian), so [[1], [2, 3]] differs from [[1, 2], [3]].
+    /// A length, then the values (little-endian), so `[[1], [2, 3]]` differs from `[[1, 2], [3]]`.
     pub fn u32s(&mut self, values: &[u32]) {
         self.bytes(&(values.len() as u64).to_le_bytes());
         for v in values {

@@ -7,7 +7,7 @@
 //! - [`tensor`]     Tensor = shape + contiguous storage (f32 compute; bf16/f16 storage)
 //! - [`cpu`]        CPU kernels: thread pool, blocked GEMM, attention, softmax / log-sum-exp,
 //!   elementwise, one ISA detection (`ILREC_NO_AVX512`, `ILREC_NO_SIMD`)
-//! - [`cuda`]       CUDA device, embedded PTX, launch wrappers (feature `cuda`)
+//! - `cuda`         CUDA device, embedded PTX, launch wrappers (feature `cuda`)
 //! - [`autograd`]   the tape: `Var`s, one file per op family with forward AND backward
 //! - [`optim`]      AdamW, schedules, clipping
 //! - [`tokenizer`]  tokenizer.json: byte-level BPE, pre-tokenizers, NFC, added tokens

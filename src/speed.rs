@@ -282,7 +282,7 @@ pub struct StepSetup<'a> {
 
 /// Times the training step of a randomly initialised `cfg` (seed 0): `lm` on a fixed random
 /// batch (seed 1) of `batch` x `seq` tokens with logits at every position; `sft` / `ilrec` on
-/// the synthetic recommendation batch of [`Workload::trainer`] (same shape, `items`). Then gradient
+/// the synthetic recommendation batch of `Workload::trainer` (same shape, `items`). Then gradient
 /// clipping to norm 1 and one AdamW step (lr 1e-4, weight decay 0.01; PyTorch's other defaults).
 /// One warm-up step, then `steps` timed ones. What is trained is `setup` ([`StepSetup`]).
 pub fn time_train_step(

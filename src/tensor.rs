@@ -188,7 +188,7 @@ impl Tensor {
         }
     }
 
-    /// The elements as a Vec<f32> (a copy), converting half precision.
+    /// The elements as a `Vec<f32>` (a copy), converting half precision.
     pub fn to_vec(&self) -> Vec<f32> {
         match &self.storage {
             Storage::F32(v) => v.to_vec(),

@@ -65,7 +65,7 @@ fn count_targets(targets: &[i64], rows: usize, vocab: usize) -> Result<usize> {
 
 impl Tape {
     /// Mean cross-entropy of `logits` (N, V) against `targets` (N), -100 = ignored row.
-    /// Output shape [1].
+    /// Output shape `[1]`.
     pub fn cross_entropy(&mut self, logits: Var, targets: &[i64]) -> Result<Var> {
         let shape = self.shape(logits).to_vec();
         if shape.len() != 2 {
@@ -129,7 +129,7 @@ impl Tape {
         }))
     }
 
-    /// Mean of squared differences `mean((a - b)^2)` over all elements, shape [1].
+    /// Mean of squared differences `mean((a - b)^2)` over all elements, shape `[1]`.
     /// Both inputs get gradients: d/da = 2 (a - b) / n, d/db = -d/da.
     pub fn mse(&mut self, a: Var, b: Var) -> Result<Var> {
         let (sa, sb) = (self.shape(a), self.shape(b));

@@ -97,12 +97,12 @@ impl Tape {
         self.reduce_axis("mean", a, axis, keepdim, true)
     }
 
-    /// Sum of every element, shape [1].
+    /// Sum of every element, shape `[1]`.
     pub fn sum_all(&mut self, a: Var) -> Result<Var> {
         self.reduce_all("sum_all", a, false)
     }
 
-    /// Mean of every element, shape [1]; errors for an empty tensor.
+    /// Mean of every element, shape `[1]`; errors for an empty tensor.
     pub fn mean_all(&mut self, a: Var) -> Result<Var> {
         self.reduce_all("mean_all", a, true)
     }

@@ -238,7 +238,7 @@ impl Tape {
         Ok(self.record_piece("index_select", out, a, rows))
     }
 
-    /// Picks `k` entries per row: a (R, C), idx (R*k) -> (R, k), out[r][j] = a[r][idx[r*k + j]].
+    /// Picks `k` entries per row: a (R, C), idx (R*k) -> (R, k), `out[r][j] = a[r][idx[r*k + j]]`.
     pub fn gather_last(&mut self, a: Var, idx: &[usize], k: usize) -> Result<Var> {
         let shape = self.shape(a).to_vec();
         if shape.len() != 2 || idx.len() != shape[0] * k {

@@ -9,7 +9,7 @@
 //!    pretrained model, the SID token rows training with them)
 //! 4. from that checkpoint: ILRec fine-tuning, and the SFT baseline continued on the same batches
 //! 5. evaluate each model with trie-constrained beam search on validation and test
-//! 6. print the results table; write runs/<name>/ (config, log, results, checkpoints, plots)
+//! 6. print the results table; write `runs/<name>/` (config, log, results, checkpoints, plots)
 //!
 //! The last line on stdout is one JSON object with the table. Run `train --help` for options.
 

@@ -1,6 +1,6 @@
 //! Helpers for splitting work over the thread pool with a fixed, thread-count-independent split.
 //!
-//! [`parallel_for`](super::pool::parallel_for) hands out task indices; a kernel maps index i to a
+//! [`parallel_for`] hands out task indices; a kernel maps index i to a
 //! fixed range of its output, so *what* each task computes (and in which order it sums) never
 //! depends on how many threads run it, and results are bitwise the same with 1 or 2 threads.
 //! The tasks write disjoint parts of one output buffer, which safe Rust cannot express through a

@@ -5,7 +5,7 @@
 //!
 //! - [`device`]       opening a GPU, its stream, the PTX module cache, [`CudaBuffer`] (f32),
 //!   [`CudaBf16Buffer`], [`CudaI32Buffer`]
-//! - [`launch`]       length checks and grid shapes shared by the wrappers
+//! - `launch`         length checks and grid shapes shared by the wrappers
 //! - [`elementwise`]  launch wrappers for `ptx/elementwise.cu`
 //! - [`gemm`]         bf16 tensor-core GEMM (nn, nt, tn, tt; batched), f32 SIMT GEMM, f32 -> bf16
 //! - [`norm`]         RMSNorm forward / backward (deterministic two-pass weight gradient)

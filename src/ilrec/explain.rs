@@ -36,7 +36,7 @@ pub struct ExplainSettings<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerView {
     pub layer: usize,
-    /// z^l[y], the chosen token's logit at this layer.
+    /// `z^l[y]`, the chosen token's logit at this layer.
     pub chosen_logit: f32,
     /// 1 + the number of candidates with a strictly larger logit.
     pub rank: usize,

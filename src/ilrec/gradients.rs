@@ -54,7 +54,7 @@ pub struct StepConfig {
     /// the whole vocabulary (title mode).
     pub item_vocab: Option<Vec<u32>>,
     /// Seeds the dropout masks of the model's adapters (LoRA) for this step; None = no dropout.
-    /// [`run_stage`] sets it per step from the stage's order seed, so a resumed stage draws the
+    /// [`run_stage`](super::trainer::run_stage) sets it per step from the stage's order seed, so a resumed stage draws the
     /// masks an uninterrupted one would. A model without adapters has no dropout either way.
     pub dropout_seed: Option<u64>,
 }

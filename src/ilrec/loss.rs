@@ -15,7 +15,7 @@
 //! Every term is a function of one row, with a closed-form gradient, so the op computes the
 //! gradient rows while it computes the loss (one pass over each row) and the backward only scales
 //! them by the upstream gradient. The gradients, in the same notation (p = softmax(z),
-//! p' = softmax(z'), p_S = softmax(z^l[V_item]), p_T = softmax(z[V_item])):
+//! p' = softmax(z'), p_S = softmax(z^l\[V_item\]), p_T = softmax(z\[V_item\])):
 //!
 //! ```text
 //! dL_CPO/dz[v] = (p'[v] - [v = y]) * (1 + alpha * w[v] * sign(z[v]))   (the factor only on N_t)

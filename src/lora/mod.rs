@@ -13,7 +13,7 @@
 //! - [`config`]      [`LoraConfig`]: r, alpha, dropout, targets, blocks, rsLoRA, token rows;
 //!   the `--lora` flag; checks against a model
 //! - [`init`]        PEFT's initialisation: A Kaiming-uniform (bound 1 / sqrt(in)), B zero
-//! - [`attach`]      freeze the base, add a fresh adapter; the adapter's parameters by name
+//! - [`attach`](mod@attach) freeze the base, add a fresh adapter; the adapter's parameters by name
 //! - [`tokens`]      trainable token rows of the embedding / head (PEFT's
 //!   `trainable_token_indices`): how added tokens (SIDs) train on a frozen base
 //! - [`peft_config`] `adapter_config.json` in and out; unsupported PEFT options refused

@@ -47,9 +47,9 @@ pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
 
 /// Undoes the row permutation llama.cpp's converter applies to q_proj and k_proj.
 ///
-/// Why it exists: HF's Llama applies RoPE by rotating the pair (x[i], x[i + head_dim/2]) of each
+/// Why it exists: HF's Llama applies RoPE by rotating the pair `(x[i], x[i + head_dim/2])` of each
 /// head ("rotate_half": the first half of a head's dims against the second half), while ggml's
-/// default (LLAMA) RoPE rotates adjacent pairs (x[2i], x[2i + 1]), as Meta's original code did.
+/// default (LLAMA) RoPE rotates adjacent pairs `(x[2i], x[2i + 1])`, as Meta's original code did.
 /// So the converter reorders each head's output rows to interleave the two halves: HF row
 /// `half * head_dim/2 + i` of a head becomes GGUF row `2 * i + half`. Since q and k both get the
 /// same reorder, q·k is unchanged and llama.cpp computes the same attention.

@@ -190,7 +190,7 @@ struct Embedded {
 /// The decoder's blocks without the head: what [`Llama::forward_blocks`] produces, for callers
 /// that apply the head themselves (the ILRec step stacks the final rows with the lens rows).
 pub struct BlockOutputs {
-    /// hidden[0] = embedding output (B,T,D); hidden[l] = raw output of block l, l = 1..=L.
+    /// `hidden[0]` = embedding output (B,T,D); `hidden[l]` = raw output of block l, l = 1..=L.
     pub hidden: Vec<Var>,
     /// The head parameters on this tape.
     pub head: HeadVars,
@@ -198,7 +198,7 @@ pub struct BlockOutputs {
 
 /// What the forward produces.
 pub struct ForwardOutput {
-    /// hidden[0] = embedding output (B,T,D); hidden[l] = raw output of block l, l = 1..=L.
+    /// `hidden[0]` = embedding output (B,T,D); `hidden[l]` = raw output of block l, l = 1..=L.
     pub hidden: Vec<Var>,
     /// (rows, V): all B*T rows (row b*T + t) if no rows were selected, else the selected ones.
     pub logits: Var,

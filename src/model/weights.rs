@@ -218,7 +218,7 @@ fn describe_header_error(map: &[u8], e: SafeTensorError) -> String {
 }
 
 /// A safetensors *write* error as one line in words: an I/O failure (full disk, no such folder,
-/// permission) as the OS says it, anything else as [`describe_header_error`] describes it. The
+/// permission) as the OS says it, anything else as `describe_header_error` describes it. The
 /// crate's own Display is its Debug (`IoError(Os { code: 28, .. })`).
 pub fn write_error(path: &std::path::Path, e: SafeTensorError) -> Error {
     match e {

@@ -72,85 +72,88 @@ impl SidSource {
 /// The whole run. `Default` is the README's default run.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
-    /// Data set folder (MovieLens CSV or RecBole atomic files) [embedded data/ml-latest-small].
+    /// Data set folder (MovieLens CSV or RecBole atomic files); default the embedded
+    /// data/ml-latest-small.
     pub data: PathBuf,
-    /// How the folder is read and filtered: k-core [5] and RecBole's interaction-count
-    /// intervals, duplicates [first], rating threshold [off], atomic-file field names, item
-    /// text (`pipeline::data_flags`).
+    /// How the folder is read and filtered: k-core (default 5) and RecBole's
+    /// interaction-count intervals, duplicates (default first), rating threshold (default off),
+    /// atomic-file field names, item text (`pipeline::data_flags`).
     pub load: LoadOptions,
     /// Which items a ranking competes over [all-items; `--exclude-history`].
     pub protocol: Protocol,
-    /// Preset (tiny, mini, small, base), an HF folder or a .gguf file [tiny].
+    /// Preset (tiny, mini, small, base), an HF folder or a .gguf file (default tiny).
     pub model: String,
     /// LoRA adapters on the pretrained `model` (frozen base; SID token rows train too) instead
-    /// of full fine-tuning [none: full fine-tuning].
+    /// of full fine-tuning (default none: full fine-tuning).
     pub lora: Option<LoraConfig>,
-    /// How items are written [sid].
+    /// How items are written (default sid).
     pub item_repr: ItemRepr,
-    /// SID mode: what the RQ-VAE quantises [cf].
+    /// SID mode: what the RQ-VAE quantises (default cf).
     pub sid_embeddings: SidSource,
-    /// SID mode: a `sids.json` (LC-Rec's `.index.json` shape) to use instead of building [none].
+    /// SID mode: a `sids.json` (LC-Rec's `.index.json` shape) to use instead of building
+    /// (default none).
     pub sids: Option<PathBuf>,
-    /// History items shown in the LLM prompt [10].
+    /// History items shown in the LLM prompt (default 10).
     pub max_history: usize,
-    /// Seeded subsample of training samples for the LLM, 0 = all [0].
+    /// Seeded subsample of training samples for the LLM, 0 = all (default 0).
     pub train_samples: usize,
-    /// Seeded subset of validation users for model selection, 0 = all [200].
+    /// Seeded subset of validation users for model selection, 0 = all (default 200).
     pub valid_users: usize,
-    /// Subset of test users, 0 = all [0]. Drawn with a fixed seed (not `seed`), so every seed
-    /// of a study ranks the same users and per-user results pair across seeds.
+    /// Subset of test users, 0 = all (default 0). Drawn with a fixed seed (not `seed`), so every
+    /// seed of a study ranks the same users and per-user results pair across seeds.
     pub test_users: usize,
-    /// SFT warm-up passes over the training samples [1].
+    /// SFT warm-up passes over the training samples (default 1).
     pub epochs: f64,
-    /// Passes of each continuation (SFT and ILRec from the warm-up) [0.5].
+    /// Passes of each continuation (SFT and ILRec from the warm-up) (default 0.5).
     pub finetune_epochs: f64,
-    /// Examples per step [16].
+    /// Examples per step (default 16).
     pub batch: usize,
-    /// Peak learning rate of the cosine schedule [2e-3].
+    /// Peak learning rate of the cosine schedule (default 2e-3).
     pub lr: f32,
-    /// Linear warm-up as a fraction of a stage's steps (at least one step) [0.05].
+    /// Linear warm-up as a fraction of a stage's steps (at least one step) (default 0.05).
     pub warmup_fraction: f64,
-    /// Global gradient-norm clip [1.0].
+    /// Global gradient-norm clip (default 1.0).
     pub clip_norm: f32,
-    /// AdamW weight decay (norms and biases excluded) [0.01].
+    /// AdamW weight decay (norms and biases excluded) (default 0.01).
     pub weight_decay: f32,
-    /// Logit-lens layers S [last4: the four blocks below the top, clipped to >= 1].
+    /// Logit-lens layers S (default last4: the four blocks below the top, clipped to >= 1).
     pub lens_layers: LensLayers,
-    /// ILRec weights: CPO alpha [0.1], CRR lambda [0.1], CPD mu [1].
+    /// ILRec weights: CPO alpha (default 0.1), CRR lambda (default 0.1), CPD mu (default 1).
     pub alpha: f32,
     pub lambda: f32,
     pub mu: f32,
-    /// CRR reward temperature tau_r [1].
+    /// CRR reward temperature tau_r (default 1).
     pub tau_r: f32,
-    /// Self-hard-negative margin [0] and temperature tau [1].
+    /// Self-hard-negative margin (default 0) and temperature tau (default 1).
     pub margin: f32,
     pub tau: f32,
-    /// Where negatives may come from: trie children of the prefix, or the whole vocabulary [trie].
+    /// Where negatives may come from: trie children of the prefix, or the whole vocabulary
+    /// (default trie).
     pub negatives_scope: NegativesScope,
-    /// How the lens layers' logits are combined for mining [mean].
+    /// How the lens layers' logits are combined for mining (default mean).
     pub ensemble: Ensemble,
-    /// The two ILRec stages [joint].
+    /// The two ILRec stages (default joint).
     pub schedule: Schedule,
     /// Ablation variants to run as well, by short name (`pipeline::ablations::ABLATIONS`);
-    /// `--ablation` = all five [none].
+    /// `--ablation` = all five (default none).
     pub ablations: Vec<String>,
     /// Also fine-tune ILRec with the sequential schedule from the same warm-up, row
-    /// `ilrec sequential` (`study`'s `sequential` method without a second warm-up) [false].
+    /// `ilrec sequential` (`study`'s `sequential` method without a second warm-up) (default false).
     pub also_sequential: bool,
-    /// SASRec (CF reward model): most epochs [30] and early-stopping patience [3].
+    /// SASRec (CF reward model): most epochs (default 30) and early-stopping patience (default 3).
     pub sasrec_epochs: usize,
     pub sasrec_patience: usize,
-    /// Beam width of constrained decoding [20].
+    /// Beam width of constrained decoding (default 20).
     pub beams: usize,
-    /// Seed of everything [0].
+    /// Seed of everything (default 0).
     pub seed: u64,
-    /// Evaluation threads [2].
+    /// Evaluation threads (default 2).
     pub threads: usize,
-    /// Run folder [runs/run-<unix seconds>].
+    /// Run folder (default `runs/run-<unix seconds>`).
     pub out: Option<PathBuf>,
-    /// Save a resumable checkpoint every this many steps [50].
+    /// Save a resumable checkpoint every this many steps (default 50).
     pub checkpoint_every: usize,
-    /// Continue a killed run in `out` [false].
+    /// Continue a killed run in `out` (default false).
     pub resume: bool,
 }
 

@@ -44,13 +44,13 @@ impl FieldType {
 /// Which columns are the user, item, time and rating, and which make the item text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldNames {
-    /// `--user-field` [user_id].
+    /// `--user-field` (default user_id).
     pub user: String,
-    /// `--item-field` [item_id].
+    /// `--item-field` (default item_id).
     pub item: String,
-    /// `--time-field` [timestamp].
+    /// `--time-field` (default timestamp).
     pub time: String,
-    /// `--rating-field` [rating]; read only with a rating threshold.
+    /// `--rating-field` (default rating); read only with a rating threshold.
     pub rating: String,
     /// `--item-text-fields`: the title first, then the fields appended to the item text.
     /// None: the default rule of `recbole.rs` ([`TITLE_FIELDS`], then the other `token_seq`s).

@@ -75,7 +75,7 @@ impl Dataset {
 
     /// Titles made distinct for title mode (where an item is its title's tokens, and the item
     /// trie refuses two items with one sequence): a title shared by several items gets
-    /// " [raw_id]" appended on each of them. Unique titles are unchanged.
+    /// " \[raw_id\]" appended on each of them. Unique titles are unchanged.
     pub fn unique_titles(&self) -> Vec<String> {
         let mut uses: HashMap<&str, usize> = HashMap::new();
         for item in &self.items {

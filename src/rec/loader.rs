@@ -1,6 +1,6 @@
 //! The loader toolkit the format readers (`movielens.rs`, `recbole.rs`) and the pre-processing
 //! share: the raw types ([`Item`], [`Interaction`], [`RawData`]), file and field helpers whose
-//! errors name file, line and column, the [`RawBuilder`] that interns ids, and [`item_text`].
+//! errors name file, line and column, the `RawBuilder` that interns ids, and [`item_text`].
 //! `dataset.rs` dispatches to the readers and assembles their output; nothing here imports it.
 
 use crate::{Error, Result};
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// One item: its id in the source file, its title, and its full text (title plus the other text
-/// fields present, capped at [`LoadOptions::max_text_chars`] characters).
+/// fields present, capped at [`LoadOptions::max_text_chars`](super::LoadOptions::max_text_chars) characters).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub raw_id: String,

@@ -17,7 +17,8 @@ pub struct LoadOptions {
     pub user_inter_num: Option<Intervals>,
     /// RecBole's `item_inter_num_interval`: replaces the item side of `kcore` when set.
     pub item_inter_num: Option<Intervals>,
-    /// Which row of a repeated (user, item) pair is kept (RecBole's `rm_dup_inter`) [first].
+    /// Which row of a repeated (user, item) pair is kept (RecBole's `rm_dup_inter`; default
+    /// first).
     pub keep_duplicate: KeepDuplicate,
     /// Keep only interactions rated at least this (implicit feedback); None: ratings ignored.
     pub min_rating: Option<f64>,

@@ -29,7 +29,7 @@ pub fn collision_rate(codes: &[Vec<u32>]) -> f64 {
 /// What [`resolve_collisions`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {
-    /// codes[item][level], unique across items.
+    /// `codes[item][level]`, unique across items.
     pub codes: Vec<Vec<u32>>,
     /// [`collision_rate`] before resolution.
     pub rate_before: f64,

@@ -48,7 +48,7 @@ pub fn sid_text(codes: &[u32]) -> String {
 /// The token ids of the SID tokens in one tokenizer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SidVocab {
-    /// ids[level][code].
+    /// `ids[level][code]`.
     pub ids: Vec<Vec<u32>>,
 }
 

@@ -61,7 +61,7 @@ pub struct EpochStats {
 /// Every item's codes after training.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quantized {
-    /// codes[item][level].
+    /// `codes[item][level]`.
     pub codes: Vec<Vec<u32>>,
     /// The residual the last level quantised, (items, e_dim) row-major (collision resolution
     /// measures distances to the last codebook from it).

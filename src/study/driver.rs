@@ -31,7 +31,7 @@ use std::time::Instant;
 pub struct Study {
     pub grid: Grid,
     pub out: PathBuf,
-    /// Paired-bootstrap resamples [10,000] and their seed [0].
+    /// Paired-bootstrap resamples (default 10,000) and their seed (default 0).
     pub resamples: usize,
     pub bootstrap_seed: u64,
     /// Only rebuild the report from `results.jsonl`.

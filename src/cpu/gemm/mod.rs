@@ -11,13 +11,14 @@
 //!       for jr in block cols, NR       B sliver [KC x NR] stays in L1 across the ir loop
 //!         for ir in block rows, MR       microkernel: MR x NR tile of C in registers
 //! ```
-//! The microkernel is picked at run time: AVX-512F 8x48 (8x32 for narrow C, see [`pads_less`]),
-//! else AVX2+FMA 6x16, else scalar 4x8 (see [`Isa`]). Edge tiles are packed with zero padding,
-//! computed into a scratch tile, and only their valid part is written back.
+//! The microkernel is picked at run time: AVX-512F 8x48 (8x32 for narrow C, see
+//! `blocking::pads_less`), else AVX2+FMA 6x16, else scalar 4x8 (see [`Isa`]). Edge tiles are
+//! packed with zero padding, computed into a scratch tile, and only their valid part is written
+//! back.
 //!
 //! Threads: C is split into `threads` contiguous column ranges (or row ranges, whichever
 //! dimension has more microkernel tiles; with the AVX-512 kernel any C at least as wide as tall
-//! by columns, see [`split_by_cols`]), aligned to NR (MR); very wide or tall C into more
+//! by columns, see `blocking::split_by_cols`), aligned to NR (MR); very wide or tall C into more
 //! parts, handed out dynamically (see `run_threads`). Each thread packs its own
 //! operands into thread-local buffers (reused, so no allocation after warm-up). A deep product
 //! (k >= 8192, C at least 256 x 256: the LM head's dX) is instead summed as two depth segments,

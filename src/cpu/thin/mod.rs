@@ -126,7 +126,7 @@ pub fn reduce(
 /// (m, n), `keep.row_len == n`) if given, written or added onto Y (`add`); rows of H `ldh`
 /// apart, of Q `ldq`, of Y `ldy`. Masking before adding lets LoRA's backward add the adapter's
 /// dx (masked) straight onto the frozen path's dx. Y always gets the finished product in one
-/// addition, whatever r (see [`whole_then_added`]): LoRA adds its update onto the frozen
+/// addition, whatever r (see `whole_then_added`): LoRA adds its update onto the frozen
 /// output, the same bits as adding two tensors.
 #[allow(clippy::too_many_arguments)]
 pub fn expand(
