@@ -130,7 +130,6 @@ unsafe fn dropped_a_sums<const NV: usize>(
     masks: &[__mmask16; NV],
 ) -> Acc<NV> {
     let mut buf = [0.0f32; MR * STAGE];
-    let scale = _mm512_set1_ps(keep.keep.scale);
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     for p0 in (0..t.depth).step_by(STAGE) {
         let depth = STAGE.min(t.depth - p0);
@@ -138,7 +137,7 @@ unsafe fn dropped_a_sums<const NV: usize>(
             // a's rows are contiguous (a_step 1) wherever it carries a mask.
             let src = t.a.add(i * t.a_row + p0);
             let dst = buf.as_mut_ptr().add(i * STAGE);
-            stage_dropped_row(src, dst, (&keep, i, p0), depth, scale);
+            stage_dropped_row(src, dst, (&keep, i, p0), depth);
         }
         let piece = Tile {
             depth,
@@ -169,8 +168,8 @@ unsafe fn stage_dropped_row(
     dst: *mut f32,
     (keep, i, p0): (&KeepAt<'_>, usize, usize),
     depth: usize,
-    scale: __m512,
 ) {
+    let scale = _mm512_set1_ps(keep.keep.scale);
     let whole = depth / 64 * 64;
     for q0 in (0..whole).step_by(64) {
         let run = keep.bits(i, p0 + q0, 64);
