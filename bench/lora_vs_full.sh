@@ -7,6 +7,9 @@
 #
 #   bash bench/lora_vs_full.sh [N=15]        (~30 s a pair; needs `cargo build --release --bin bench`)
 #
+# 15 pairs give an interval 0.03-0.04 wide; 45 (~23 min) about 0.015, which is what it took to
+# settle a ratio 0.01 under its target (BENCHMARKS.md, "The ratio over 45 + 45 pairs").
+#
 # Why not bench/window.sh for this ratio: there the two runs of a pair sit apart, a PyTorch run
 # between them, and a window has 3 pairs; the median of 3 moves by +-0.02 from window to window.
 # The interval: the pair ratios sorted, x(j) .. x(N+1-j) with the largest j for which
