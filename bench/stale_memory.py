@@ -6,11 +6,11 @@
 # Why it is here: in the full fine-tuning step, SwiGLU's backward took ~3x as long as the same
 # call in the LoRA step, with its inputs equally warm and no page fault counted by the guest
 # (BENCHMARKS.md, "The ratio over 45 + 45 pairs"). This probe separates the machine from our
-# code: two 6 MiB buffers (the size of SwiGLU's two gradients for B 4, T 128) are left alone
-# for a pause (the core kept busy on a few KB meanwhile, so that it does not sleep), then one
-# is read twice and the other written twice; once in ordinary 4 KiB pages and once in a region
-# madvise'd for transparent huge pages (2 MiB). On a machine where the first touch after a
-# pause is as fast as the second, the columns read alike. Prints GB/s per access.
+# code: two 6 MiB buffers (each the size of SwiGLU's two gradients together at B 4, T 128)
+# are left alone for a pause (the core kept busy on a few KB meanwhile, so that it does not
+# sleep), then one is read twice and the other written twice; once in ordinary 4 KiB pages and
+# once in a region madvise'd for transparent huge pages (2 MiB). On a machine where the first
+# touch after a pause is as fast as the second, the columns read alike. Prints GB/s per access.
 import mmap
 import time
 
