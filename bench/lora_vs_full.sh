@@ -35,8 +35,8 @@ for i in $(seq 1 "$N"); do
     echo "pair $i full $full lora $lora" | tee -a "$log"
 done
 echo "end $(date -u +%FT%T) peak $($B peak --threads 2 --json | tail -1)"
-awk '{ print $6 / $4, $4, $6 }' "$log" | sort -n | awk -v n="$N" '
-    { r[NR] = $1; full[NR] = $2; lora[NR] = $3 }
+awk '{ print $6 / $4 }' "$log" | sort -n | awk -v n="$N" '
+    { r[NR] = $1 }
     END {
         # j: the largest with P(Binomial(n, 1/2) <= j - 1) <= 0.025; 0 when n is too small.
         p = 0.5 ^ n; cdf = p; j = 0
